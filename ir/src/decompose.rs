@@ -1,0 +1,1 @@
+//! Decompositions of composite ops into primitives.
