@@ -121,8 +121,10 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             need_numeric(x, info.name)?;
             pool(x, kernel, strides, pads, dilations, *ceil_mode)
         }
-        Op::Reduce { axes, keepdims, .. } => {
-            need_numeric(x, "reduce")?;
+        Op::Reduce { kind, axes, keepdims } => {
+            if !matches!(kind, crate::ReduceKind::Max | crate::ReduceKind::Min) {
+                need_numeric(x, "reduce")?;
+            }
             let mut dims = Vec::new();
             let mut seen = vec![false; rank];
             for &a in axes {

@@ -1,1 +1,3 @@
-//! sovc models.
+//! sovc-models: model importers (ONNX, safetensors) and built-in models with deterministic weights.
+
+pub mod onnx;

@@ -87,7 +87,7 @@ pub fn gather(x: &Tensor, idx: &Tensor, axis: i64) -> Result<Tensor, String> {
     out_shape.extend(idx.shape());
     out_shape.extend(&sh[a + 1..]);
     Ok(map_same!(x, arr => {
-        let sel = arr.select(Axis(a), &ix);
+        let sel = arr.select(Axis(a), &ix).as_standard_layout().into_owned();
         sel.into_shape_with_order(IxDyn(&out_shape)).map_err(|e| e.to_string())?
     }))
 }
@@ -406,11 +406,12 @@ pub struct ResizeParams<'a> {
 /// The input coordinate an output coordinate maps to.
 fn source_coord(o: usize, in_len: usize, out_len: usize, scale: f64, coord: CoordTransform) -> f64 {
     let o = o as f64;
-    let (il, ol) = (in_len as f64, out_len as f64);
+    // ONNX measures the resized length as `in * scale`, before rounding to whole elements.
+    let (il, ol) = (in_len as f64, in_len as f64 * scale);
     match coord {
         CoordTransform::HalfPixel => (o + 0.5) / scale - 0.5,
         CoordTransform::HalfPixelSymmetric => {
-            let adj = ol / (scale * il);
+            let adj = out_len as f64 / ol;
             let center = il / 2.0;
             let offset = center * (1.0 - adj);
             offset + (o + 0.5) / scale - 0.5

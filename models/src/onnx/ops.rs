@@ -1,0 +1,1068 @@
+//! One handler per ONNX op type: reads attributes and inputs as the op's opset defines them, and emits
+//! sovc ops (folded when constant). Ops not listed here are refused with the op type, node and opset.
+
+use super::import::{DimVal, Importer, NodeCtx, Val};
+use super::tensor::dtype_from_onnx;
+use super::ImportError;
+use sovc_ir::infer::{norm_axis, slice_range};
+use sovc_ir::{
+    BinaryOp, CoordTransform, DType, DepthToSpaceMode, Dim, GeluApprox, NearestMode, Op, PadMode, ReduceKind, ResizeMode,
+    ScatterReduction, Shape, Tensor, UnaryOp,
+};
+
+type R<T> = Result<T, ImportError>;
+
+fn unary_of(t: &str) -> Option<UnaryOp> {
+    Some(match t {
+        "Abs" => UnaryOp::Abs,
+        "Neg" => UnaryOp::Neg,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Sqrt" => UnaryOp::Sqrt,
+        "Reciprocal" => UnaryOp::Reciprocal,
+        "Sin" => UnaryOp::Sin,
+        "Cos" => UnaryOp::Cos,
+        "Tan" => UnaryOp::Tan,
+        "Asin" => UnaryOp::Asin,
+        "Acos" => UnaryOp::Acos,
+        "Atan" => UnaryOp::Atan,
+        "Sinh" => UnaryOp::Sinh,
+        "Cosh" => UnaryOp::Cosh,
+        "Asinh" => UnaryOp::Asinh,
+        "Acosh" => UnaryOp::Acosh,
+        "Atanh" => UnaryOp::Atanh,
+        "Tanh" => UnaryOp::Tanh,
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "Relu" => UnaryOp::Relu,
+        "Erf" => UnaryOp::Erf,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Round" => UnaryOp::Round,
+        "Sign" => UnaryOp::Sign,
+        "Not" => UnaryOp::Not,
+        "IsNaN" => UnaryOp::IsNaN,
+        "BitwiseNot" => UnaryOp::BitwiseNot,
+        "Softplus" => UnaryOp::Softplus,
+        "Softsign" => UnaryOp::Softsign,
+        "HardSwish" => UnaryOp::HardSwish,
+        "Mish" => UnaryOp::Mish,
+        _ => return None,
+    })
+}
+
+fn binary_of(t: &str) -> Option<BinaryOp> {
+    Some(match t {
+        "Add" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Equal" => BinaryOp::Equal,
+        "Less" => BinaryOp::Less,
+        "LessOrEqual" => BinaryOp::LessEqual,
+        "Greater" => BinaryOp::Greater,
+        "GreaterOrEqual" => BinaryOp::GreaterEqual,
+        "And" => BinaryOp::And,
+        "Or" => BinaryOp::Or,
+        "Xor" => BinaryOp::Xor,
+        "BitwiseAnd" => BinaryOp::BitAnd,
+        "BitwiseOr" => BinaryOp::BitOr,
+        "BitwiseXor" => BinaryOp::BitXor,
+        "PRelu" => BinaryOp::PRelu,
+        _ => return None,
+    })
+}
+
+fn req<'a>(cx: &NodeCtx, ins: &'a [Option<Val>], i: usize) -> R<&'a Val> {
+    ins.get(i).and_then(|v| v.as_ref()).ok_or_else(|| cx.err(format!("input {i} is required")))
+}
+
+fn opt(ins: &[Option<Val>], i: usize) -> Option<&Val> {
+    ins.get(i).and_then(|v| v.as_ref())
+}
+
+/// The integer contents of an input that must be known at compile time.
+fn ints(cx: &NodeCtx, v: &Val) -> R<Vec<i64>> {
+    if let Some(t) = &v.known {
+        return Ok(t.to_i64_vec());
+    }
+    if let Some(d) = v.as_dims() {
+        if let Some(v) = d.iter().map(DimVal::as_int).collect::<Option<Vec<_>>>() {
+            return Ok(v);
+        }
+    }
+    let hint = if let Some(d) = &v.dims {
+        let syms: Vec<String> = d.iter().filter_map(|e| if let DimVal::Sym(s) = e { Some(s.to_string()) } else { None }).collect();
+        format!("; it depends on the symbolic dimension(s) {}: fix them with --shape", syms.join(", "))
+    } else {
+        String::from("; it is computed at run time (a graph input can be bound as a constant)")
+    };
+    Err(ImportError::NeedsConstant { node: cx.name.clone(), op_type: cx.op_type.into(), input: v.name.clone(), hint })
+}
+
+/// The entries of a shape input: known numbers or symbolic dims.
+fn shape_entries(cx: &NodeCtx, v: &Val) -> R<Vec<DimVal>> {
+    match v.as_dims() {
+        Some(d) => Ok(d),
+        None => ints(cx, v).map(|v| v.into_iter().map(DimVal::Int).collect()),
+    }
+}
+
+fn floats(cx: &NodeCtx, v: &Val) -> R<Vec<f64>> {
+    match &v.known {
+        Some(t) => Ok(t.to_f64_vec()),
+        None => Err(ImportError::NeedsConstant {
+            node: cx.name.clone(),
+            op_type: cx.op_type.into(),
+            input: v.name.clone(),
+            hint: String::new(),
+        }),
+    }
+}
+
+fn scalar(dtype: DType, v: f64) -> Val {
+    Val::known(Tensor::from_f64_fn(dtype, &[], |_| v))
+}
+
+fn rank(v: &Val) -> usize {
+    v.ty.shape.rank()
+}
+
+fn dims(v: &Val) -> &[Dim] {
+    &v.ty.shape.0
+}
+
+fn static_dims(cx: &NodeCtx, v: &Val) -> R<Vec<i64>> {
+    v.ty.shape
+        .as_consts()
+        .map(|d| d.into_iter().map(|x| x as i64).collect())
+        .ok_or_else(|| cx.err(format!("needs a static shape for `{}`, found {}: fix symbols with --shape", v.name, v.ty.shape)))
+}
+
+fn axis(cx: &NodeCtx, a: i64, r: usize) -> R<i64> {
+    norm_axis(a, r).map(|a| a as i64).map_err(|m| cx.err(m))
+}
+
+fn axes_list(cx: &NodeCtx, axes: &[i64], r: usize) -> R<Vec<i64>> {
+    let mut v: Vec<i64> = axes.iter().map(|&a| axis(cx, a, r)).collect::<R<_>>()?;
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Reshape through the IR op (with folding).
+fn reshape(imp: &mut Importer, cx: &NodeCtx, x: &Val, shape: Vec<Dim>) -> R<Val> {
+    imp.emit1(cx, Op::Reshape { shape: Shape(shape) }, &[x])
+}
+
+/// Dispatches one node to its handler.
+pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let t = cx.op_type;
+    if let Some(u) = unary_of(t) {
+        return Ok(vec![imp.emit1(cx, Op::Unary(u), &[req(cx, ins, 0)?])?]);
+    }
+    if let Some(b) = binary_of(t) {
+        return Ok(vec![imp.emit1(cx, Op::Binary(b), &[req(cx, ins, 0)?, req(cx, ins, 1)?])?]);
+    }
+    let x = || req(cx, ins, 0);
+    let one = |v: Val| Ok(vec![v]);
+    match t {
+        "Identity" => one(x()?.clone()),
+        "Dropout" => {
+            if opt(ins, 2).is_some_and(|m| m.known.as_ref().is_none_or(|k| k.to_i64_vec() != [0])) || cx.i("is_test", 1) == 0 && cx.opset < 7 {
+                return Err(cx.err("training mode is not supported"));
+            }
+            if cx.used_outputs() > 1 {
+                let mask = imp.emit1(cx, Op::Expand { shape: x()?.ty.shape.clone() }, &[&Val::known(Tensor::scalar(true))])?;
+                return Ok(vec![x()?.clone(), mask]);
+            }
+            one(x()?.clone())
+        }
+        "Mod" => {
+            let op = if cx.i("fmod", 0) == 1 { BinaryOp::Fmod } else { BinaryOp::Mod };
+            one(imp.emit1(cx, Op::Binary(op), &[x()?, req(cx, ins, 1)?])?)
+        }
+        "BitShift" => {
+            let op = match cx.s("direction").as_deref() {
+                Some("LEFT") => BinaryOp::ShiftLeft,
+                Some("RIGHT") => BinaryOp::ShiftRight,
+                d => return Err(cx.err(format!("direction {d:?} must be LEFT or RIGHT"))),
+            };
+            one(imp.emit1(cx, Op::Binary(op), &[x()?, req(cx, ins, 1)?])?)
+        }
+        "Max" | "Min" | "Sum" | "Mean" => variadic(imp, cx, ins),
+        "Clip" => clip(imp, cx, ins),
+        "Where" => one(imp.emit1(cx, Op::Where {}, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?),
+        "Cast" | "CastLike" => {
+            let to = if t == "Cast" {
+                dtype_from_onnx(cx.i("to", 0) as i32, &cx.name)?
+            } else {
+                req(cx, ins, 1)?.ty.dtype
+            };
+            let v = x()?;
+            if let (Some(d), true) = (&v.dims, to.is_int()) {
+                return one(Val::dims(d.clone(), rank(v) == 0));
+            }
+            one(imp.emit1(cx, Op::Cast { to }, &[v])?)
+        }
+        "LeakyRelu" => one(imp.emit1(cx, Op::LeakyRelu { alpha: cx.f("alpha", 0.01) }, &[x()?])?),
+        "Elu" => one(imp.emit1(cx, Op::Elu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
+        "Selu" => one(imp.emit1(cx, Op::Selu { alpha: cx.f("alpha", 1.673_263_2), gamma: cx.f("gamma", 1.050_701) }, &[x()?])?),
+        "Celu" => one(imp.emit1(cx, Op::Celu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
+        "HardSigmoid" => one(imp.emit1(cx, Op::HardSigmoid { alpha: cx.f("alpha", 0.2), beta: cx.f("beta", 0.5) }, &[x()?])?),
+        "ThresholdedRelu" => one(imp.emit1(cx, Op::ThresholdedRelu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
+        "Shrink" => one(imp.emit1(cx, Op::Shrink { bias: cx.f("bias", 0.0), lambd: cx.f("lambd", 0.5) }, &[x()?])?),
+        "Gelu" => {
+            let approximate = match cx.s("approximate").as_deref() {
+                None | Some("none") => GeluApprox::None,
+                Some("tanh") => GeluApprox::Tanh,
+                Some(a) => return Err(cx.err(format!("approximate `{a}` must be none or tanh"))),
+            };
+            one(imp.emit1(cx, Op::Gelu { approximate }, &[x()?])?)
+        }
+        "IsInf" => one(imp.emit1(
+            cx,
+            Op::IsInf { detect_positive: cx.i("detect_positive", 1) != 0, detect_negative: cx.i("detect_negative", 1) != 0 },
+            &[x()?],
+        )?),
+        "MatMul" => one(imp.emit1(cx, Op::MatMul {}, &[x()?, req(cx, ins, 1)?])?),
+        "Gemm" => gemm(imp, cx, ins),
+        "Conv" => conv(imp, cx, ins),
+        "ConvTranspose" => conv_transpose(imp, cx, ins),
+        "MaxPool" | "AveragePool" | "LpPool" => pool(imp, cx, ins),
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let v = x()?;
+            let kind = match t {
+                "GlobalAveragePool" => ReduceKind::Mean,
+                "GlobalMaxPool" => ReduceKind::Max,
+                _ => match cx.i("p", 2) {
+                    1 => ReduceKind::L1,
+                    2 => ReduceKind::L2,
+                    p => return Err(cx.err(format!("p = {p} is not supported (1 or 2)"))),
+                },
+            };
+            one(imp.emit1(cx, Op::Reduce { kind, axes: (2..rank(v) as i64).collect(), keepdims: true }, &[v])?)
+        }
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
+        | "ReduceLogSumExp" | "ReduceSumSquare" => reduce(imp, cx, ins),
+        "ArgMax" | "ArgMin" => {
+            let v = x()?;
+            let a = axis(cx, cx.i("axis", 0), rank(v))?;
+            let (keepdims, select_last) = (cx.i("keepdims", 1) != 0, cx.i("select_last_index", 0) != 0);
+            let op = if t == "ArgMax" { Op::ArgMax { axis: a, keepdims, select_last } } else { Op::ArgMin { axis: a, keepdims, select_last } };
+            one(imp.emit1(cx, op, &[v])?)
+        }
+        "Softmax" | "LogSoftmax" | "Hardmax" => softmax(imp, cx, ins),
+        "LayerNormalization" => layer_norm(imp, cx, ins),
+        "RMSNormalization" => {
+            let v = x()?;
+            let a = axis(cx, cx.i("axis", -1), rank(v))?;
+            one(imp.emit1(cx, Op::RmsNorm { axis: a, epsilon: cx.f("epsilon", 1e-5) }, &[v, req(cx, ins, 1)?])?)
+        }
+        "BatchNormalization" => {
+            if cx.i("training_mode", 0) != 0 || cx.used_outputs() > 1 {
+                return Err(cx.err("training mode is not supported"));
+            }
+            let v: Vec<&Val> = (0..5).map(|i| req(cx, ins, i)).collect::<R<_>>()?;
+            one(imp.emit1(cx, Op::BatchNorm { epsilon: cx.f("epsilon", 1e-5) }, &v)?)
+        }
+        "InstanceNormalization" => {
+            one(imp.emit1(cx, Op::InstanceNorm { epsilon: cx.f("epsilon", 1e-5) }, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?)
+        }
+        "GroupNormalization" => group_norm(imp, cx, ins),
+        "LRN" => one(imp.emit1(
+            cx,
+            Op::Lrn { size: cx.i("size", 0), alpha: cx.f("alpha", 1e-4), beta: cx.f("beta", 0.75), bias: cx.f("bias", 1.0) },
+            &[x()?],
+        )?),
+        "CumSum" | "CumProd" => {
+            let v = x()?;
+            let a = ints(cx, req(cx, ins, 1)?)?;
+            let a = axis(cx, *a.first().ok_or_else(|| cx.err("axis is empty"))?, rank(v))?;
+            let (exclusive, reverse) = (cx.i("exclusive", 0) != 0, cx.i("reverse", 0) != 0);
+            let op = if t == "CumSum" { Op::CumSum { axis: a, exclusive, reverse } } else { Op::CumProd { axis: a, exclusive, reverse } };
+            one(imp.emit1(cx, op, &[v])?)
+        }
+        "Transpose" => {
+            let v = x()?;
+            let perm = cx.ints("perm").unwrap_or_else(|| (0..rank(v) as i64).rev().collect());
+            one(imp.emit1(cx, Op::Transpose { perm }, &[v])?)
+        }
+        "Reshape" => reshape_op(imp, cx, ins),
+        "Flatten" => {
+            let v = x()?;
+            let r = rank(v);
+            let a = if cx.i("axis", 1) == r as i64 { r } else { norm_axis(cx.i("axis", 1), r).map_err(|m| cx.err(m))? };
+            let (outer, inner) = (product(&dims(v)[..a]), product(&dims(v)[a..]));
+            let (outer, inner) = (outer.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?, inner.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?);
+            one(reshape(imp, cx, v, vec![outer, inner])?)
+        }
+        "Squeeze" | "Unsqueeze" => squeeze(imp, cx, ins),
+        "Expand" => {
+            let v = x()?;
+            let shape = shape_entries(cx, req(cx, ins, 1)?)?;
+            let shape: Vec<Dim> = shape
+                .into_iter()
+                .map(|d| match d {
+                    DimVal::Int(i) if i >= 0 => Ok(Dim::Const(i as u64)),
+                    DimVal::Sym(s) => Ok(s),
+                    DimVal::Int(i) => Err(cx.err(format!("negative dimension {i}"))),
+                })
+                .collect::<R<_>>()?;
+            one(imp.emit1(cx, Op::Expand { shape: Shape(shape) }, &[v])?)
+        }
+        "Concat" => concat(imp, cx, ins),
+        "Split" => split(imp, cx, ins),
+        "Slice" => slice(imp, cx, ins),
+        "Gather" => gather(imp, cx, ins),
+        "GatherElements" => {
+            let v = x()?;
+            one(imp.emit1(cx, Op::GatherElements { axis: axis(cx, cx.i("axis", 0), rank(v))? }, &[v, req(cx, ins, 1)?])?)
+        }
+        "GatherND" => one(imp.emit1(cx, Op::GatherNd { batch_dims: cx.i("batch_dims", 0) }, &[x()?, req(cx, ins, 1)?])?),
+        "ScatterElements" | "Scatter" => {
+            let v = x()?;
+            let a = axis(cx, cx.i("axis", 0), rank(v))?;
+            one(imp.emit1(cx, Op::ScatterElements { axis: a, reduction: reduction(cx)? }, &[v, req(cx, ins, 1)?, req(cx, ins, 2)?])?)
+        }
+        "ScatterND" => one(imp.emit1(cx, Op::ScatterNd { reduction: reduction(cx)? }, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?),
+        "Pad" => pad(imp, cx, ins),
+        "Tile" => {
+            let repeats = ints(cx, req(cx, ins, 1)?)?;
+            one(imp.emit1(cx, Op::Tile { repeats }, &[x()?])?)
+        }
+        "Trilu" => {
+            let k = match opt(ins, 1) {
+                Some(k) => ints(cx, k)?.first().copied().unwrap_or(0),
+                None => 0,
+            };
+            one(imp.emit1(cx, Op::Trilu { upper: cx.i("upper", 1) != 0, k }, &[x()?])?)
+        }
+        "OneHot" => {
+            let mut idx = x()?.clone();
+            if !matches!(idx.ty.dtype, DType::I64 | DType::I32) {
+                idx = imp.emit1(cx, Op::Cast { to: DType::I64 }, &[&idx])?;
+            }
+            let depth = floats(cx, req(cx, ins, 1)?)?.first().copied().ok_or_else(|| cx.err("depth is empty"))? as i64;
+            let a = axis(cx, cx.i("axis", -1), rank(&idx) + 1)?;
+            one(imp.emit1(cx, Op::OneHot { axis: a, depth }, &[&idx, req(cx, ins, 2)?])?)
+        }
+        "TopK" => {
+            let v = x()?;
+            let k = if cx.opset < 10 { cx.i("k", 0) } else { ints(cx, req(cx, ins, 1)?)?.first().copied().unwrap_or(0) };
+            let a = axis(cx, cx.i("axis", -1), rank(v))?;
+            imp.emit(cx, Op::TopK { axis: a, k, largest: cx.i("largest", 1) != 0, sorted: cx.i("sorted", 1) != 0 }, &[v])
+        }
+        "DepthToSpace" => {
+            let mode = match cx.s("mode").as_deref() {
+                None | Some("DCR") => DepthToSpaceMode::Dcr,
+                Some("CRD") => DepthToSpaceMode::Crd,
+                Some(m) => return Err(cx.err(format!("mode `{m}` must be DCR or CRD"))),
+            };
+            one(imp.emit1(cx, Op::DepthToSpace { blocksize: cx.i("blocksize", 0), mode }, &[x()?])?)
+        }
+        "SpaceToDepth" => one(imp.emit1(cx, Op::SpaceToDepth { blocksize: cx.i("blocksize", 0) }, &[x()?])?),
+        "Resize" | "Upsample" => resize(imp, cx, ins),
+        "Einsum" => {
+            let eq = cx.s("equation").ok_or_else(|| cx.err("equation is required"))?;
+            let eq = explicit_einsum(&eq);
+            let v: Vec<&Val> = ins.iter().flatten().collect();
+            one(imp.emit1(cx, Op::Einsum { equation: eq }, &v)?)
+        }
+        "Constant" => one(constant(cx)?),
+        "ConstantOfShape" => {
+            let value = match cx.attr("value").and_then(|a| a.t.as_ref()) {
+                Some(t) => super::tensor_from_proto(t, None, 1 << 20)?,
+                None => Tensor::from_vec(&[1], vec![0.0f32]).expect("one element"),
+            };
+            let fill = value.reshape(&[]).ok_or_else(|| cx.err("value must hold one element"))?;
+            let shape = shape_entries(cx, req(cx, ins, 0)?)?;
+            let shape: Vec<Dim> = shape.into_iter().map(|d| match d {
+                DimVal::Int(i) => Dim::Const(i.max(0) as u64),
+                DimVal::Sym(s) => s,
+            }).collect();
+            one(imp.emit1(cx, Op::Expand { shape: Shape(shape) }, &[&Val::known(fill)])?)
+        }
+        "Shape" => {
+            let v = x()?;
+            let r = rank(v) as i64;
+            let clampi = |i: i64| if i < 0 { (i + r).max(0) } else { i.min(r) };
+            let start = clampi(cx.i("start", 0));
+            let end = clampi(cx.i("end", r));
+            let d: Vec<DimVal> = dims(v)[start as usize..end.max(start) as usize].iter().map(DimVal::from_dim).collect();
+            one(Val::dims(d, false))
+        }
+        "Size" => {
+            let v = x()?;
+            let n = v.ty.shape.num_elements().ok_or_else(|| cx.err("size of a tensor with symbolic dims: fix them with --shape"))?;
+            one(Val::known(Tensor::scalar(n as i64)))
+        }
+        "Range" => {
+            let (s, l, d) = (req(cx, ins, 0)?, req(cx, ins, 1)?, req(cx, ins, 2)?);
+            let dt = s.ty.dtype;
+            let (s, l, d) = (floats(cx, s)?[0], floats(cx, l).or_else(|_| ints(cx, l).map(|v| vec![v[0] as f64]))?[0], floats(cx, d)?[0]);
+            if d == 0.0 {
+                return Err(cx.err("delta is 0"));
+            }
+            let n = ((l - s) / d).ceil().max(0.0) as usize;
+            if n > 1 << 28 {
+                return Err(cx.err(format!("range of {n} elements is too large")));
+            }
+            one(Val::known(Tensor::from_f64_fn(dt, &[n], |i| s + i as f64 * d)))
+        }
+        _ => Err(ImportError::UnsupportedOp { op_type: t.into(), domain: String::new(), opset: cx.opset, node: cx.name.clone() }),
+    }
+}
+
+fn product(d: &[Dim]) -> Option<Dim> {
+    match d {
+        [one] => Some(one.clone()),
+        _ => d.iter().try_fold(1u64, |a, x| x.as_const().map(|c| a * c)).map(Dim::Const),
+    }
+}
+
+fn reduction(cx: &NodeCtx) -> R<ScatterReduction> {
+    let r = cx.s("reduction").unwrap_or_else(|| "none".into());
+    ScatterReduction::parse(&r).ok_or_else(|| cx.err(format!("reduction `{r}` is not supported")))
+}
+
+fn variadic(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let vals: Vec<&Val> = ins.iter().flatten().collect();
+    let first = *vals.first().ok_or_else(|| cx.err("needs at least one input"))?;
+    let op = match cx.op_type {
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        _ => BinaryOp::Add,
+    };
+    let mut acc = first.clone();
+    for v in &vals[1..] {
+        acc = imp.emit1(cx, Op::Binary(op), &[&acc, v])?;
+    }
+    if vals.len() == 1 {
+        // A single input still broadcasts to itself; keep it as an identity.
+        acc = imp.emit1(cx, Op::Unary(UnaryOp::Identity), &[&acc])?;
+    }
+    if cx.op_type == "Mean" {
+        let n = scalar(acc.ty.dtype, vals.len() as f64);
+        acc = imp.emit1(cx, Op::Binary(BinaryOp::Div), &[&acc, &n])?;
+    }
+    Ok(vec![acc])
+}
+
+fn clip(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let dt = x.ty.dtype;
+    let (lo_default, hi_default) = match dt {
+        DType::I8 => (i8::MIN as f64, i8::MAX as f64),
+        DType::U8 => (0.0, u8::MAX as f64),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let bound = |i: usize, attr: &str, default: f64| -> R<Val> {
+        if cx.opset < 11 {
+            return Ok(scalar(dt, cx.attr(attr).and_then(|a| a.f).map_or(default, |f| f as f64)));
+        }
+        match opt(ins, i) {
+            Some(v) if dt == DType::I64 && v.known.is_some() => Ok(Val::known(v.known.as_deref().expect("known").reshape(&[]).ok_or_else(|| cx.err("bound must be a scalar"))?)),
+            Some(v) => Ok(v.clone()),
+            None if dt == DType::I64 => Ok(Val::known(Tensor::scalar(if i == 1 { i64::MIN } else { i64::MAX }))),
+            None => Ok(scalar(dt, default)),
+        }
+    };
+    let lo = bound(1, "min", lo_default)?;
+    let hi = bound(2, "max", hi_default)?;
+    Ok(vec![imp.emit1(cx, Op::Clip {}, &[x, &lo, &hi])?])
+}
+
+fn gemm(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (mut a, mut b) = (req(cx, ins, 0)?.clone(), req(cx, ins, 1)?.clone());
+    if cx.i("transA", 0) != 0 {
+        a = imp.emit1(cx, Op::Transpose { perm: vec![1, 0] }, &[&a])?;
+    }
+    if cx.i("transB", 0) != 0 {
+        b = imp.emit1(cx, Op::Transpose { perm: vec![1, 0] }, &[&b])?;
+    }
+    let mut y = imp.emit1(cx, Op::MatMul {}, &[&a, &b])?;
+    let dt = y.ty.dtype;
+    let alpha = cx.f("alpha", 1.0);
+    if alpha != 1.0 {
+        y = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&y, &scalar(dt, alpha as f64)])?;
+    }
+    if let Some(c) = opt(ins, 2) {
+        let beta = cx.f("beta", 1.0);
+        let mut c = c.clone();
+        if beta != 1.0 {
+            c = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&c, &scalar(dt, beta as f64)])?;
+        }
+        y = imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&y, &c])?;
+    }
+    Ok(vec![y])
+}
+
+/// Explicit pads from `auto_pad` for a sweep with output `ceil(in / stride)` (SAME) or none (VALID).
+fn auto_pads(cx: &NodeCtx, in_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64]) -> R<Option<Vec<i64>>> {
+    let mode = cx.s("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let n = in_sp.len();
+    match mode.as_str() {
+        "NOTSET" => Ok(None),
+        "VALID" => Ok(Some(vec![0; 2 * n])),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut pads = vec![0; 2 * n];
+            for i in 0..n {
+                let out = (in_sp[i] + strides[i] - 1) / strides[i];
+                let total = ((out - 1) * strides[i] + (k[i] - 1) * dil[i] + 1 - in_sp[i]).max(0);
+                let (small, big) = (total / 2, total - total / 2);
+                if mode == "SAME_UPPER" {
+                    pads[i] = small;
+                    pads[i + n] = big;
+                } else {
+                    pads[i] = big;
+                    pads[i + n] = small;
+                }
+            }
+            Ok(Some(pads))
+        }
+        m => Err(cx.err(format!("auto_pad `{m}` is not supported"))),
+    }
+}
+
+fn conv(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, w) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+    let nsp = rank(x).saturating_sub(2);
+    let wd = static_dims(cx, w)?;
+    let k = cx.ints("kernel_shape").unwrap_or_else(|| wd.get(2..).unwrap_or(&[]).to_vec());
+    let strides = cx.ints("strides").unwrap_or_else(|| vec![1; nsp]);
+    let dil = cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]);
+    let in_sp = static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec();
+    let pads = match auto_pads(cx, &in_sp, &k, &strides, &dil)? {
+        Some(p) => p,
+        None => cx.ints("pads").unwrap_or_else(|| vec![0; 2 * nsp]),
+    };
+    let op = Op::Conv { strides, pads, dilations: dil, group: cx.i("group", 1) };
+    let mut v = vec![x, w];
+    v.extend(opt(ins, 2));
+    Ok(vec![imp.emit1(cx, op, &v)?])
+}
+
+fn conv_transpose(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, w) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+    let nsp = rank(x).saturating_sub(2);
+    let wd = static_dims(cx, w)?;
+    let k = cx.ints("kernel_shape").unwrap_or_else(|| wd.get(2..).unwrap_or(&[]).to_vec());
+    let strides = cx.ints("strides").unwrap_or_else(|| vec![1; nsp]);
+    let dil = cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]);
+    let mut out_pad = cx.ints("output_padding").unwrap_or_else(|| vec![0; nsp]);
+    let in_sp = static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec();
+    let mode = cx.s("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let out_shape = cx.ints("output_shape").map(|o| o[o.len().saturating_sub(nsp)..].to_vec());
+    let pads = if out_shape.is_some() || mode.starts_with("SAME") {
+        let target: Vec<i64> = out_shape.unwrap_or_else(|| in_sp.iter().zip(&strides).map(|(i, s)| i * s).collect());
+        let mut pads = vec![0; 2 * nsp];
+        for i in 0..nsp {
+            let full = strides[i] * (in_sp[i] - 1) + out_pad[i] + (k[i] - 1) * dil[i] + 1;
+            let total = full - target[i];
+            if total < 0 {
+                // The requested output is larger than the sweep: the extra goes to output padding.
+                out_pad[i] += -total;
+                continue;
+            }
+            if mode == "SAME_UPPER" || mode == "NOTSET" {
+                pads[i] = total / 2;
+                pads[i + nsp] = total - total / 2;
+            } else {
+                pads[i] = total - total / 2;
+                pads[i + nsp] = total / 2;
+            }
+        }
+        pads
+    } else if mode == "VALID" {
+        vec![0; 2 * nsp]
+    } else {
+        cx.ints("pads").unwrap_or_else(|| vec![0; 2 * nsp])
+    };
+    let op = Op::ConvTranspose { strides, pads, dilations: dil, group: cx.i("group", 1), output_padding: out_pad };
+    let mut v = vec![x, w];
+    v.extend(opt(ins, 2));
+    Ok(vec![imp.emit1(cx, op, &v)?])
+}
+
+fn pool(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    if cx.used_outputs() > 1 {
+        return Err(cx.err("the Indices output of MaxPool is not supported"));
+    }
+    let nsp = rank(x).saturating_sub(2);
+    let kernel = cx.ints("kernel_shape").ok_or_else(|| cx.err("kernel_shape is required"))?;
+    let strides = cx.ints("strides").unwrap_or_else(|| vec![1; nsp]);
+    let dil = cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]);
+    let in_sp = static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec();
+    let pads = match auto_pads(cx, &in_sp, &kernel, &strides, &dil)? {
+        Some(p) => p,
+        None => cx.ints("pads").unwrap_or_else(|| vec![0; 2 * nsp]),
+    };
+    let ceil_mode = cx.i("ceil_mode", 0) != 0;
+    let op = match cx.op_type {
+        "MaxPool" => Op::MaxPool { kernel, strides, pads, dilations: dil, ceil_mode },
+        "AveragePool" => Op::AvgPool { kernel, strides, pads, dilations: dil, ceil_mode, count_include_pad: cx.i("count_include_pad", 0) != 0 },
+        _ => Op::LpPool { kernel, strides, pads, dilations: dil, ceil_mode, p: cx.i("p", 2) },
+    };
+    Ok(vec![imp.emit1(cx, op, &[x])?])
+}
+
+fn reduce(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let kind = match cx.op_type {
+        "ReduceSum" => ReduceKind::Sum,
+        "ReduceMean" => ReduceKind::Mean,
+        "ReduceMax" => ReduceKind::Max,
+        "ReduceMin" => ReduceKind::Min,
+        "ReduceProd" => ReduceKind::Prod,
+        "ReduceL1" => ReduceKind::L1,
+        "ReduceL2" => ReduceKind::L2,
+        "ReduceLogSum" => ReduceKind::LogSum,
+        "ReduceLogSumExp" => ReduceKind::LogSumExp,
+        _ => ReduceKind::SumSquare,
+    };
+    let axes_from_input = (cx.op_type == "ReduceSum" && cx.opset >= 13) || cx.opset >= 18;
+    let axes = if axes_from_input {
+        match opt(ins, 1) {
+            Some(v) => Some(ints(cx, v)?),
+            None => None,
+        }
+    } else {
+        cx.ints("axes")
+    };
+    let keepdims = cx.i("keepdims", 1) != 0;
+    let axes = match axes {
+        Some(a) if !a.is_empty() => axes_list(cx, &a, rank(x))?,
+        _ if cx.i("noop_with_empty_axes", 0) != 0 => return Ok(vec![imp.emit1(cx, Op::Unary(UnaryOp::Identity), &[x])?]),
+        _ => (0..rank(x) as i64).collect(),
+    };
+    Ok(vec![imp.emit1(cx, Op::Reduce { kind, axes, keepdims }, &[x])?])
+}
+
+fn softmax(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let r = rank(x);
+    let make = |axis: i64| match cx.op_type {
+        "Softmax" => Op::Softmax { axis },
+        "LogSoftmax" => Op::LogSoftmax { axis },
+        _ => Op::Hardmax { axis },
+    };
+    if cx.opset >= 13 {
+        let a = axis(cx, cx.i("axis", -1), r)?;
+        return Ok(vec![imp.emit1(cx, make(a), &[x])?]);
+    }
+    // Before opset 13 the op works on the input flattened to 2-D at `axis`.
+    let a = norm_axis(cx.i("axis", 1), r).map_err(|m| cx.err(m))?;
+    if a == r - 1 {
+        return Ok(vec![imp.emit1(cx, make(a as i64), &[x])?]);
+    }
+    let (outer, inner) = (product(&dims(x)[..a]), product(&dims(x)[a..]));
+    let (Some(outer), Some(inner)) = (outer, inner) else { return Err(cx.err("cannot flatten symbolic dims")) };
+    let flat = reshape(imp, cx, x, vec![outer, inner])?;
+    let y = imp.emit1(cx, make(1), &[&flat])?;
+    Ok(vec![reshape(imp, cx, &y, dims(x).to_vec())?])
+}
+
+fn layer_norm(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let r = rank(x);
+    let a = axis(cx, cx.i("axis", -1), r)?;
+    let eps = cx.f("epsilon", 1e-5);
+    let mut v = vec![x, req(cx, ins, 1)?];
+    v.extend(opt(ins, 2));
+    let mut outs = vec![imp.emit1(cx, Op::LayerNorm { axis: a, epsilon: eps }, &v)?];
+    if cx.used_outputs() > 1 {
+        // Mean and inverse standard deviation, as the op's optional outputs define them.
+        let axes: Vec<i64> = (a..r as i64).collect();
+        let mean = imp.emit1(cx, Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[x])?;
+        let d = imp.emit1(cx, Op::Binary(BinaryOp::Sub), &[x, &mean])?;
+        let sq = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&d, &d])?;
+        let var = imp.emit1(cx, Op::Reduce { kind: ReduceKind::Mean, axes, keepdims: true }, &[&sq])?;
+        let ve = imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&var, &scalar(x.ty.dtype, eps as f64)])?;
+        let inv = imp.emit1(cx, Op::Unary(UnaryOp::Rsqrt), &[&ve])?;
+        outs.push(mean);
+        outs.push(inv);
+    }
+    Ok(outs)
+}
+
+fn group_norm(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let g = cx.i("num_groups", 0);
+    let c = static_dims(cx, x)?.get(1).copied().ok_or_else(|| cx.err("needs rank >= 2"))?;
+    let mut params = Vec::new();
+    for i in [1, 2] {
+        let p = req(cx, ins, i)?;
+        if g > 0 && c % g == 0 && p.ty.shape == Shape::from_consts(&[g as usize]) && g != c {
+            // Opset 18 gives one scale per group: repeat it for each channel of the group.
+            let col = reshape(imp, cx, p, vec![Dim::Const(g as u64), Dim::Const(1)])?;
+            let rep = imp.emit1(cx, Op::Expand { shape: Shape::from_consts(&[g as usize, (c / g) as usize]) }, &[&col])?;
+            params.push(reshape(imp, cx, &rep, vec![Dim::Const(c as u64)])?);
+        } else {
+            params.push(p.clone());
+        }
+    }
+    Ok(vec![imp.emit1(cx, Op::GroupNorm { num_groups: g, epsilon: cx.f("epsilon", 1e-5) }, &[x, &params[0], &params[1]])?])
+}
+
+fn reshape_op(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let target: Vec<DimVal> = if cx.opset < 5 {
+        cx.ints("shape").unwrap_or_default().into_iter().map(DimVal::Int).collect()
+    } else {
+        let s = req(cx, ins, 1)?;
+        match s.as_dims() {
+            Some(d) => d,
+            None => ints(cx, s)?.into_iter().map(DimVal::Int).collect(),
+        }
+    };
+    let allow_zero = cx.i("allowzero", 0) != 0;
+    let mut out: Vec<Option<Dim>> = Vec::with_capacity(target.len());
+    for (i, t) in target.iter().enumerate() {
+        out.push(match t {
+            DimVal::Sym(s) => Some(s.clone()),
+            DimVal::Int(0) if !allow_zero => Some(dims(x).get(i).cloned().ok_or_else(|| cx.err(format!("0 at position {i} copies a dimension the input does not have")))?),
+            DimVal::Int(-1) => None,
+            DimVal::Int(v) if *v >= 0 => Some(Dim::Const(*v as u64)),
+            DimVal::Int(v) => return Err(cx.err(format!("invalid dimension {v}"))),
+        });
+    }
+    if out.iter().filter(|d| d.is_none()).count() > 1 {
+        return Err(cx.err("more than one -1 in the target shape"));
+    }
+    if let Some(pos) = out.iter().position(Option::is_none) {
+        let known: Vec<Dim> = out.iter().flatten().cloned().collect();
+        let d = infer_minus_one(dims(x), &known).ok_or_else(|| cx.err(format!("cannot infer -1 reshaping {} to {target:?}", x.ty.shape)))?;
+        out[pos] = Some(d);
+    }
+    let shape: Vec<Dim> = out.into_iter().flatten().collect();
+    if let Some(d) = &x.dims {
+        // Reshaping a shape value (e.g. a scalar to [1]) keeps its symbolic entries.
+        return Ok(vec![Val::dims(d.clone(), shape.is_empty())]);
+    }
+    Ok(vec![reshape(imp, cx, x, shape)?])
+}
+
+/// The dimension that makes `known` hold as many elements as `input`, cancelling equal symbols.
+fn infer_minus_one(input: &[Dim], known: &[Dim]) -> Option<Dim> {
+    let mut syms_in: Vec<&Dim> = input.iter().filter(|d| d.as_const().is_none()).collect();
+    let mut rest_syms: Vec<&Dim> = Vec::new();
+    for d in known.iter().filter(|d| d.as_const().is_none()) {
+        match syms_in.iter().position(|s| *s == d) {
+            Some(p) => {
+                syms_in.remove(p);
+            }
+            None => rest_syms.push(d),
+        }
+    }
+    if !rest_syms.is_empty() {
+        return None;
+    }
+    let pin: u64 = input.iter().filter_map(Dim::as_const).product();
+    let pk: u64 = known.iter().filter_map(Dim::as_const).product();
+    match syms_in.as_slice() {
+        [] if pk != 0 && pin % pk == 0 => Some(Dim::Const(pin / pk)),
+        [s] if pk != 0 && pin == pk => Some((*s).clone()),
+        _ => None,
+    }
+}
+
+fn squeeze(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let axes = if cx.opset >= 13 {
+        match opt(ins, 1) {
+            Some(v) => Some(ints(cx, v)?),
+            None => None,
+        }
+    } else {
+        cx.ints("axes")
+    };
+    let mut d = dims(x).to_vec();
+    if cx.op_type == "Squeeze" {
+        let r = d.len();
+        let axes = match axes {
+            Some(a) => axes_list(cx, &a, r)?,
+            None => (0..r as i64).filter(|&i| d[i as usize] == Dim::Const(1)).collect(),
+        };
+        for &a in axes.iter().rev() {
+            if d[a as usize] != Dim::Const(1) {
+                return Err(cx.err(format!("cannot squeeze axis {a} of size {}", d[a as usize])));
+            }
+            d.remove(a as usize);
+        }
+    } else {
+        let axes = axes.ok_or_else(|| cx.err("axes are required"))?;
+        let axes = axes_list(cx, &axes, d.len() + axes.len())?;
+        for &a in &axes {
+            d.insert(a as usize, Dim::Const(1));
+        }
+    }
+    if let Some(sd) = &x.dims {
+        return Ok(vec![Val::dims(sd.clone(), d.is_empty())]);
+    }
+    Ok(vec![reshape(imp, cx, x, d)?])
+}
+
+fn concat(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let vals: Vec<&Val> = ins.iter().flatten().collect();
+    if vals.iter().any(|v| v.dims.is_some()) && vals.iter().all(|v| rank(v) == 1) {
+        let mut d = Vec::new();
+        for v in &vals {
+            d.extend(v.as_dims().ok_or_else(|| cx.err("mixes a symbolic shape with a computed tensor"))?);
+        }
+        return Ok(vec![Val::dims(d, false)]);
+    }
+    let first = *vals.first().ok_or_else(|| cx.err("needs at least one input"))?;
+    let a = axis(cx, cx.i("axis", 0), rank(first))?;
+    // Empty inputs contribute nothing (exporters emit them for optional pieces).
+    let nonempty: Vec<&Val> = vals.iter().copied().filter(|v| v.ty.shape.num_elements() != Some(0)).collect();
+    let use_vals = if nonempty.is_empty() { vals } else { nonempty };
+    Ok(vec![imp.emit1(cx, Op::Concat { axis: a }, &use_vals)?])
+}
+
+fn split(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let a = axis(cx, cx.i("axis", 0), rank(x))?;
+    let n = dims(x)[a as usize].as_const().ok_or_else(|| cx.err("cannot split a symbolic axis"))? as i64;
+    let sizes = if cx.opset >= 13 { opt(ins, 1).map(|v| ints(cx, v)).transpose()? } else { cx.ints("split") };
+    let sizes = match sizes {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            let parts = if cx.opset >= 18 && cx.attr("num_outputs").is_some() { cx.i("num_outputs", 1) } else { cx.node.output.len() as i64 };
+            if parts <= 0 {
+                return Err(cx.err("needs at least one output"));
+            }
+            let chunk = (n + parts - 1) / parts;
+            let mut s = Vec::new();
+            let mut left = n;
+            for _ in 0..parts {
+                s.push(chunk.min(left));
+                left -= chunk.min(left);
+            }
+            s
+        }
+    };
+    imp.emit(cx, Op::Split { axis: a, sizes }, &[x])
+}
+
+fn slice(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let r = rank(x);
+    let (starts, ends, axes, steps) = if cx.opset < 10 {
+        (cx.ints("starts").unwrap_or_default(), cx.ints("ends").unwrap_or_default(), cx.ints("axes"), None)
+    } else {
+        let g = |i: usize| opt(ins, i).map(|v| ints(cx, v)).transpose();
+        (g(1)?.unwrap_or_default(), g(2)?.unwrap_or_default(), g(3)?, g(4)?)
+    };
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(cx.err("starts, ends, axes and steps differ in length"));
+    }
+    let (mut s, mut e, mut st) = (vec![0i64; r], vec![i64::MAX; r], vec![1i64; r]);
+    for i in 0..starts.len() {
+        let a = axis(cx, axes[i], r)? as usize;
+        s[a] = starts[i];
+        e[a] = ends[i];
+        st[a] = steps[i];
+        if steps[i] < 0 && e[a] == i64::MAX {
+            e[a] = i64::MAX;
+        }
+    }
+    if let Some(d) = &x.dims {
+        // Slicing a shape value.
+        let n = d.len() as i64;
+        let (b, len) = slice_range(s[0], e[0], st[0], n);
+        let picked: Vec<DimVal> = (0..len).map(|k| d[(b + k * st[0]) as usize].clone()).collect();
+        return Ok(vec![Val::dims(picked, false)]);
+    }
+    // Clamp ends that point past the axis so the attributes stay readable.
+    for a in 0..r {
+        if let Some(n) = dims(x)[a].as_const() {
+            let n = n as i64;
+            if st[a] > 0 && e[a] > n {
+                e[a] = i64::MAX;
+            }
+            if st[a] < 0 && e[a] < -n {
+                e[a] = i64::MIN;
+            }
+        }
+    }
+    Ok(vec![imp.emit1(cx, Op::Slice { starts: s, ends: e, steps: st }, &[x])?])
+}
+
+fn gather(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, idx) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+    let a = axis(cx, cx.i("axis", 0), rank(x))?;
+    if let Some(d) = &x.dims {
+        let ix = ints(cx, idx)?;
+        let n = d.len() as i64;
+        let picked = ix
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + n } else { i };
+                d.get(j as usize).cloned().ok_or_else(|| cx.err(format!("index {i} out of range")))
+            })
+            .collect::<R<Vec<_>>>()?;
+        return Ok(vec![Val::dims(picked, rank(idx) == 0)]);
+    }
+    Ok(vec![imp.emit1(cx, Op::Gather { axis: a }, &[x, idx])?])
+}
+
+fn pad(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let r = rank(x);
+    let mode = cx.s("mode").unwrap_or_else(|| "constant".into());
+    let mode = PadMode::parse(&mode).ok_or_else(|| cx.err(format!("mode `{mode}` is not supported")))?;
+    let (raw, value) = if cx.opset < 11 {
+        (cx.ints("pads").unwrap_or_default(), scalar(x.ty.dtype, cx.f("value", 0.0) as f64))
+    } else {
+        let p = ints(cx, req(cx, ins, 1)?)?;
+        let v = match opt(ins, 2) {
+            Some(v) => {
+                let t = floats(cx, v).map(|_| v.known.as_deref().expect("known"))?;
+                Val::known(t.reshape(&[]).ok_or_else(|| cx.err("constant_value must be a scalar"))?)
+            }
+            None => scalar(x.ty.dtype, 0.0),
+        };
+        (p, v)
+    };
+    let axes = match opt(ins, 3) {
+        Some(a) => axes_list_unsorted(cx, &ints(cx, a)?, r)?,
+        None => (0..r as i64).collect(),
+    };
+    if raw.len() != 2 * axes.len() {
+        return Err(cx.err(format!("{} pads for {} axes", raw.len(), axes.len())));
+    }
+    let mut pads = vec![0i64; 2 * r];
+    for (i, &a) in axes.iter().enumerate() {
+        pads[a as usize] = raw[i];
+        pads[a as usize + r] = raw[i + axes.len()];
+    }
+    Ok(vec![imp.emit1(cx, Op::Pad { pads, mode }, &[x, &value])?])
+}
+
+fn axes_list_unsorted(cx: &NodeCtx, axes: &[i64], r: usize) -> R<Vec<i64>> {
+    axes.iter().map(|&a| axis(cx, a, r)).collect()
+}
+
+fn resize(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let x = req(cx, ins, 0)?;
+    let r = rank(x);
+    let in_d = static_dims(cx, x)?;
+    let mode_s = cx.s("mode").unwrap_or_else(|| "nearest".into());
+    let mode = match mode_s.as_str() {
+        "nearest" => ResizeMode::Nearest,
+        "linear" | "bilinear" | "trilinear" => ResizeMode::Linear,
+        "cubic" | "bicubic" => ResizeMode::Cubic,
+        m => return Err(cx.err(format!("mode `{m}` is not supported"))),
+    };
+    if cx.i("antialias", 0) != 0 {
+        return Err(cx.err("antialias is not supported"));
+    }
+    let upsample = cx.op_type == "Upsample" || cx.opset < 11;
+    let coord_s = if upsample { "asymmetric".to_string() } else { cx.s("coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into()) };
+    let coord = CoordTransform::parse(&coord_s).ok_or_else(|| cx.err(format!("coordinate_transformation_mode `{coord_s}` is not supported")))?;
+    let nearest_s = if upsample { "floor".to_string() } else { cx.s("nearest_mode").unwrap_or_else(|| "round_prefer_floor".into()) };
+    let nearest = NearestMode::parse(&nearest_s).ok_or_else(|| cx.err(format!("nearest_mode `{nearest_s}` is not supported")))?;
+    let axes = match cx.ints("axes") {
+        Some(a) => axes_list_unsorted(cx, &a, r)?,
+        None => (0..r as i64).collect(),
+    };
+    let (scales_in, sizes_in) = if cx.op_type == "Upsample" {
+        let s = match cx.floats("scales") {
+            Some(s) => s.into_iter().map(f64::from).collect(),
+            None => floats(cx, req(cx, ins, 1)?)?,
+        };
+        (Some(s), None)
+    } else if cx.opset < 11 {
+        (Some(floats(cx, req(cx, ins, 1)?)?), None)
+    } else {
+        let sc = opt(ins, 2).map(|v| floats(cx, v)).transpose()?.filter(|v| !v.is_empty());
+        let sz = opt(ins, 3).map(|v| ints(cx, v)).transpose()?.filter(|v| !v.is_empty());
+        (sc, sz)
+    };
+    let mut scales = vec![1.0f32; r];
+    let mut sizes = in_d.clone();
+    if let Some(sz) = sizes_in {
+        if sz.len() != axes.len() {
+            return Err(cx.err("sizes and axes differ in length"));
+        }
+        let policy = cx.s("keep_aspect_ratio_policy").unwrap_or_else(|| "stretch".into());
+        let ratios: Vec<f64> = axes.iter().zip(&sz).map(|(&a, &s)| s as f64 / in_d[a as usize] as f64).collect();
+        let common = match policy.as_str() {
+            "stretch" => None,
+            "not_larger" => Some(ratios.iter().copied().fold(f64::INFINITY, f64::min)),
+            "not_smaller" => Some(ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            p => return Err(cx.err(format!("keep_aspect_ratio_policy `{p}` is not supported"))),
+        };
+        for (i, &a) in axes.iter().enumerate() {
+            let a = a as usize;
+            match common {
+                None => {
+                    sizes[a] = sz[i];
+                    scales[a] = (sz[i] as f64 / in_d[a] as f64) as f32;
+                }
+                Some(c) => {
+                    sizes[a] = (in_d[a] as f64 * c).round() as i64;
+                    scales[a] = c as f32;
+                }
+            }
+        }
+    } else if let Some(sc) = scales_in {
+        if sc.len() != axes.len() {
+            return Err(cx.err("scales and axes differ in length"));
+        }
+        for (i, &a) in axes.iter().enumerate() {
+            let a = a as usize;
+            scales[a] = sc[i] as f32;
+            sizes[a] = (in_d[a] as f64 * sc[i] as f32 as f64).floor() as i64;
+        }
+    } else {
+        return Err(cx.err("needs scales or sizes"));
+    }
+    let op = Op::Resize {
+        sizes,
+        scales,
+        mode,
+        coord,
+        nearest,
+        cubic_a: cx.f("cubic_coeff_a", -0.75),
+        exclude_outside: cx.i("exclude_outside", 0) != 0,
+    };
+    Ok(vec![imp.emit1(cx, op, &[x])?])
+}
+
+/// Adds the implicit output of an einsum equation without `->`: labels seen once, in alphabetical order.
+fn explicit_einsum(eq: &str) -> String {
+    if eq.contains("->") {
+        return eq.to_string();
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for c in eq.chars().filter(|c| c.is_ascii_alphabetic()) {
+        *counts.entry(c).or_insert(0) += 1;
+    }
+    let out: String = counts.into_iter().filter(|&(_, n)| n == 1).map(|(c, _)| c).collect();
+    format!("{eq}->{out}")
+}
+
+fn constant(cx: &NodeCtx) -> R<Val> {
+    if let Some(t) = cx.attr("value").and_then(|a| a.t.as_ref()) {
+        return Ok(Val::known(super::tensor_from_proto(t, None, super::DEFAULT_MAX_TENSOR_BYTES)?));
+    }
+    if let Some(a) = cx.attr("value_float").and_then(|a| a.f) {
+        return Ok(Val::known(Tensor::scalar(a)));
+    }
+    if let Some(a) = cx.attr("value_int").and_then(|a| a.i) {
+        return Ok(Val::known(Tensor::scalar(a)));
+    }
+    if let Some(a) = cx.attr("value_floats") {
+        return Ok(Val::known(Tensor::from_vec(&[a.floats.len()], a.floats.clone()).expect("length")));
+    }
+    if let Some(a) = cx.attr("value_ints") {
+        return Ok(Val::known(Tensor::from_vec(&[a.ints.len()], a.ints.clone()).expect("length")));
+    }
+    Err(cx.err("unsupported value kind (sparse and string constants are not supported)"))
+}
