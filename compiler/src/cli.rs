@@ -1,0 +1,178 @@
+//! The `sovc` command line. `anyhow` lives here, at the edge; the libraries below return typed errors.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sovc_ir::{Model, Tensor};
+use sovc_models::onnx::ImportOptions;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// sovc: an ahead-of-time compiler for machine-learning models, from model files to per-target code.
+#[derive(Parser, Debug)]
+#[command(name = "sovc", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Import a model and print its IR (the `.sov` text form), or write it with `-o`.
+    ///
+    /// With `-o OUT.sov`, the weights are written beside it as `OUT.safetensors`.
+    Import {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Write the IR here instead of printing it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Expand composite ops (softmax, layer norm, GELU, ...) into primitives.
+        #[arg(long)]
+        decompose: bool,
+    },
+    /// Run a model on the reference interpreter and write one `.npy` per output.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// An input as NAME=FILE.npy (repeat for each input).
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Folder for the outputs, written as `<output name>.npy`.
+        #[arg(long, value_name = "DIR")]
+        output_dir: PathBuf,
+    },
+    /// Summarise a model: inputs, outputs, op counts, parameters.
+    Inspect {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// The model: an `.onnx` file, a `.sov` file (with its weight files beside it) or `builtin:NAME`
+    /// (`mlp`, `encoder_layer`, `decoder_layer`).
+    pub model: PathBuf,
+    /// Fix the shape of an input, binding the symbolic dimensions it uses: NAME=1x128 (`NAME=` for a
+    /// scalar). Repeat for several inputs.
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    pub shapes: Vec<String>,
+}
+
+/// Parses `NAME=1x3x224x224` (also `NAME=1,3,224,224`; `NAME=` is a scalar).
+pub fn parse_shape_arg(s: &str) -> Result<(String, Vec<u64>)> {
+    let (name, dims) = s.rsplit_once('=').ok_or_else(|| anyhow!("--shape `{s}`: expected NAME=DIMS, e.g. input_ids=1x128"))?;
+    if name.is_empty() {
+        bail!("--shape `{s}`: the input name is empty");
+    }
+    let dims = dims
+        .split(['x', ','])
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim().parse::<u64>().map_err(|_| anyhow!("--shape `{s}`: `{d}` is not a dimension")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((name.to_string(), dims))
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Model> {
+        let mut opts = ImportOptions::default();
+        for s in &self.shapes {
+            let (n, d) = parse_shape_arg(s)?;
+            opts.shapes.insert(n, d);
+        }
+        let t = Instant::now();
+        let m = sovc_models::load_model(&self.model, &opts).with_context(|| format!("cannot load {}", self.model.display()))?;
+        eprintln!(
+            "loaded {}: {} nodes, {} parameters in {:.2} s",
+            self.model.display(),
+            m.graph.nodes.len(),
+            m.graph.parameter_count(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(m)
+    }
+}
+
+/// Replaces characters outside `[A-Za-z0-9._-]` so an output name is a safe file name.
+pub fn file_safe(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if s.is_empty() || s == "." || s == ".." {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Import { model, output, decompose } => {
+            let mut m = model.load()?;
+            if decompose {
+                m.graph = sovc_ir::decompose::decompose_all(&m.graph)?;
+            }
+            match output {
+                None => print!("{}", sovc_ir::text::print(&m.graph)),
+                Some(p) => {
+                    let w = sovc_models::save_sov(&m, &p)?;
+                    eprintln!("wrote {}{}", p.display(), w.map(|w| format!(" and {}", w.display())).unwrap_or_default());
+                }
+            }
+        }
+        Cmd::Run { model, inputs, output_dir } => {
+            let m = model.load()?;
+            let feeds = read_inputs(&m, &inputs)?;
+            let t = Instant::now();
+            let outs = sovc_ir::interp::run(&m.graph, &m.weights, &feeds)?;
+            eprintln!("ran on the reference interpreter in {:.2} s", t.elapsed().as_secs_f64());
+            std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
+            for (name, t) in &outs {
+                let p = output_dir.join(format!("{}.npy", file_safe(name)));
+                sovc_runtime::write_npy(&p, t)?;
+                eprintln!("wrote {} ({} {:?})", p.display(), t.dtype(), t.shape());
+            }
+        }
+        Cmd::Inspect { model } => {
+            let m = model.load()?;
+            print!("{}", inspect(&m));
+        }
+    }
+    Ok(())
+}
+
+fn read_inputs(m: &Model, args: &[String]) -> Result<BTreeMap<String, Tensor>> {
+    let mut feeds = BTreeMap::new();
+    for a in args {
+        let (name, file) = a.split_once('=').ok_or_else(|| anyhow!("--input `{a}`: expected NAME=FILE.npy"))?;
+        let t = sovc_runtime::read_npy(Path::new(file))?;
+        feeds.insert(name.to_string(), t);
+    }
+    let missing: Vec<String> = m.graph.inputs.iter().filter(|x| !feeds.contains_key(&x.name)).map(|x| format!("{} ({})", x.name, m.graph.ty(x.value))).collect();
+    if !missing.is_empty() {
+        bail!("missing --input for {}", missing.join(", "));
+    }
+    Ok(feeds)
+}
+
+/// The text of `sovc inspect`.
+pub fn inspect(m: &Model) -> String {
+    let g = &m.graph;
+    let mut s = String::from("inputs:\n");
+    for x in &g.inputs {
+        s.push_str(&format!("  {}: {}\n", x.name, g.ty(x.value)));
+    }
+    s.push_str("outputs:\n");
+    for o in &g.outputs {
+        s.push_str(&format!("  {}: {}\n", o.name, g.ty(o.value)));
+    }
+    let bytes: u64 = g.consts.iter().filter(|c| matches!(c.data, sovc_ir::ConstData::Weight(_))).map(|c| {
+        let t = g.ty(c.value);
+        t.shape.num_elements().unwrap_or(0) * t.dtype.size() as u64
+    }).sum();
+    s.push_str(&format!("parameters: {} ({:.2} MB)\n", g.parameter_count(), bytes as f64 / 1e6));
+    s.push_str(&format!("nodes: {}\n", g.nodes.len()));
+    for (op, n) in g.op_counts() {
+        s.push_str(&format!("  {op}: {n}\n"));
+    }
+    s
+}
