@@ -12,6 +12,9 @@ use crate::{ConstData, Dim, Graph, IrError, Op, Shape, Tensor, TensorType, Weigh
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The largest single value the interpreter will allocate (64 GiB); larger ones are an error, not an abort.
+pub const MAX_VALUE_BYTES: u64 = 64 << 30;
+
 /// Values of the graph's symbolic dimensions, bound from the shapes of the inputs.
 pub type Bindings = BTreeMap<String, u64>;
 
@@ -43,6 +46,17 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> R
     }
     let last = g.last_uses();
     for (i, node) in g.nodes.iter().enumerate() {
+        for &v in &node.outputs {
+            let ty = g.ty(v);
+            let bytes = ty.shape.substitute(&bindings).num_elements().and_then(|n| n.checked_mul(ty.dtype.size() as u64));
+            if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
+                return Err(IrError::Eval {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    msg: format!("result {} would need more than {MAX_VALUE_BYTES} bytes", ty.shape.substitute(&bindings)),
+                });
+            }
+        }
         let ins: Vec<&Tensor> = node
             .inputs
             .iter()
