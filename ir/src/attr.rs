@@ -171,6 +171,9 @@ macro_rules! keyword_enum {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $($(#[$vm])* $var),* }
         impl $name {
+            /// Every keyword, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$var => $s),* }
             }

@@ -1,0 +1,110 @@
+//! The `sovc` command line, driven in-process: import, run and inspect on real and built-in models, the
+//! output naming contract, and errors for bad arguments.
+
+use clap::Parser;
+use sovc_compiler::cli::{file_safe, parse_shape_arg, run, Cli};
+use std::path::PathBuf;
+
+fn sovc(args: &[&str]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("sovc").chain(args.iter().copied()))?;
+    run(cli)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sovc-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn shape_arguments_parse() {
+    assert_eq!(parse_shape_arg("input_ids=1x128").expect("ok"), ("input_ids".to_string(), vec![1, 128]));
+    assert_eq!(parse_shape_arg("a=b=2,3").expect("ok"), ("a=b".to_string(), vec![2, 3]));
+    assert_eq!(parse_shape_arg("s=").expect("ok"), ("s".to_string(), vec![]));
+    assert!(parse_shape_arg("x=1xq").expect_err("bad dim").to_string().contains("`q`"));
+    assert!(parse_shape_arg("noequals").is_err());
+}
+
+#[test]
+fn output_names_become_safe_file_names() {
+    assert_eq!(file_safe("logits"), "logits");
+    assert_eq!(file_safe("/bert/out:0"), "_bert_out_0");
+    assert_eq!(file_safe(".."), "_..");
+}
+
+#[test]
+fn import_writes_sov_and_safetensors_that_run_like_the_original() {
+    let d = tmp("import");
+    let sov = d.join("mlp.sov");
+    sovc(&["import", "builtin:mlp", "-o", sov.to_str().expect("utf8")]).expect("import");
+    assert!(d.join("mlp.safetensors").exists());
+    let x = sovc_ir::Tensor::from_vec(&[2, 64], sovc_models::builtin::det_values(128, 3, 1.0)).expect("len");
+    sovc_runtime::write_npy(&d.join("x.npy"), &x).expect("write");
+    let xarg = format!("x={}", d.join("x.npy").display());
+    sovc(&["run", sov.to_str().expect("utf8"), "--input", &xarg, "--output-dir", d.join("a").to_str().expect("utf8")]).expect("run .sov");
+    sovc(&["run", "builtin:mlp", "--input", &xarg, "--output-dir", d.join("b").to_str().expect("utf8")]).expect("run builtin");
+    let a = sovc_runtime::read_npy(&d.join("a/probs.npy")).expect("output");
+    let b = sovc_runtime::read_npy(&d.join("b/probs.npy")).expect("output");
+    assert_eq!(a, b);
+    assert_eq!(a.shape(), &[2, 10]);
+    sovc(&["import", "builtin:decoder_layer", "--decompose", "-o", d.join("dec.sov").to_str().expect("utf8")]).expect("decompose");
+    let text = std::fs::read_to_string(d.join("dec.sov")).expect("written");
+    assert!(!text.contains("= softmax(") && text.contains("= exp("), "decomposed IR has no softmax");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn run_on_a_real_onnx_model_writes_each_output() {
+    let dir = sovc_tests::generated_models().join("gpt2_decoder");
+    if !sovc_tests::require_generated(&dir) {
+        return;
+    }
+    let out = tmp("gpt2");
+    let ids = format!("input_ids={}", dir.join("input.input_ids.npy").display());
+    let model = dir.join("model.onnx");
+    sovc(&["run", model.to_str().expect("utf8"), "--input", &ids, "--output-dir", out.to_str().expect("utf8")]).expect("run");
+    let got = sovc_runtime::read_npy(&out.join("last_hidden_state.npy")).expect("output written");
+    let want = sovc_runtime::read_npy(&dir.join("output.last_hidden_state.npy")).expect("reference");
+    assert!(sovc_tests::max_abs_diff(&got, &want) < 1e-4);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn inspect_summarises() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let s = sovc_compiler::cli::inspect(&m);
+    assert!(s.contains("x: f32[1,16,64]") && s.contains("y: f32[1,16,64]"), "{s}");
+    assert!(s.contains("layer_norm: 2") && s.contains("softmax: 1"), "{s}");
+    assert!(s.contains(&format!("parameters: {}", m.graph.parameter_count())), "{s}");
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let d = tmp("errors");
+    let out = d.to_str().expect("utf8");
+    let e = sovc(&["run", "builtin:mlp", "--output-dir", out]).expect_err("no input").to_string();
+    assert!(e.contains("missing --input for x"), "{e}");
+    let e = sovc(&["inspect", "builtin:nope"]).expect_err("unknown builtin");
+    assert!(format!("{e:#}").contains("unknown built-in model `nope`"), "{e:#}");
+    let e = sovc(&["inspect", "/nonexistent/model.onnx"]).expect_err("missing file");
+    assert!(format!("{e:#}").contains("/nonexistent/model.onnx"), "{e:#}");
+    let e = sovc(&["inspect", "model.txt"]).expect_err("unknown format");
+    assert!(format!("{e:#}").contains("unknown model format"), "{e:#}");
+    let e = sovc(&["inspect", "builtin:mlp", "--shape", "y=2x64"]).expect_err("unknown input");
+    assert!(format!("{e:#}").contains("not a graph input"), "{e:#}");
+    std::fs::write(d.join("bad.npy"), b"not numpy").expect("write");
+    let bad = format!("x={}", d.join("bad.npy").display());
+    let e = sovc(&["run", "builtin:mlp", "--input", &bad, "--output-dir", out]).expect_err("bad npy");
+    assert!(format!("{e:#}").contains("not a .npy file"), "{e:#}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn shape_fixes_builtin_symbols() {
+    let d = tmp("shape");
+    let sov = d.join("mlp8.sov");
+    sovc(&["import", "builtin:mlp", "--shape", "x=8x64", "-o", sov.to_str().expect("utf8")]).expect("import");
+    let text = std::fs::read_to_string(&sov).expect("written");
+    assert!(text.contains("input %0 \"x\": f32[8,64]") && !text.contains("batch"), "{text}");
+    std::fs::remove_dir_all(&d).ok();
+}
