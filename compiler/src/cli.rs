@@ -62,7 +62,8 @@ pub struct ModelArgs {
 
 /// Parses `NAME=1x3x224x224` (also `NAME=1,3,224,224`; `NAME=` is a scalar).
 pub fn parse_shape_arg(s: &str) -> Result<(String, Vec<u64>)> {
-    let (name, dims) = s.rsplit_once('=').ok_or_else(|| anyhow!("--shape `{s}`: expected NAME=DIMS, e.g. input_ids=1x128"))?;
+    let (name, dims) =
+        s.rsplit_once('=').ok_or_else(|| anyhow!("--shape `{s}`: expected NAME=DIMS, e.g. input_ids=1x128"))?;
     if name.is_empty() {
         bail!("--shape `{s}`: the input name is empty");
     }
@@ -82,7 +83,8 @@ impl ModelArgs {
             opts.shapes.insert(n, d);
         }
         let t = Instant::now();
-        let m = sovc_models::load_model(&self.model, &opts).with_context(|| format!("cannot load {}", self.model.display()))?;
+        let m = sovc_models::load_model(&self.model, &opts)
+            .with_context(|| format!("cannot load {}", self.model.display()))?;
         eprintln!(
             "loaded {}: {} nodes, {} parameters in {:.2} s",
             self.model.display(),
@@ -96,7 +98,8 @@ impl ModelArgs {
 
 /// Replaces characters outside `[A-Za-z0-9._-]` so an output name is a safe file name.
 pub fn file_safe(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     if s.is_empty() || s == "." || s == ".." {
         format!("_{s}")
     } else {
@@ -115,7 +118,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => print!("{}", sovc_ir::text::print(&m.graph)),
                 Some(p) => {
                     let w = sovc_models::save_sov(&m, &p)?;
-                    eprintln!("wrote {}{}", p.display(), w.map(|w| format!(" and {}", w.display())).unwrap_or_default());
+                    eprintln!(
+                        "wrote {}{}",
+                        p.display(),
+                        w.map(|w| format!(" and {}", w.display())).unwrap_or_default()
+                    );
                 }
             }
         }
@@ -147,7 +154,13 @@ fn read_inputs(m: &Model, args: &[String]) -> Result<BTreeMap<String, Tensor>> {
         let t = sovc_runtime::read_npy(Path::new(file))?;
         feeds.insert(name.to_string(), t);
     }
-    let missing: Vec<String> = m.graph.inputs.iter().filter(|x| !feeds.contains_key(&x.name)).map(|x| format!("{} ({})", x.name, m.graph.ty(x.value))).collect();
+    let missing: Vec<String> = m
+        .graph
+        .inputs
+        .iter()
+        .filter(|x| !feeds.contains_key(&x.name))
+        .map(|x| format!("{} ({})", x.name, m.graph.ty(x.value)))
+        .collect();
     if !missing.is_empty() {
         bail!("missing --input for {}", missing.join(", "));
     }
@@ -165,10 +178,15 @@ pub fn inspect(m: &Model) -> String {
     for o in &g.outputs {
         s.push_str(&format!("  {}: {}\n", o.name, g.ty(o.value)));
     }
-    let bytes: u64 = g.consts.iter().filter(|c| matches!(c.data, sovc_ir::ConstData::Weight(_))).map(|c| {
-        let t = g.ty(c.value);
-        t.shape.num_elements().unwrap_or(0) * t.dtype.size() as u64
-    }).sum();
+    let bytes: u64 = g
+        .consts
+        .iter()
+        .filter(|c| matches!(c.data, sovc_ir::ConstData::Weight(_)))
+        .map(|c| {
+            let t = g.ty(c.value);
+            t.shape.num_elements().unwrap_or(0) * t.dtype.size() as u64
+        })
+        .sum();
     s.push_str(&format!("parameters: {} ({:.2} MB)\n", g.parameter_count(), bytes as f64 / 1e6));
     s.push_str(&format!("nodes: {}\n", g.nodes.len()));
     for (op, n) in g.op_counts() {

@@ -92,7 +92,12 @@ pub fn expand(g: &mut Graph, op: &Op, ins: &[ValueId], name: &str) -> Result<Opt
         }
         Op::BatchNorm { epsilon } => {
             let r = rank as usize;
-            let (s, b, m, v) = (e.per_channel(ins[1], r)?, e.per_channel(ins[2], r)?, e.per_channel(ins[3], r)?, e.per_channel(ins[4], r)?);
+            let (s, b, m, v) = (
+                e.per_channel(ins[1], r)?,
+                e.per_channel(ins[2], r)?,
+                e.per_channel(ins[3], r)?,
+                e.per_channel(ins[4], r)?,
+            );
             let eps = e.scalar(epsilon as f64, x);
             let ve = e.bin(BinaryOp::Add, v, eps)?;
             let inv = e.un(UnaryOp::Rsqrt, ve)?;
@@ -110,8 +115,14 @@ pub fn expand(g: &mut Graph, op: &Op, ins: &[ValueId], name: &str) -> Result<Opt
         }
         Op::GroupNorm { num_groups, epsilon } => {
             let shape = e.g.ty(x).shape.clone();
-            let c = shape.0[1].as_const().ok_or_else(|| IrError::Graph(format!("{name}: group_norm needs a known channel count")))?;
-            let mut grouped = vec![shape.0[0].clone(), crate::Dim::Const(num_groups as u64), crate::Dim::Const(c / num_groups as u64)];
+            let c = shape.0[1]
+                .as_const()
+                .ok_or_else(|| IrError::Graph(format!("{name}: group_norm needs a known channel count")))?;
+            let mut grouped = vec![
+                shape.0[0].clone(),
+                crate::Dim::Const(num_groups as u64),
+                crate::Dim::Const(c / num_groups as u64),
+            ];
             grouped.extend(shape.0[2..].iter().cloned());
             let gx = e.node(Op::Reshape { shape: Shape(grouped) }, &[x])?;
             let n = e.normalize(gx, (2..rank + 1).collect(), epsilon, true)?;
@@ -176,14 +187,25 @@ pub fn expand(g: &mut Graph, op: &Op, ins: &[ValueId], name: &str) -> Result<Opt
             let scaled = e.bin(BinaryOp::Mul, x, ins[1])?;
             e.node(Op::Where {}, &[neg, scaled, x])?
         }
-        _ => return Err(IrError::Graph(format!("{name}: op {} is marked composite but has no decomposition", op.name()))),
+        _ => {
+            return Err(IrError::Graph(format!(
+                "{name}: op {} is marked composite but has no decomposition",
+                op.name()
+            )))
+        }
     };
     Ok(Some(vec![y]))
 }
 
 /// A copy of `g` with every composite op replaced by its decomposition.
 pub fn decompose_all(g: &Graph) -> Result<Graph, IrError> {
-    let mut out = Graph { values: g.values.clone(), inputs: g.inputs.clone(), consts: g.consts.clone(), nodes: Vec::new(), outputs: Vec::new() };
+    let mut out = Graph {
+        values: g.values.clone(),
+        inputs: g.inputs.clone(),
+        consts: g.consts.clone(),
+        nodes: Vec::new(),
+        outputs: Vec::new(),
+    };
     let mut map: Vec<ValueId> = (0..g.values.len() as u32).map(ValueId).collect();
     for Node { op, inputs, outputs, name } in &g.nodes {
         let ins: Vec<ValueId> = inputs.iter().map(|v| map[v.index()]).collect();
@@ -196,6 +218,7 @@ pub fn decompose_all(g: &Graph) -> Result<Graph, IrError> {
             None => out.nodes.push(Node { op: op.clone(), inputs: ins, outputs: outputs.clone(), name: name.clone() }),
         }
     }
-    out.outputs = g.outputs.iter().map(|o| crate::Output { name: o.name.clone(), value: map[o.value.index()] }).collect();
+    out.outputs =
+        g.outputs.iter().map(|o| crate::Output { name: o.name.clone(), value: map[o.value.index()] }).collect();
     Ok(out.canonical())
 }

@@ -147,7 +147,12 @@ impl Graph {
         let name = name.into();
         for &v in inputs {
             if v.index() >= self.values.len() {
-                return Err(IrError::Verify { node: name, op: op.name(), value: v.to_string(), rule: "input is not a value of this graph".into() });
+                return Err(IrError::Verify {
+                    node: name,
+                    op: op.name(),
+                    value: v.to_string(),
+                    rule: "input is not a value of this graph".into(),
+                });
             }
         }
         let tys: Vec<&TensorType> = inputs.iter().map(|&v| self.ty(v)).collect();

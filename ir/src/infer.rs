@@ -79,7 +79,9 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             same_dtype(ins[1], ins[2], "where")?;
             let s = broadcast_shapes(&x.shape, &ins[1].shape)
                 .and_then(|s| broadcast_shapes(&s, &ins[2].shape))
-                .ok_or_else(|| format!("where: shapes {}, {}, {} do not broadcast", x.shape, ins[1].shape, ins[2].shape))?;
+                .ok_or_else(|| {
+                    format!("where: shapes {}, {}, {} do not broadcast", x.shape, ins[1].shape, ins[2].shape)
+                })?;
             Ok(vec![TensorType::new(ins[1].dtype, s)])
         }
         Op::Clip {} => {
@@ -166,7 +168,10 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
                 same_dtype(x, p, info.name)?;
                 let norm = Shape(x.shape.0[a..].to_vec());
                 if broadcast_shapes(&norm, &p.shape).as_ref() != Some(&norm) {
-                    return Err(format!("{}: parameter shape {} does not broadcast to normalized shape {norm}", info.name, p.shape));
+                    return Err(format!(
+                        "{}: parameter shape {} does not broadcast to normalized shape {norm}",
+                        info.name, p.shape
+                    ));
                 }
             }
             Ok(same(x))
@@ -486,7 +491,13 @@ fn binary(b: BinaryOp, x: &TensorType, y: &TensorType) -> R<Vec<TensorType>> {
         {
             return Err(format!("{name} needs integer inputs, found {}", x.dtype));
         }
-        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Pow | BinaryOp::Mod | BinaryOp::Fmod
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Pow
+        | BinaryOp::Mod
+        | BinaryOp::Fmod
         | BinaryOp::PRelu => need_numeric(x, name)?,
         _ => {}
     }
@@ -538,7 +549,14 @@ fn spatial_check(what: &str, nsp: usize, strides: &[i64], pads: &[i64], dilation
     Ok(())
 }
 
-fn conv(x: &TensorType, ins: &[&TensorType], strides: &[i64], pads: &[i64], dil: &[i64], group: i64) -> R<Vec<TensorType>> {
+fn conv(
+    x: &TensorType,
+    ins: &[&TensorType],
+    strides: &[i64],
+    pads: &[i64],
+    dil: &[i64],
+    group: i64,
+) -> R<Vec<TensorType>> {
     let w = ins[1];
     need_float(x, "conv")?;
     same_dtype(x, w, "conv")?;

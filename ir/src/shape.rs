@@ -9,7 +9,10 @@ use std::fmt;
 pub enum Dim {
     Const(u64),
     /// A dimension known only by name until the graph runs; `max` bounds it when known.
-    Sym { name: String, max: Option<u64> },
+    Sym {
+        name: String,
+        max: Option<u64>,
+    },
 }
 
 impl Dim {

@@ -251,7 +251,10 @@ impl Tensor {
         }
         macro_rules! chunks {
             ($t:ty, $w:expr) => {
-                bytes.chunks_exact($w).map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk width"))).collect::<Vec<$t>>()
+                bytes
+                    .chunks_exact($w)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk width")))
+                    .collect::<Vec<$t>>()
             };
         }
         match dtype {

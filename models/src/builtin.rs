@@ -1,7 +1,10 @@
 //! Built-in models with deterministic weights, for tests and benchmarks that must not depend on
 //! downloaded files: an MLP, a BERT-style encoder layer and a GPT-style (pre-norm, causal) decoder layer.
 
-use sovc_ir::{BinaryOp, ConstData, DType, Dim, GeluApprox, Graph, Model, Op, Shape, Tensor, TensorType, ValueId, WeightRef, Weights};
+use sovc_ir::{
+    BinaryOp, ConstData, DType, Dim, GeluApprox, Graph, Model, Op, Shape, Tensor, TensorType, ValueId, WeightRef,
+    Weights,
+};
 
 /// Names accepted by [`by_name`].
 pub const NAMES: [&str; 3] = ["mlp", "encoder_layer", "decoder_layer"];
@@ -75,16 +78,31 @@ impl Builder {
     }
 
     fn layer_norm(&mut self, x: ValueId, d: usize, name: &str) -> ValueId {
-        let s = self.tensor(&format!("{name}.weight"), Tensor::from_vec(&[d], det_values(d, self.seed + 100, 0.1).iter().map(|v| 1.0 + v).collect()).expect("len"));
+        let s = self.tensor(
+            &format!("{name}.weight"),
+            Tensor::from_vec(&[d], det_values(d, self.seed + 100, 0.1).iter().map(|v| 1.0 + v).collect()).expect("len"),
+        );
         let b = self.weight(&format!("{name}.bias"), &[d], 0.1);
         self.op(Op::LayerNorm { axis: -1, epsilon: 1e-5 }, &[x, s, b], name)
     }
 
     /// Multi-head self-attention on `x: [1, s, d]`, with an optional additive mask `[s, s]`.
-    fn attention(&mut self, x: ValueId, s: usize, d: usize, heads: usize, mask: Option<ValueId>, name: &str) -> ValueId {
+    fn attention(
+        &mut self,
+        x: ValueId,
+        s: usize,
+        d: usize,
+        heads: usize,
+        mask: Option<ValueId>,
+        name: &str,
+    ) -> ValueId {
         let dh = d / heads;
         let split = |b: &mut Builder, v: ValueId, what: &str| {
-            let r = b.op(Op::Reshape { shape: Shape::from_consts(&[1, s, heads, dh]) }, &[v], &format!("{name}/{what}_heads"));
+            let r = b.op(
+                Op::Reshape { shape: Shape::from_consts(&[1, s, heads, dh]) },
+                &[v],
+                &format!("{name}/{what}_heads"),
+            );
             b.op(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[r], &format!("{name}/{what}_t"))
         };
         let q = self.linear(x, d, d, &format!("{name}.q"));
@@ -119,7 +137,10 @@ impl Builder {
 /// `x: [batch<=64, 64] -> softmax(fc2(gelu(fc1(x))))`, 10 classes.
 pub fn mlp() -> Model {
     let mut b = Builder::new("builtin:mlp");
-    let x = b.g.add_input("x", TensorType::new(DType::F32, Shape(vec![Dim::Sym { name: "batch".into(), max: Some(64) }, Dim::Const(64)])));
+    let x = b.g.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![Dim::Sym { name: "batch".into(), max: Some(64) }, Dim::Const(64)])),
+    );
     let h = b.linear(x, 64, 128, "fc1");
     let h = b.op(Op::Gelu { approximate: GeluApprox::None }, &[h], "gelu");
     let y = b.linear(h, 128, 10, "fc2");

@@ -31,7 +31,10 @@ pub fn load_model(path: &Path, opts: &ImportOptions) -> Result<Model, LoadError>
     match path.extension().and_then(|e| e.to_str()) {
         Some("onnx") => Ok(onnx::import_file(path, opts)?),
         Some("sov") => fix_shapes(load_sov(path)?, opts),
-        _ => Err(LoadError::Other(format!("{}: unknown model format (expected .onnx, .sov or builtin:NAME)", path.display()))),
+        _ => Err(LoadError::Other(format!(
+            "{}: unknown model format (expected .onnx, .sov or builtin:NAME)",
+            path.display()
+        ))),
     }
 }
 
@@ -42,17 +45,28 @@ fn fix_shapes(mut m: Model, opts: &ImportOptions) -> Result<Model, LoadError> {
     }
     let mut bind = BTreeMap::new();
     for (name, dims) in &opts.shapes {
-        let x = m.graph.inputs.iter().find(|x| &x.name == name).ok_or_else(|| LoadError::Other(format!("--shape names `{name}`, which is not a graph input")))?;
+        let x = m
+            .graph
+            .inputs
+            .iter()
+            .find(|x| &x.name == name)
+            .ok_or_else(|| LoadError::Other(format!("--shape names `{name}`, which is not a graph input")))?;
         let ty = m.graph.ty(x.value);
         if ty.shape.rank() != dims.len() {
-            return Err(LoadError::Other(format!("--shape {name}: {} dims given, the input has rank {}", dims.len(), ty.shape.rank())));
+            return Err(LoadError::Other(format!(
+                "--shape {name}: {} dims given, the input has rank {}",
+                dims.len(),
+                ty.shape.rank()
+            )));
         }
         for (d, &v) in ty.shape.0.iter().zip(dims) {
             match d {
                 sovc_ir::Dim::Sym { name: s, .. } => {
                     bind.insert(s.clone(), v);
                 }
-                sovc_ir::Dim::Const(c) if *c != v => return Err(LoadError::Other(format!("--shape {name}: dimension {c} cannot be changed to {v}"))),
+                sovc_ir::Dim::Const(c) if *c != v => {
+                    return Err(LoadError::Other(format!("--shape {name}: dimension {c} cannot be changed to {v}")))
+                }
                 sovc_ir::Dim::Const(_) => {}
             }
         }
@@ -82,7 +96,10 @@ pub fn load_sov(path: &Path) -> Result<Model, LoadError> {
         if !files.contains_key(&r.file) {
             files.insert(r.file.clone(), read_weight_file(&dir.join(&r.file))?);
         }
-        let t = files[&r.file].get(&r.key).ok_or_else(|| LoadError::Sov { path: p.clone(), msg: format!("weight `{}` is not in `{}`", r.key, r.file) })?;
+        let t = files[&r.file].get(&r.key).ok_or_else(|| LoadError::Sov {
+            path: p.clone(),
+            msg: format!("weight `{}` is not in `{}`", r.key, r.file),
+        })?;
         weights.insert(r.clone(), t.clone());
     }
     Ok(Model { graph, weights })
@@ -108,7 +125,10 @@ pub fn save_sov(model: &Model, path: &Path) -> Result<Option<PathBuf>, LoadError
     let mut out: BTreeMap<String, &sovc_ir::Tensor> = BTreeMap::new();
     for c in &mut g.consts {
         let ConstData::Weight(r) = &c.data else { continue };
-        let t = model.weights.get(r).ok_or_else(|| LoadError::Other(format!("weight `{}` of `{}` is not loaded", r.key, r.file)))?;
+        let t = model
+            .weights
+            .get(r)
+            .ok_or_else(|| LoadError::Other(format!("weight `{}` of `{}` is not loaded", r.key, r.file)))?;
         let mut key = r.key.clone();
         let mut k = 1;
         while out.get(&key).is_some_and(|prev| !std::ptr::eq(*prev, &**t)) {

@@ -48,8 +48,10 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, Strin
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let dtype = to_dtype(view.dtype()).ok_or_else(|| format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))?;
-        let t = Tensor::from_le_bytes(dtype, view.shape(), view.data()).ok_or_else(|| format!("tensor `{name}`: data does not match its shape"))?;
+        let dtype = to_dtype(view.dtype())
+            .ok_or_else(|| format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))?;
+        let t = Tensor::from_le_bytes(dtype, view.shape(), view.data())
+            .ok_or_else(|| format!("tensor `{name}`: data does not match its shape"))?;
         out.insert(name, t);
     }
     Ok(out)
@@ -68,7 +70,9 @@ pub fn safetensors_bytes(tensors: &BTreeMap<String, &Tensor>) -> Result<Vec<u8>,
         tensors.iter().map(|(n, t)| (n.clone(), t.dtype(), t.shape().to_vec(), t.to_le_bytes())).collect();
     let views: Vec<(String, TensorView)> = raw
         .iter()
-        .map(|(n, d, s, b)| TensorView::new(from_dtype(*d), s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| e.to_string()))
+        .map(|(n, d, s, b)| {
+            TensorView::new(from_dtype(*d), s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| e.to_string())
+        })
         .collect::<Result<_, _>>()?;
     safetensors::serialize(views, None).map_err(|e| e.to_string())
 }

@@ -72,7 +72,12 @@ pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     macro_rules! write {
         ($ty:ty, $a:expr) => {{
-            let mut w = npyz::WriteOptions::<$ty>::new().default_dtype().shape(&shape).writer(&mut out).begin_nd().map_err(|e| e.to_string())?;
+            let mut w = npyz::WriteOptions::<$ty>::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut out)
+                .begin_nd()
+                .map_err(|e| e.to_string())?;
             w.extend($a.iter().copied()).map_err(|e| e.to_string())?;
             w.finish().map_err(|e| e.to_string())?;
         }};

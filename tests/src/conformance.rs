@@ -85,11 +85,8 @@ pub fn compare(name: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
-        let ok = if float {
-            (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-7 + 1e-3 * b.abs()
-        } else {
-            a == b
-        };
+        let ok =
+            if float { (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-7 + 1e-3 * b.abs() } else { a == b };
         if !ok {
             let d = (a - b).abs();
             if worst.is_none_or(|(_, wd)| d > wd || wd.is_nan()) {
@@ -115,7 +112,8 @@ pub fn run_one(dir: &Path) -> Result<(), Failure> {
         return Err(Failure::UnsupportedType("non-tensor value".into()));
     }
     let init: std::collections::HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
-    let input_names: Vec<String> = graph.input.iter().filter_map(|i| i.name.clone()).filter(|n| !init.contains(n.as_str())).collect();
+    let input_names: Vec<String> =
+        graph.input.iter().filter_map(|i| i.name.clone()).filter(|n| !init.contains(n.as_str())).collect();
     let output_names: Vec<String> = graph.output.iter().filter_map(|o| o.name.clone()).collect();
     let data = dir.join("test_data_set_0");
     let mut inputs = BTreeMap::new();
@@ -130,7 +128,9 @@ pub fn run_one(dir: &Path) -> Result<(), Failure> {
     let m = loop {
         match onnx::import_model(&model, "model.onnx", &opts) {
             Ok(m) => break m,
-            Err(ImportError::NeedsConstant { input, .. }) if inputs.contains_key(&input) && !opts.constant_inputs.contains_key(&input) => {
+            Err(ImportError::NeedsConstant { input, .. })
+                if inputs.contains_key(&input) && !opts.constant_inputs.contains_key(&input) =>
+            {
                 let t = inputs.remove(&input).expect("checked");
                 opts.constant_inputs.insert(input, t);
             }
@@ -166,7 +166,8 @@ pub fn run_all(dir: &Path, threads: usize) -> Report {
                 let Some(p) = names.get(i) else { break };
                 let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 let r = std::panic::catch_unwind(|| run_one(p)).unwrap_or_else(|e| {
-                    let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                    let msg =
+                        e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
                     Err(Failure::Error(format!("panic: {}", msg.unwrap_or_default())))
                 });
                 results.lock().expect("no poisoned lock").insert(name, r.err());

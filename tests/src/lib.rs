@@ -24,7 +24,10 @@ pub fn require_generated(path: &std::path::Path) -> bool {
         eprintln!("skipping: {} is missing and SOVC_SKIP_GENERATED=1", path.display());
         return false;
     }
-    panic!("{} is missing: run scripts/setup-test-deps.sh first (or set SOVC_SKIP_GENERATED=1 to skip)", path.display());
+    panic!(
+        "{} is missing: run scripts/setup-test-deps.sh first (or set SOVC_SKIP_GENERATED=1 to skip)",
+        path.display()
+    );
 }
 
 /// Largest absolute difference between two float tensors of the same shape.
@@ -32,3 +35,5 @@ pub fn max_abs_diff(a: &sovc_ir::Tensor, b: &sovc_ir::Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
     a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
+
+pub mod fuzz;

@@ -41,13 +41,16 @@ fn import_writes_sov_and_safetensors_that_run_like_the_original() {
     let x = sovc_ir::Tensor::from_vec(&[2, 64], sovc_models::builtin::det_values(128, 3, 1.0)).expect("len");
     sovc_runtime::write_npy(&d.join("x.npy"), &x).expect("write");
     let xarg = format!("x={}", d.join("x.npy").display());
-    sovc(&["run", sov.to_str().expect("utf8"), "--input", &xarg, "--output-dir", d.join("a").to_str().expect("utf8")]).expect("run .sov");
-    sovc(&["run", "builtin:mlp", "--input", &xarg, "--output-dir", d.join("b").to_str().expect("utf8")]).expect("run builtin");
+    sovc(&["run", sov.to_str().expect("utf8"), "--input", &xarg, "--output-dir", d.join("a").to_str().expect("utf8")])
+        .expect("run .sov");
+    sovc(&["run", "builtin:mlp", "--input", &xarg, "--output-dir", d.join("b").to_str().expect("utf8")])
+        .expect("run builtin");
     let a = sovc_runtime::read_npy(&d.join("a/probs.npy")).expect("output");
     let b = sovc_runtime::read_npy(&d.join("b/probs.npy")).expect("output");
     assert_eq!(a, b);
     assert_eq!(a.shape(), &[2, 10]);
-    sovc(&["import", "builtin:decoder_layer", "--decompose", "-o", d.join("dec.sov").to_str().expect("utf8")]).expect("decompose");
+    sovc(&["import", "builtin:decoder_layer", "--decompose", "-o", d.join("dec.sov").to_str().expect("utf8")])
+        .expect("decompose");
     let text = std::fs::read_to_string(d.join("dec.sov")).expect("written");
     assert!(!text.contains("= softmax(") && text.contains("= exp("), "decomposed IR has no softmax");
     std::fs::remove_dir_all(&d).ok();
@@ -62,7 +65,8 @@ fn run_on_a_real_onnx_model_writes_each_output() {
     let out = tmp("gpt2");
     let ids = format!("input_ids={}", dir.join("input.input_ids.npy").display());
     let model = dir.join("model.onnx");
-    sovc(&["run", model.to_str().expect("utf8"), "--input", &ids, "--output-dir", out.to_str().expect("utf8")]).expect("run");
+    sovc(&["run", model.to_str().expect("utf8"), "--input", &ids, "--output-dir", out.to_str().expect("utf8")])
+        .expect("run");
     let got = sovc_runtime::read_npy(&out.join("last_hidden_state.npy")).expect("output written");
     let want = sovc_runtime::read_npy(&dir.join("output.last_hidden_state.npy")).expect("reference");
     assert!(sovc_tests::max_abs_diff(&got, &want) < 1e-4);

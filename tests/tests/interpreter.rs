@@ -25,7 +25,8 @@ fn broadcasting_follows_numpy() {
     let y = run1(Op::Binary(BinaryOp::Add), &[&a, &b]);
     assert_eq!(y.shape(), &[2, 3]);
     assert_eq!(y.to_f64_vec(), vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
-    assert!(eval(&Op::Binary(BinaryOp::Add), &[&f32s(&[2], &[0.0; 2]), &f32s(&[3], &[0.0; 3])], &Default::default()).is_err());
+    assert!(eval(&Op::Binary(BinaryOp::Add), &[&f32s(&[2], &[0.0; 2]), &f32s(&[3], &[0.0; 3])], &Default::default())
+        .is_err());
 }
 
 #[test]
@@ -56,7 +57,7 @@ fn round_is_half_to_even_and_cast_truncates() {
     assert_eq!(run1(Op::Unary(UnaryOp::Round), &[&x]).to_f64_vec(), vec![0.0, 2.0, 2.0, -0.0, -2.0, 3.0]);
     assert_eq!(run1(Op::Cast { to: DType::I64 }, &[&x]).to_i64_vec(), vec![0, 1, 2, 0, -1, 2]);
     assert_eq!(run1(Op::Cast { to: DType::Bool }, &[&x]).to_i64_vec(), vec![1; 6]);
-    let bf = run1(Op::Cast { to: DType::BF16 }, &[&f32s(&[1], &[1.00390625])]);
+    let bf = run1(Op::Cast { to: DType::BF16 }, &[&f32s(&[1], &[1.0 + 1.0 / 256.0])]);
     assert_eq!(bf.to_f64_vec(), vec![1.0], "bf16 rounds to nearest even");
 }
 
@@ -89,7 +90,9 @@ fn matmul_promotes_vectors_and_broadcasts_batches() {
 #[test]
 fn slices_clamp_and_step_backwards() {
     let x = i64s(&[5], &[0, 1, 2, 3, 4]);
-    let s = |a: i64, b: i64, st: i64| run1(Op::Slice { starts: vec![a], ends: vec![b], steps: vec![st] }, &[&x]).to_i64_vec();
+    let s = |a: i64, b: i64, st: i64| {
+        run1(Op::Slice { starts: vec![a], ends: vec![b], steps: vec![st] }, &[&x]).to_i64_vec()
+    };
     assert_eq!(s(1, 100, 1), vec![1, 2, 3, 4]);
     assert_eq!(s(-2, i64::MAX, 1), vec![3, 4]);
     assert_eq!(s(-1, i64::MIN, -1), vec![4, 3, 2, 1, 0]);
@@ -124,16 +127,36 @@ fn conv_and_pool_on_a_worked_example() {
     let x = f32s(&[1, 1, 3, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
     let w = f32s(&[1, 1, 2, 2], &[1.0, 0.0, 0.0, -1.0]);
     let b = f32s(&[1], &[0.5]);
-    let y = run1(Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 }, &[&x, &w, &b]);
+    let y =
+        run1(Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 }, &[&x, &w, &b]);
     assert_eq!(y.to_f64_vec(), vec![-3.5; 4]);
     let y = run1(Op::Conv { strides: vec![2, 2], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 1 }, &[&x, &w]);
     assert_eq!(y.shape(), &[1, 1, 2, 2]);
     assert_eq!(y.to_f64_vec(), vec![-1.0, -3.0, -7.0, -4.0]);
-    let mp = run1(Op::MaxPool { kernel: vec![2, 2], strides: vec![2, 2], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], ceil_mode: true }, &[&x]);
+    let mp = run1(
+        Op::MaxPool {
+            kernel: vec![2, 2],
+            strides: vec![2, 2],
+            pads: vec![0, 0, 0, 0],
+            dilations: vec![1, 1],
+            ceil_mode: true,
+        },
+        &[&x],
+    );
     assert_eq!(mp.to_f64_vec(), vec![5.0, 6.0, 8.0, 9.0]);
     let ap = |inc: bool| {
-        run1(Op::AvgPool { kernel: vec![2, 2], strides: vec![1, 1], pads: vec![1, 1, 0, 0], dilations: vec![1, 1], ceil_mode: false, count_include_pad: inc }, &[&x])
-            .to_f64_vec()[0]
+        run1(
+            Op::AvgPool {
+                kernel: vec![2, 2],
+                strides: vec![1, 1],
+                pads: vec![1, 1, 0, 0],
+                dilations: vec![1, 1],
+                ceil_mode: false,
+                count_include_pad: inc,
+            },
+            &[&x],
+        )
+        .to_f64_vec()[0]
     };
     assert_eq!(ap(false), 1.0);
     assert_eq!(ap(true), 0.25);
@@ -178,10 +201,17 @@ fn every_composite_has_a_decomposition_that_matches_it() {
     let mut covered = std::collections::BTreeSet::new();
     for (op, ins) in composite_cases() {
         let mut g = Graph::new();
-        let vals: Vec<_> = ins.iter().enumerate().map(|(i, t)| g.add_input(format!("i{i}"), TensorType::new(t.dtype(), sovc_ir::Shape::from_consts(t.shape())))).collect();
+        let vals: Vec<_> = ins
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                g.add_input(format!("i{i}"), TensorType::new(t.dtype(), sovc_ir::Shape::from_consts(t.shape())))
+            })
+            .collect();
         let y = g.add1(op.clone(), &vals, "op").expect("well typed");
         g.add_output("y", y);
-        let feeds: BTreeMap<String, Tensor> = ins.iter().enumerate().map(|(i, t)| (format!("i{i}"), t.clone())).collect();
+        let feeds: BTreeMap<String, Tensor> =
+            ins.iter().enumerate().map(|(i, t)| (format!("i{i}"), t.clone())).collect();
         let direct = sovc_ir::interp::run(&g, &Default::default(), &feeds).expect("direct");
         let dg = decompose::decompose_all(&g).expect("decomposes");
         assert!(dg.nodes.iter().all(|n| !n.op.is_composite()), "{}: composite left after decomposition", op.name());
@@ -192,8 +222,18 @@ fn every_composite_has_a_decomposition_that_matches_it() {
         assert!(op.is_composite(), "{} is not composite", op.name());
         covered.insert(op.name());
     }
-    let mut expected: std::collections::BTreeSet<&str> =
-        ["softmax", "log_softmax", "layer_norm", "rms_norm", "batch_norm", "instance_norm", "group_norm", "gelu", "prelu"].into();
+    let mut expected: std::collections::BTreeSet<&str> = [
+        "softmax",
+        "log_softmax",
+        "layer_norm",
+        "rms_norm",
+        "batch_norm",
+        "instance_norm",
+        "group_norm",
+        "gelu",
+        "prelu",
+    ]
+    .into();
     expected.extend(UnaryOp::ALL.iter().filter(|u| u.is_composite()).map(|u| u.as_str()));
     assert_eq!(covered, expected, "every composite op needs a decomposition case here");
 }

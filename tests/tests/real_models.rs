@@ -29,12 +29,14 @@ fn check(name: &str, shapes: &[(&str, Vec<u64>)], data_dir: Option<&str>) {
     for (n, d) in shapes {
         opts.shapes.insert(n.to_string(), d.clone());
     }
-    let model = sovc_models::onnx::import_file(&dir.join("model.onnx"), &opts).unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
+    let model = sovc_models::onnx::import_file(&dir.join("model.onnx"), &opts)
+        .unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
     let data = data_dir.map_or(dir.clone(), |d| dir.join(d));
     let inputs = npys(&data, "input.");
     let want = npys(&data, "output.");
     assert!(!inputs.is_empty() && !want.is_empty(), "{name}: no reference data");
-    let got = sovc_ir::interp::run(&model.graph, &model.weights, &inputs).unwrap_or_else(|e| panic!("{name}: run failed: {e}"));
+    let got = sovc_ir::interp::run(&model.graph, &model.weights, &inputs)
+        .unwrap_or_else(|e| panic!("{name}: run failed: {e}"));
     for (out, w) in &want {
         let g = got.get(out).unwrap_or_else(|| panic!("{name}: output {out} missing"));
         let d = max_abs_diff(g, w);
@@ -77,9 +79,17 @@ fn gpt2_decoder() {
 #[test]
 fn bert_encoder_dynamic_fixed_at_import() {
     let s = vec![1, 128];
-    check("bert_encoder_dynamic", &[("input_ids", s.clone()), ("attention_mask", s.clone()), ("token_type_ids", s)], None);
+    check(
+        "bert_encoder_dynamic",
+        &[("input_ids", s.clone()), ("attention_mask", s.clone()), ("token_type_ids", s)],
+        None,
+    );
     let s = vec![2, 48];
-    check("bert_encoder_dynamic", &[("input_ids", s.clone()), ("attention_mask", s.clone()), ("token_type_ids", s)], Some("batch2_seq48"));
+    check(
+        "bert_encoder_dynamic",
+        &[("input_ids", s.clone()), ("attention_mask", s.clone()), ("token_type_ids", s)],
+        Some("batch2_seq48"),
+    );
 }
 
 /// Without `--shape`, a dynamic model whose shape arithmetic needs the sequence length says so.
@@ -89,7 +99,9 @@ fn bert_encoder_dynamic_unfixed_names_the_symbol() {
     if !require_generated(&dir) {
         return;
     }
-    let err = sovc_models::onnx::import_file(&dir.join("model.onnx"), &ImportOptions::default()).expect_err("needs --shape").to_string();
+    let err = sovc_models::onnx::import_file(&dir.join("model.onnx"), &ImportOptions::default())
+        .expect_err("needs --shape")
+        .to_string();
     assert!(err.contains("sequence") && err.contains("--shape"), "{err}");
 }
 
@@ -107,6 +119,7 @@ fn symbolic_batch_runs_at_several_sizes() {
         }
     }
     let too_big = Tensor::zeros(sovc_ir::DType::F32, &[65, 64]);
-    let err = sovc_ir::interp::run(&m.graph, &m.weights, &BTreeMap::from([("x".to_string(), too_big)])).expect_err("bound is 64");
+    let err = sovc_ir::interp::run(&m.graph, &m.weights, &BTreeMap::from([("x".to_string(), too_big)]))
+        .expect_err("bound is 64");
     assert!(err.to_string().contains("exceeds its bound"), "{err}");
 }

@@ -46,8 +46,12 @@ fn dim() -> impl Strategy<Value = Dim> {
 }
 
 fn graph() -> impl Strategy<Value = Graph> {
-    (proptest::collection::vec(proptest::collection::vec(dim(), 0..4), 1..4), proptest::collection::vec(step(), 0..24), any::<u8>()).prop_map(
-        |(input_shapes, steps, nout)| {
+    (
+        proptest::collection::vec(proptest::collection::vec(dim(), 0..4), 1..4),
+        proptest::collection::vec(step(), 0..24),
+        any::<u8>(),
+    )
+        .prop_map(|(input_shapes, steps, nout)| {
             let mut g = Graph::new();
             let mut vals: Vec<ValueId> = Vec::new();
             for (i, dims) in input_shapes.into_iter().enumerate() {
@@ -71,19 +75,35 @@ fn graph() -> impl Strategy<Value = Graph> {
                     Step::Reduce(a, ax, k, keepdims) => {
                         let r = g.ty(pick(a)).shape.rank();
                         let axes = if r == 0 { vec![] } else { vec![(ax % r) as i64] };
-                        let kinds = [ReduceKind::Sum, ReduceKind::Mean, ReduceKind::Max, ReduceKind::Min, ReduceKind::Prod, ReduceKind::L1, ReduceKind::L2, ReduceKind::LogSum, ReduceKind::LogSumExp, ReduceKind::SumSquare];
+                        let kinds = [
+                            ReduceKind::Sum,
+                            ReduceKind::Mean,
+                            ReduceKind::Max,
+                            ReduceKind::Min,
+                            ReduceKind::Prod,
+                            ReduceKind::L1,
+                            ReduceKind::L2,
+                            ReduceKind::LogSum,
+                            ReduceKind::LogSumExp,
+                            ReduceKind::SumSquare,
+                        ];
                         g.add1(Op::Reduce { kind: kinds[k as usize], axes, keepdims }, &[pick(a)], name)
                     }
                     Step::AddConst(a, c) => {
                         let dt = g.ty(pick(a)).dtype;
-                        let cst = g.add_inline(format!("c{k}"), Tensor::from_f64_fn(dt, &[2], |i| c as f64 * (i as f64 + 1.0)));
+                        let cst = g.add_inline(
+                            format!("c{k}"),
+                            Tensor::from_f64_fn(dt, &[2], |i| c as f64 * (i as f64 + 1.0)),
+                        );
                         g.add1(Op::Binary(BinaryOp::Add), &[pick(a), cst], name)
                     }
                     Step::Cast(a, c) => g.add1(Op::Cast { to: CASTS[c] }, &[pick(a)], name),
                     Step::Flatten(a) => {
                         let n = g.ty(pick(a)).shape.num_elements();
                         match n {
-                            Some(n) => g.add1(Op::Reshape { shape: Shape::from_consts(&[n as usize]) }, &[pick(a)], name),
+                            Some(n) => {
+                                g.add1(Op::Reshape { shape: Shape::from_consts(&[n as usize]) }, &[pick(a)], name)
+                            }
                             None => continue,
                         }
                     }
@@ -99,8 +119,7 @@ fn graph() -> impl Strategy<Value = Graph> {
                 g.add_output(format!("out{i}"), *v);
             }
             g
-        },
-    )
+        })
 }
 
 proptest! {

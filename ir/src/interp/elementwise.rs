@@ -32,8 +32,18 @@ pub fn unary(u: UnaryOp, t: &Tensor) -> Result<Tensor, String> {
         UnaryOp::Relu if int => map_i64(t, |x| x.max(0)),
         UnaryOp::Neg => map_f64(t, |x| -x),
         UnaryOp::Abs => map_f64(t, f64::abs),
-        UnaryOp::Sign => map_f64(t, |x| if x.is_nan() { x } else if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }),
-        UnaryOp::Relu => map_f64(t, |x| if x > 0.0 { x } else if x.is_nan() { x } else { 0.0 }),
+        UnaryOp::Sign => map_f64(t, |x| {
+            if x.is_nan() {
+                x
+            } else if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        UnaryOp::Relu => map_f64(t, |x| if x > 0.0 || x.is_nan() { x } else { 0.0 }),
         UnaryOp::Exp => map_f64(t, f64::exp),
         UnaryOp::Log => map_f64(t, f64::ln),
         UnaryOp::Sqrt => map_f64(t, f64::sqrt),
@@ -115,7 +125,15 @@ pub fn activation(op: &Op, t: &Tensor) -> Result<Tensor, String> {
         }
         Op::Shrink { bias, lambd } => {
             let (b, l) = (bias as f64, lambd as f64);
-            map_f64(t, |x| if x < -l { x + b } else if x > l { x - b } else { 0.0 })
+            map_f64(t, |x| {
+                if x < -l {
+                    x + b
+                } else if x > l {
+                    x - b
+                } else {
+                    0.0
+                }
+            })
         }
         Op::Gelu { approximate } => match approximate {
             GeluApprox::None => map_f64(t, |x| 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))),
@@ -129,7 +147,11 @@ pub fn activation(op: &Op, t: &Tensor) -> Result<Tensor, String> {
 }
 
 /// Broadcasts `a` and `b` and combines them elementwise into a new array.
-fn zip_broadcast<A: Copy, B: Copy, C>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> C) -> Result<ArrayD<C>, String> {
+fn zip_broadcast<A: Copy, B: Copy, C>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    f: impl Fn(A, B) -> C,
+) -> Result<ArrayD<C>, String> {
     let shape = crate::broadcast_shapes(&crate::Shape::from_consts(a.shape()), &crate::Shape::from_consts(b.shape()))
         .and_then(|s| s.as_consts())
         .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.shape(), b.shape()))?;

@@ -28,8 +28,11 @@ macro_rules! numeric {
 }
 
 fn arrays<'a, T: Elem, const N: usize>(ts: &[&'a Tensor]) -> Result<[&'a ArrayD<T>; N], String> {
-    let v: Vec<&ArrayD<T>> =
-        ts.iter().take(N).map(|t| T::unwrap_ref(t).ok_or("operands differ in element type")).collect::<Result<_, _>>()?;
+    let v: Vec<&ArrayD<T>> = ts
+        .iter()
+        .take(N)
+        .map(|t| T::unwrap_ref(t).ok_or("operands differ in element type"))
+        .collect::<Result<_, _>>()?;
     v.try_into().map_err(|_| "wrong operand count".to_string())
 }
 
@@ -55,7 +58,8 @@ fn matmul_t<T: LinalgScalar>(a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, 
     let mut out = ArrayD::<T>::zeros(IxDyn(&out_shape));
     if b2.ndim() == 2 && nb > 0 {
         // A stack of rows times one matrix: a single GEMM.
-        let a_rows = a2.as_standard_layout().into_owned().into_shape_with_order((nb * m, k)).map_err(|e| e.to_string())?;
+        let a_rows =
+            a2.as_standard_layout().into_owned().into_shape_with_order((nb * m, k)).map_err(|e| e.to_string())?;
         let mut o = out.view_mut().into_shape_with_order((nb * m, n)).map_err(|e| e.to_string())?;
         let bm = b2.into_dimensionality::<Ix2>().map_err(|e| e.to_string())?;
         general_mat_mul(T::one(), &a_rows, &bm, T::zero(), &mut o);
@@ -94,7 +98,14 @@ struct ConvGeom {
 
 /// For each kernel position and output position, the flat input offset it reads, or `usize::MAX` when it
 /// falls in the padding. Row-major over (kernel position, output position).
-fn im2col_offsets(in_sp: &[usize], k_sp: &[usize], out_sp: &[usize], strides: &[i64], pads: &[i64], dil: &[i64]) -> Vec<usize> {
+fn im2col_offsets(
+    in_sp: &[usize],
+    k_sp: &[usize],
+    out_sp: &[usize],
+    strides: &[i64],
+    pads: &[i64],
+    dil: &[i64],
+) -> Vec<usize> {
     let nsp = in_sp.len();
     let kn: usize = k_sp.iter().product();
     let pn: usize = out_sp.iter().product();
@@ -134,8 +145,17 @@ fn geom(x: &[usize], w: &[usize], out_sp: Vec<usize>) -> ConvGeom {
     ConvGeom { n: x[0], c: x[1], in_sp: x[2..].to_vec(), k_sp: w[2..].to_vec(), out_sp }
 }
 
-pub fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, strides: &[i64], pads: &[i64], dil: &[i64], group: i64) -> Result<Tensor, String> {
-    numeric!(vec![x, w], |xs, ws| conv_t(xs, ws, strides, pads, dil, group as usize)?).and_then(|out| add_channel_bias(out, b))
+pub fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    strides: &[i64],
+    pads: &[i64],
+    dil: &[i64],
+    group: i64,
+) -> Result<Tensor, String> {
+    numeric!(vec![x, w], |xs, ws| conv_t(xs, ws, strides, pads, dil, group as usize)?)
+        .and_then(|out| add_channel_bias(out, b))
 }
 
 fn add_channel_bias(out: Tensor, b: Option<&Tensor>) -> Result<Tensor, String> {
@@ -147,7 +167,14 @@ fn add_channel_bias(out: Tensor, b: Option<&Tensor>) -> Result<Tensor, String> {
     super::elementwise::binary(crate::BinaryOp::Add, &out, &b)
 }
 
-fn conv_t<T: LinalgScalar>(x: &ArrayD<T>, w: &ArrayD<T>, strides: &[i64], pads: &[i64], dil: &[i64], group: usize) -> Result<ArrayD<T>, String> {
+fn conv_t<T: LinalgScalar>(
+    x: &ArrayD<T>,
+    w: &ArrayD<T>,
+    strides: &[i64],
+    pads: &[i64],
+    dil: &[i64],
+    group: usize,
+) -> Result<ArrayD<T>, String> {
     let nsp = x.ndim() - 2;
     let out_sp: Vec<usize> = (0..nsp)
         .map(|d| {
@@ -334,4 +361,3 @@ pub fn einsum(eq: &str, ins: &[&Tensor]) -> Result<Tensor, String> {
     }
     Ok(Tensor::from_f64_fn(ins[0].dtype(), &out_dims, |i| result[i]))
 }
-

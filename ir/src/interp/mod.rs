@@ -19,7 +19,11 @@ pub const MAX_VALUE_BYTES: u64 = 64 << 30;
 pub type Bindings = BTreeMap<String, u64>;
 
 /// Runs `g` on named inputs and returns its named outputs.
-pub fn run(g: &Graph, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, IrError> {
+pub fn run(
+    g: &Graph,
+    weights: &Weights,
+    inputs: &BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>, IrError> {
     let mut vals: Vec<Option<Arc<Tensor>>> = vec![None; g.values.len()];
     let mut bindings = Bindings::new();
     for x in &g.inputs {
@@ -48,22 +52,33 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> R
     for (i, node) in g.nodes.iter().enumerate() {
         for &v in &node.outputs {
             let ty = g.ty(v);
-            let bytes = ty.shape.substitute(&bindings).num_elements().and_then(|n| n.checked_mul(ty.dtype.size() as u64));
+            let bytes =
+                ty.shape.substitute(&bindings).num_elements().and_then(|n| n.checked_mul(ty.dtype.size() as u64));
             if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
                 return Err(IrError::Eval {
                     node: node.name.clone(),
                     op: node.op.name(),
-                    msg: format!("result {} would need more than {MAX_VALUE_BYTES} bytes", ty.shape.substitute(&bindings)),
+                    msg: format!(
+                        "result {} would need more than {MAX_VALUE_BYTES} bytes",
+                        ty.shape.substitute(&bindings)
+                    ),
                 });
             }
         }
         let ins: Vec<&Tensor> = node
             .inputs
             .iter()
-            .map(|v| vals[v.index()].as_deref().ok_or_else(|| IrError::Run(format!("node `{}` reads {v} before it is computed", node.name))))
+            .map(|v| {
+                vals[v.index()]
+                    .as_deref()
+                    .ok_or_else(|| IrError::Run(format!("node `{}` reads {v} before it is computed", node.name)))
+            })
             .collect::<Result<_, _>>()?;
-        let outs = eval(&node.op, &ins, &bindings)
-            .map_err(|msg| IrError::Eval { node: node.name.clone(), op: node.op.name(), msg })?;
+        let outs = eval(&node.op, &ins, &bindings).map_err(|msg| IrError::Eval {
+            node: node.name.clone(),
+            op: node.op.name(),
+            msg,
+        })?;
         for (&v, t) in node.outputs.iter().zip(outs) {
             let want = g.ty(v).shape.substitute(&bindings);
             if want.as_consts().is_some_and(|s| s != t.shape()) {
@@ -83,14 +98,17 @@ pub fn run(g: &Graph, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> R
     }
     let mut out = BTreeMap::new();
     for o in &g.outputs {
-        let t = vals[o.value.index()].as_ref().ok_or_else(|| IrError::Run(format!("output `{}` was not computed", o.name)))?;
+        let t = vals[o.value.index()]
+            .as_ref()
+            .ok_or_else(|| IrError::Run(format!("output `{}` was not computed", o.name)))?;
         out.insert(o.name.clone(), (**t).clone());
     }
     Ok(out)
 }
 
 fn bind_input(name: &str, ty: &TensorType, t: &Tensor, b: &mut Bindings) -> Result<(), IrError> {
-    let bad = |why: String| IrError::Run(format!("input `{name}`: expected {ty}, got {}{:?}: {why}", t.dtype(), t.shape()));
+    let bad =
+        |why: String| IrError::Run(format!("input `{name}`: expected {ty}, got {}{:?}: {why}", t.dtype(), t.shape()));
     if t.dtype() != ty.dtype {
         return Err(bad("element type differs".into()));
     }
@@ -118,10 +136,7 @@ fn bind_input(name: &str, ty: &TensorType, t: &Tensor, b: &mut Bindings) -> Resu
 
 /// Resolves a shape to sizes using the bound symbols.
 pub fn concrete(shape: &Shape, b: &Bindings) -> Result<Vec<usize>, String> {
-    shape
-        .substitute(b)
-        .as_consts()
-        .ok_or_else(|| format!("shape {shape} names a symbol that no input binds"))
+    shape.substitute(b).as_consts().ok_or_else(|| format!("shape {shape} names a symbol that no input binds"))
 }
 
 /// Evaluates one op on concrete tensors.
@@ -147,10 +162,19 @@ pub fn eval(op: &Op, ins: &[&Tensor], b: &Bindings) -> Result<Vec<Tensor>, Strin
             one(elementwise::predicate(x, |v| v.is_infinite() && ((v > 0.0 && p) || (v < 0.0 && n))))
         }
         Op::MatMul {} => one(linalg::matmul(x, ins[1])?),
-        Op::Conv { strides, pads, dilations, group } => one(linalg::conv(x, ins[1], ins.get(2).copied(), strides, pads, dilations, *group)?),
-        Op::ConvTranspose { strides, pads, dilations, group, output_padding } => {
-            one(linalg::conv_transpose(x, ins[1], ins.get(2).copied(), strides, pads, dilations, *group, output_padding)?)
+        Op::Conv { strides, pads, dilations, group } => {
+            one(linalg::conv(x, ins[1], ins.get(2).copied(), strides, pads, dilations, *group)?)
         }
+        Op::ConvTranspose { strides, pads, dilations, group, output_padding } => one(linalg::conv_transpose(
+            x,
+            ins[1],
+            ins.get(2).copied(),
+            strides,
+            pads,
+            dilations,
+            *group,
+            output_padding,
+        )?),
         Op::MaxPool { .. } | Op::AvgPool { .. } | Op::LpPool { .. } => one(pool::pool(op, x)?),
         Op::Reduce { kind, axes, keepdims } => one(reduce::reduce(*kind, x, axes, *keepdims)?),
         Op::ArgMax { axis, keepdims, select_last } => one(reduce::arg(x, *axis, *keepdims, *select_last, true)?),
@@ -158,11 +182,15 @@ pub fn eval(op: &Op, ins: &[&Tensor], b: &Bindings) -> Result<Vec<Tensor>, Strin
         Op::Softmax { axis } => one(reduce::softmax(x, *axis, false)?),
         Op::LogSoftmax { axis } => one(reduce::softmax(x, *axis, true)?),
         Op::Hardmax { axis } => one(reduce::hardmax(x, *axis)?),
-        Op::LayerNorm { axis, epsilon } => one(reduce::layer_norm(x, ins[1], ins.get(2).copied(), *axis, *epsilon, false)?),
+        Op::LayerNorm { axis, epsilon } => {
+            one(reduce::layer_norm(x, ins[1], ins.get(2).copied(), *axis, *epsilon, false)?)
+        }
         Op::RmsNorm { axis, epsilon } => one(reduce::layer_norm(x, ins[1], None, *axis, *epsilon, true)?),
         Op::BatchNorm { epsilon } => one(reduce::batch_norm(x, ins[1], ins[2], ins[3], ins[4], *epsilon)?),
         Op::InstanceNorm { epsilon } => one(reduce::group_norm(x, ins[1], ins[2], None, *epsilon)?),
-        Op::GroupNorm { num_groups, epsilon } => one(reduce::group_norm(x, ins[1], ins[2], Some(*num_groups), *epsilon)?),
+        Op::GroupNorm { num_groups, epsilon } => {
+            one(reduce::group_norm(x, ins[1], ins[2], Some(*num_groups), *epsilon)?)
+        }
         Op::Lrn { size, alpha, beta, bias } => one(reduce::lrn(x, *size, *alpha, *beta, *bias)?),
         Op::CumSum { axis, exclusive, reverse } => one(reduce::cumulative(x, *axis, *exclusive, *reverse, false)?),
         Op::CumProd { axis, exclusive, reverse } => one(reduce::cumulative(x, *axis, *exclusive, *reverse, true)?),
@@ -179,7 +207,9 @@ pub fn eval(op: &Op, ins: &[&Tensor], b: &Bindings) -> Result<Vec<Tensor>, Strin
         Op::Gather { axis } => one(movement::gather(x, ins[1], *axis)?),
         Op::GatherElements { axis } => one(movement::gather_elements(x, ins[1], *axis)?),
         Op::GatherNd { batch_dims } => one(movement::gather_nd(x, ins[1], *batch_dims as usize)?),
-        Op::ScatterElements { axis, reduction } => one(movement::scatter_elements(x, ins[1], ins[2], *axis, *reduction)?),
+        Op::ScatterElements { axis, reduction } => {
+            one(movement::scatter_elements(x, ins[1], ins[2], *axis, *reduction)?)
+        }
         Op::ScatterNd { reduction } => one(movement::scatter_nd(x, ins[1], ins[2], *reduction)?),
         Op::Pad { pads, mode } => one(movement::pad(x, ins[1], pads, *mode)?),
         Op::Tile { repeats } => one(movement::tile(x, repeats)),

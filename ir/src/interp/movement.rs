@@ -2,7 +2,9 @@
 //! scatters, pad, tile, trilu, one-hot, depth/space rearrangements and resize.
 
 use crate::infer::{norm_axis, slice_range};
-use crate::{map_same, CoordTransform, DepthToSpaceMode, Elem, NearestMode, PadMode, ResizeMode, ScatterReduction, Tensor};
+use crate::{
+    map_same, CoordTransform, DepthToSpaceMode, Elem, NearestMode, PadMode, ResizeMode, ScatterReduction, Tensor,
+};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 pub fn transpose(x: &Tensor, perm: &[i64]) -> Tensor {
@@ -167,12 +169,29 @@ fn combine<T: Elem>(old: T, new: T, r: ScatterReduction) -> T {
         ScatterReduction::Mul if int => T::from_i64(old.to_i64().wrapping_mul(new.to_i64())),
         ScatterReduction::Add => T::from_f64(a + b),
         ScatterReduction::Mul => T::from_f64(a * b),
-        ScatterReduction::Max => if b > a { new } else { old },
-        ScatterReduction::Min => if b < a { new } else { old },
+        ScatterReduction::Max => {
+            if b > a {
+                new
+            } else {
+                old
+            }
+        }
+        ScatterReduction::Min => {
+            if b < a {
+                new
+            } else {
+                old
+            }
+        }
     }
 }
 
-fn scatter_into<T: Elem>(data: &ArrayD<T>, offs: &[(usize, usize)], updates: &ArrayD<T>, r: ScatterReduction) -> ArrayD<T> {
+fn scatter_into<T: Elem>(
+    data: &ArrayD<T>,
+    offs: &[(usize, usize)],
+    updates: &ArrayD<T>,
+    r: ScatterReduction,
+) -> ArrayD<T> {
     let mut flat: Vec<T> = data.iter().copied().collect();
     let upd: Vec<T> = updates.iter().copied().collect();
     for &(dst, src) in offs {
@@ -198,7 +217,13 @@ macro_rules! scatter_dispatch {
     };
 }
 
-pub fn scatter_elements(x: &Tensor, idx: &Tensor, upd: &Tensor, axis: i64, r: ScatterReduction) -> Result<Tensor, String> {
+pub fn scatter_elements(
+    x: &Tensor,
+    idx: &Tensor,
+    upd: &Tensor,
+    axis: i64,
+    r: ScatterReduction,
+) -> Result<Tensor, String> {
     let sh = x.shape().to_vec();
     let a = norm_axis(axis, sh.len())?;
     let ish = idx.shape().to_vec();
@@ -318,7 +343,12 @@ pub fn tile(x: &Tensor, repeats: &[i64]) -> Tensor {
         if r != 1 {
             let copies: Vec<&Tensor> = std::iter::repeat_n(&t, r as usize).collect();
             t = if copies.is_empty() {
-                slice(&t, &vec![0; t.shape().len()], &t.shape().iter().enumerate().map(|(i, &n)| if i == d { 0 } else { n as i64 }).collect::<Vec<_>>(), &vec![1; t.shape().len()])
+                slice(
+                    &t,
+                    &vec![0; t.shape().len()],
+                    &t.shape().iter().enumerate().map(|(i, &n)| if i == d { 0 } else { n as i64 }).collect::<Vec<_>>(),
+                    &vec![1; t.shape().len()],
+                )
             } else {
                 concat(&copies, d as i64).expect("same types")
             };
@@ -525,4 +555,3 @@ pub fn resize(x: &Tensor, p: &ResizeParams) -> Result<Tensor, String> {
     }
     Ok(out.cast(x.dtype()))
 }
-

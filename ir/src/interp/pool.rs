@@ -7,14 +7,19 @@ pub fn pool(op: &Op, x: &Tensor) -> Result<Tensor, String> {
     let (kernel, strides, pads, dil, ceil) = match op {
         Op::MaxPool { kernel, strides, pads, dilations, ceil_mode }
         | Op::AvgPool { kernel, strides, pads, dilations, ceil_mode, .. }
-        | Op::LpPool { kernel, strides, pads, dilations, ceil_mode, .. } => (kernel, strides, pads, dilations, *ceil_mode),
+        | Op::LpPool { kernel, strides, pads, dilations, ceil_mode, .. } => {
+            (kernel, strides, pads, dilations, *ceil_mode)
+        }
         _ => return Err(format!("{} is not a pooling op", op.name())),
     };
     let sh = x.shape();
     let nsp = sh.len() - 2;
     let in_sp = &sh[2..];
     let out_sp: Vec<usize> = (0..nsp)
-        .map(|d| crate::infer::pool_out_len(in_sp[d] as i64, kernel[d], strides[d], pads[d], pads[d + nsp], dil[d], ceil) as usize)
+        .map(|d| {
+            crate::infer::pool_out_len(in_sp[d] as i64, kernel[d], strides[d], pads[d], pads[d + nsp], dil[d], ceil)
+                as usize
+        })
         .collect();
     let k_sp: Vec<usize> = kernel.iter().map(|&k| k as usize).collect();
     let kn: usize = k_sp.iter().product();

@@ -33,7 +33,17 @@ pub fn reduce(kind: ReduceKind, x: &Tensor, axes: &[i64], keepdims: bool) -> Res
     let r = x.shape().len();
     let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, r)).collect::<Result<_, _>>()?;
     let shape = out_shape(x.shape(), &axes, keepdims);
-    if x.dtype().is_int() && matches!(kind, ReduceKind::Sum | ReduceKind::Prod | ReduceKind::Max | ReduceKind::Min | ReduceKind::L1 | ReduceKind::SumSquare) {
+    if x.dtype().is_int()
+        && matches!(
+            kind,
+            ReduceKind::Sum
+                | ReduceKind::Prod
+                | ReduceKind::Max
+                | ReduceKind::Min
+                | ReduceKind::L1
+                | ReduceKind::SumSquare
+        )
+    {
         let vals: Vec<i64> = dispatch!(x, a => {
             let (_, inner, data) = rows(a, &axes);
             data.chunks(inner.max(1)).take(if inner == 0 { 0 } else { usize::MAX }).map(|row| reduce_i64(kind, row)).collect()
@@ -221,7 +231,14 @@ pub fn topk(x: &Tensor, axis: i64, k: i64, largest: bool, _sorted: bool) -> Resu
 }
 
 /// Layer norm (or RMS norm when `rms`) over the dims from `axis` on.
-pub fn layer_norm(x: &Tensor, scale: &Tensor, bias: Option<&Tensor>, axis: i64, eps: f32, rms: bool) -> Result<Tensor, String> {
+pub fn layer_norm(
+    x: &Tensor,
+    scale: &Tensor,
+    bias: Option<&Tensor>,
+    axis: i64,
+    eps: f32,
+    rms: bool,
+) -> Result<Tensor, String> {
     let sh = x.shape().to_vec();
     let a = norm_axis(axis, sh.len())?;
     let inner: usize = sh[a..].iter().product();
@@ -246,7 +263,14 @@ pub fn layer_norm(x: &Tensor, scale: &Tensor, bias: Option<&Tensor>, axis: i64, 
     Ok(y.cast(x.dtype()))
 }
 
-pub fn batch_norm(x: &Tensor, scale: &Tensor, bias: &Tensor, mean: &Tensor, var: &Tensor, eps: f32) -> Result<Tensor, String> {
+pub fn batch_norm(
+    x: &Tensor,
+    scale: &Tensor,
+    bias: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f32,
+) -> Result<Tensor, String> {
     let sh = x.shape();
     let c = sh[1];
     let inner: usize = sh[2..].iter().product();
@@ -305,4 +329,3 @@ pub fn lrn(x: &Tensor, size: i64, alpha: f32, beta: f32, bias: f32) -> Result<Te
     }
     Ok(Tensor::from_f64_fn(x.dtype(), sh, |i| out[i]))
 }
-

@@ -64,7 +64,10 @@ impl<'a> Lexer<'a> {
         if c == '"' {
             return self.string().map(|s| Some(Tok::Str(s)));
         }
-        if c.is_ascii_digit() || ((c == '-' || c == '+') && self.src.get(self.pos + 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'.')) {
+        if c.is_ascii_digit()
+            || ((c == '-' || c == '+')
+                && self.src.get(self.pos + 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'.'))
+        {
             let start = self.pos;
             self.pos += 1;
             while let Some(&b) = self.src.get(self.pos) {
@@ -120,7 +123,8 @@ impl<'a> Lexer<'a> {
                         b'0' => out.push(0),
                         b'u' => {
                             let rest = &self.src[self.pos..];
-                            let close = rest.iter().position(|&c| c == b'}').ok_or_else(|| self.err("bad \\u escape"))?;
+                            let close =
+                                rest.iter().position(|&c| c == b'}').ok_or_else(|| self.err("bad \\u escape"))?;
                             let hex = std::str::from_utf8(&rest[1..close]).map_err(|_| self.err("bad \\u escape"))?;
                             let ch = u32::from_str_radix(hex, 16)
                                 .ok()

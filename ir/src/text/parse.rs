@@ -113,7 +113,9 @@ impl LineParser<'_, '_> {
         }
         loop {
             match self.next()? {
-                Tok::Num(s) => dims.push(Dim::Const(s.parse().map_err(|_| self.lx.err(format!("bad dimension `{s}`")))?)),
+                Tok::Num(s) => {
+                    dims.push(Dim::Const(s.parse().map_err(|_| self.lx.err(format!("bad dimension `{s}`")))?))
+                }
                 Tok::Ident(name) => {
                     let max = if self.eat("<=")? { Some(self.int()? as u64) } else { None };
                     dims.push(Dim::Sym { name, max });
@@ -267,7 +269,9 @@ impl LineParser<'_, '_> {
                 if let Ok(i) = s.parse::<i64>() {
                     Ok(AttrValue::Int(i))
                 } else {
-                    parse_float(&s).map(|f| AttrValue::Float(f as f32)).ok_or_else(|| self.lx.err(format!("bad number `{s}`")))
+                    parse_float(&s)
+                        .map(|f| AttrValue::Float(f as f32))
+                        .ok_or_else(|| self.lx.err(format!("bad number `{s}`")))
                 }
             }
             Tok::Str(s) => Ok(AttrValue::Str(s)),
@@ -305,7 +309,9 @@ impl LineParser<'_, '_> {
             }
             Tok::Ident(s) if s == "shape" => Ok(AttrValue::Shape(self.shape()?)),
             Tok::Ident(s) if s == "inf" || s == "nan" => Ok(AttrValue::Float(parse_float(&s).unwrap_or(0.0) as f32)),
-            Tok::Ident(s) => DType::from_name(&s).map(AttrValue::DType).ok_or_else(|| self.lx.err(format!("unknown attribute value `{s}`"))),
+            Tok::Ident(s) => DType::from_name(&s)
+                .map(AttrValue::DType)
+                .ok_or_else(|| self.lx.err(format!("unknown attribute value `{s}`"))),
             t => Err(self.lx.err(format!("expected an attribute value, found {t:?}"))),
         }
     }

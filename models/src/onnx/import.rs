@@ -42,7 +42,14 @@ impl Val {
             return Val::known(Tensor::from_vec(&shape, v).expect("length matches"));
         }
         let shape = if scalar { Shape::scalar() } else { Shape::from_consts(&[dims.len()]) };
-        Val { name: String::new(), id: None, ty: TensorType::new(sovc_ir::DType::I64, shape), known: None, dims: Some(dims), initializer: false }
+        Val {
+            name: String::new(),
+            id: None,
+            ty: TensorType::new(sovc_ir::DType::I64, shape),
+            known: None,
+            dims: Some(dims),
+            initializer: false,
+        }
     }
 
     /// Integer contents as entries (known values or symbolic dims).
@@ -91,7 +98,12 @@ pub struct NodeCtx<'a> {
 
 impl NodeCtx<'_> {
     pub fn err(&self, msg: impl Into<String>) -> ImportError {
-        ImportError::Node { node: self.name.clone(), op_type: self.op_type.to_string(), opset: self.opset, msg: msg.into() }
+        ImportError::Node {
+            node: self.name.clone(),
+            op_type: self.op_type.to_string(),
+            opset: self.opset,
+            msg: msg.into(),
+        }
     }
 
     pub fn attr(&self, name: &str) -> Option<&proto::AttributeProto> {
@@ -136,7 +148,8 @@ pub struct Importer<'a> {
 
 /// Imports an ONNX file.
 pub fn import_file(path: &Path, opts: &ImportOptions) -> Result<Model, ImportError> {
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Io { path: path.display().to_string(), msg: e.to_string() })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| ImportError::Io { path: path.display().to_string(), msg: e.to_string() })?;
     let mut opts = opts.clone();
     if opts.base_dir.is_none() {
         opts.base_dir = Some(path.parent().map(Path::to_path_buf).unwrap_or_default());
@@ -160,7 +173,9 @@ fn default_opset(m: &ModelProto) -> Result<i64, ImportError> {
         .and_then(|o| o.version)
         .ok_or_else(|| ImportError::Decode("the model imports no default-domain opset".into()))?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&v) {
-        return Err(ImportError::Graph(format!("opset {v} is not supported (sovc imports opsets {MIN_OPSET} to {MAX_OPSET})")));
+        return Err(ImportError::Graph(format!(
+            "opset {v} is not supported (sovc imports opsets {MIN_OPSET} to {MAX_OPSET})"
+        )));
     }
     Ok(v)
 }
@@ -184,7 +199,11 @@ pub fn import_model(m: &ModelProto, label: &str, opts: &ImportOptions) -> Result
     }
     for o in &graph.output {
         let name = o.name.clone().unwrap_or_default();
-        let v = imp.vals.get(&name).cloned().ok_or_else(|| ImportError::Graph(format!("graph output `{name}` is not computed by any node")))?;
+        let v = imp
+            .vals
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| ImportError::Graph(format!("graph output `{name}` is not computed by any node")))?;
         let id = imp.materialize(&v, &name)?;
         imp.g.add_output(name, id);
     }
@@ -206,7 +225,10 @@ pub fn import_model(m: &ModelProto, label: &str, opts: &ImportOptions) -> Result
     }
     let graph = imp.g.canonical();
     sovc_ir::verify(&graph).map_err(|errs| {
-        ImportError::Graph(format!("the imported graph is invalid: {}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))
+        ImportError::Graph(format!(
+            "the imported graph is invalid: {}",
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+        ))
     })?;
     Ok(Model { graph, weights })
 }
@@ -235,11 +257,16 @@ impl Importer<'_> {
             if self.vals.contains_key(&name) {
                 continue; // an initializer listed as input (IR version < 4)
             }
-            let Some(proto::type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-                return Err(ImportError::Graph(format!("graph input `{name}` is not a tensor (sequences, maps and optionals are not supported)")));
+            let Some(proto::type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+            else {
+                return Err(ImportError::Graph(format!(
+                    "graph input `{name}` is not a tensor (sequences, maps and optionals are not supported)"
+                )));
             };
             let dtype = dtype_from_onnx(tt.elem_type.unwrap_or(0), &name)?;
-            let shape = tt.shape.as_ref().ok_or_else(|| ImportError::Graph(format!("graph input `{name}` has no shape: give one with --shape {name}=DIMS")))?;
+            let shape = tt.shape.as_ref().ok_or_else(|| {
+                ImportError::Graph(format!("graph input `{name}` has no shape: give one with --shape {name}=DIMS"))
+            })?;
             let mut dims = Vec::new();
             for (i, d) in shape.dim.iter().enumerate() {
                 use proto::tensor_shape_proto::dimension::Value;
@@ -251,17 +278,25 @@ impl Importer<'_> {
             }
             if let Some(fixed) = self.opts.shapes.get(&name) {
                 if fixed.len() != dims.len() {
-                    return Err(ImportError::Graph(format!("--shape {name}: {} dims given, the input has rank {}", fixed.len(), dims.len())));
+                    return Err(ImportError::Graph(format!(
+                        "--shape {name}: {} dims given, the input has rank {}",
+                        fixed.len(),
+                        dims.len()
+                    )));
                 }
                 for (d, &f) in dims.iter().zip(fixed) {
                     match d {
                         Dim::Const(c) if *c != f => {
-                            return Err(ImportError::Graph(format!("--shape {name}: dimension {c} cannot be changed to {f}")));
+                            return Err(ImportError::Graph(format!(
+                                "--shape {name}: dimension {c} cannot be changed to {f}"
+                            )));
                         }
                         Dim::Sym { name: s, .. } => {
                             if let Some(prev) = bindings.insert(s.clone(), f) {
                                 if prev != f {
-                                    return Err(ImportError::Graph(format!("--shape: symbol `{s}` is fixed to both {prev} and {f}")));
+                                    return Err(ImportError::Graph(format!(
+                                        "--shape: symbol `{s}` is fixed to both {prev} and {f}"
+                                    )));
                                 }
                             }
                         }
@@ -274,7 +309,9 @@ impl Importer<'_> {
         for k in self.opts.shapes.keys() {
             if !declared.iter().any(|(n, _, _)| n == k) {
                 let names: Vec<&str> = declared.iter().map(|d| d.0.as_str()).collect();
-                return Err(ImportError::Graph(format!("--shape names `{k}`, which is not a graph input (inputs: {names:?})")));
+                return Err(ImportError::Graph(format!(
+                    "--shape names `{k}`, which is not a graph input (inputs: {names:?})"
+                )));
             }
         }
         for (name, dtype, dims) in declared {
@@ -282,7 +319,11 @@ impl Importer<'_> {
             let ty = TensorType::new(dtype, shape);
             if let Some(t) = self.opts.constant_inputs.get(&name) {
                 if t.dtype() != ty.dtype || t.shape().len() != ty.shape.rank() {
-                    return Err(ImportError::Graph(format!("constant input `{name}` is {}{:?}, the graph declares {ty}", t.dtype(), t.shape())));
+                    return Err(ImportError::Graph(format!(
+                        "constant input `{name}` is {}{:?}, the graph declares {ty}",
+                        t.dtype(),
+                        t.shape()
+                    )));
                 }
                 let mut v = Val::known(t.clone());
                 v.name = name.clone();
@@ -303,7 +344,12 @@ impl Importer<'_> {
         };
         let domain = node.domain.as_deref().unwrap_or("");
         if !(domain.is_empty() || domain == "ai.onnx") {
-            return Err(ImportError::UnsupportedOp { op_type: op_type.into(), domain: domain.into(), opset, node: name });
+            return Err(ImportError::UnsupportedOp {
+                op_type: op_type.into(),
+                domain: domain.into(),
+                opset,
+                node: name,
+            });
         }
         let cx = NodeCtx { node, name, op_type, opset };
         let mut ins = Vec::with_capacity(node.input.len());
@@ -312,7 +358,10 @@ impl Importer<'_> {
                 ins.push(None);
                 continue;
             }
-            let v = self.vals.get(i).cloned().ok_or_else(|| cx.err(format!("reads `{i}`, which no input, initializer or earlier node defines")))?;
+            let v =
+                self.vals.get(i).cloned().ok_or_else(|| {
+                    cx.err(format!("reads `{i}`, which no input, initializer or earlier node defines"))
+                })?;
             ins.push(Some(v));
         }
         let outs = super::ops::handle(self, &cx, &ins)?;
@@ -336,8 +385,12 @@ impl Importer<'_> {
             return Ok(id);
         }
         let Some(t) = &v.known else {
-            let syms: Vec<String> =
-                v.dims.iter().flatten().filter_map(|d| if let DimVal::Sym(s) = d { Some(s.to_string()) } else { None }).collect();
+            let syms: Vec<String> = v
+                .dims
+                .iter()
+                .flatten()
+                .filter_map(|d| if let DimVal::Sym(s) = d { Some(s.to_string()) } else { None })
+                .collect();
             return Err(ImportError::Graph(format!(
                 "value `{}` depends on symbolic dimension(s) {} at run time, which sovc does not support: fix them with --shape",
                 if v.name.is_empty() { hint } else { &v.name },
@@ -369,7 +422,8 @@ impl Importer<'_> {
         let small = out_tys.iter().all(|t| t.shape.num_elements().is_some_and(|n| n <= FOLD_LIMIT));
         if all_known && small {
             let ts: Vec<&Tensor> = ins.iter().map(|v| v.known.as_deref().expect("checked known")).collect();
-            let outs = interp::eval(&op, &ts, &Default::default()).map_err(|m| cx.err(format!("folding {}: {m}", op.name())))?;
+            let outs = interp::eval(&op, &ts, &Default::default())
+                .map_err(|m| cx.err(format!("folding {}: {m}", op.name())))?;
             return Ok(outs.into_iter().map(Val::known).collect());
         }
         let mut ids = Vec::with_capacity(ins.len());
@@ -379,7 +433,14 @@ impl Importer<'_> {
         let outs = self.g.add_node(op, &ids, cx.name.clone()).map_err(|e| cx.err(e.to_string()))?;
         Ok(outs
             .into_iter()
-            .map(|id| Val { name: String::new(), id: Some(id), ty: self.g.ty(id).clone(), known: None, dims: None, initializer: false })
+            .map(|id| Val {
+                name: String::new(),
+                id: Some(id),
+                ty: self.g.ty(id).clone(),
+                known: None,
+                dims: None,
+                initializer: false,
+            })
             .collect())
     }
 

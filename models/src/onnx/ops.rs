@@ -6,8 +6,8 @@ use super::tensor::dtype_from_onnx;
 use super::ImportError;
 use sovc_ir::infer::{norm_axis, slice_range};
 use sovc_ir::{
-    BinaryOp, CoordTransform, DType, DepthToSpaceMode, Dim, GeluApprox, NearestMode, Op, PadMode, ReduceKind, ResizeMode,
-    ScatterReduction, Shape, Tensor, UnaryOp,
+    BinaryOp, CoordTransform, DType, DepthToSpaceMode, Dim, GeluApprox, NearestMode, Op, PadMode, ReduceKind,
+    ResizeMode, ScatterReduction, Shape, Tensor, UnaryOp,
 };
 
 type R<T> = Result<T, ImportError>;
@@ -92,7 +92,8 @@ fn ints(cx: &NodeCtx, v: &Val) -> R<Vec<i64>> {
         }
     }
     let hint = if let Some(d) = &v.dims {
-        let syms: Vec<String> = d.iter().filter_map(|e| if let DimVal::Sym(s) = e { Some(s.to_string()) } else { None }).collect();
+        let syms: Vec<String> =
+            d.iter().filter_map(|e| if let DimVal::Sym(s) = e { Some(s.to_string()) } else { None }).collect();
         format!("; it depends on the symbolic dimension(s) {}: fix them with --shape", syms.join(", "))
     } else {
         String::from("; it is computed at run time (a graph input can be bound as a constant)")
@@ -133,10 +134,9 @@ fn dims(v: &Val) -> &[Dim] {
 }
 
 fn static_dims(cx: &NodeCtx, v: &Val) -> R<Vec<i64>> {
-    v.ty.shape
-        .as_consts()
-        .map(|d| d.into_iter().map(|x| x as i64).collect())
-        .ok_or_else(|| cx.err(format!("needs a static shape for `{}`, found {}: fix symbols with --shape", v.name, v.ty.shape)))
+    v.ty.shape.as_consts().map(|d| d.into_iter().map(|x| x as i64).collect()).ok_or_else(|| {
+        cx.err(format!("needs a static shape for `{}`, found {}: fix symbols with --shape", v.name, v.ty.shape))
+    })
 }
 
 fn axis(cx: &NodeCtx, a: i64, r: usize) -> R<i64> {
@@ -168,11 +168,14 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
     match t {
         "Identity" => one(x()?.clone()),
         "Dropout" => {
-            if opt(ins, 2).is_some_and(|m| m.known.as_ref().is_none_or(|k| k.to_i64_vec() != [0])) || cx.i("is_test", 1) == 0 && cx.opset < 7 {
+            if opt(ins, 2).is_some_and(|m| m.known.as_ref().is_none_or(|k| k.to_i64_vec() != [0]))
+                || cx.i("is_test", 1) == 0 && cx.opset < 7
+            {
                 return Err(cx.err("training mode is not supported"));
             }
             if cx.used_outputs() > 1 {
-                let mask = imp.emit1(cx, Op::Expand { shape: x()?.ty.shape.clone() }, &[&Val::known(Tensor::scalar(true))])?;
+                let mask =
+                    imp.emit1(cx, Op::Expand { shape: x()?.ty.shape.clone() }, &[&Val::known(Tensor::scalar(true))])?;
                 return Ok(vec![x()?.clone(), mask]);
             }
             one(x()?.clone())
@@ -193,11 +196,8 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         "Clip" => clip(imp, cx, ins),
         "Where" => one(imp.emit1(cx, Op::Where {}, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?),
         "Cast" | "CastLike" => {
-            let to = if t == "Cast" {
-                dtype_from_onnx(cx.i("to", 0) as i32, &cx.name)?
-            } else {
-                req(cx, ins, 1)?.ty.dtype
-            };
+            let to =
+                if t == "Cast" { dtype_from_onnx(cx.i("to", 0) as i32, &cx.name)? } else { req(cx, ins, 1)?.ty.dtype };
             let v = x()?;
             if let (Some(d), true) = (&v.dims, to.is_int()) {
                 return one(Val::dims(d.clone(), rank(v) == 0));
@@ -206,9 +206,15 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         }
         "LeakyRelu" => one(imp.emit1(cx, Op::LeakyRelu { alpha: cx.f("alpha", 0.01) }, &[x()?])?),
         "Elu" => one(imp.emit1(cx, Op::Elu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
-        "Selu" => one(imp.emit1(cx, Op::Selu { alpha: cx.f("alpha", 1.673_263_2), gamma: cx.f("gamma", 1.050_701) }, &[x()?])?),
+        "Selu" => one(imp.emit1(
+            cx,
+            Op::Selu { alpha: cx.f("alpha", 1.673_263_2), gamma: cx.f("gamma", 1.050_701) },
+            &[x()?],
+        )?),
         "Celu" => one(imp.emit1(cx, Op::Celu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
-        "HardSigmoid" => one(imp.emit1(cx, Op::HardSigmoid { alpha: cx.f("alpha", 0.2), beta: cx.f("beta", 0.5) }, &[x()?])?),
+        "HardSigmoid" => {
+            one(imp.emit1(cx, Op::HardSigmoid { alpha: cx.f("alpha", 0.2), beta: cx.f("beta", 0.5) }, &[x()?])?)
+        }
         "ThresholdedRelu" => one(imp.emit1(cx, Op::ThresholdedRelu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
         "Shrink" => one(imp.emit1(cx, Op::Shrink { bias: cx.f("bias", 0.0), lambd: cx.f("lambd", 0.5) }, &[x()?])?),
         "Gelu" => {
@@ -221,7 +227,10 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         }
         "IsInf" => one(imp.emit1(
             cx,
-            Op::IsInf { detect_positive: cx.i("detect_positive", 1) != 0, detect_negative: cx.i("detect_negative", 1) != 0 },
+            Op::IsInf {
+                detect_positive: cx.i("detect_positive", 1) != 0,
+                detect_negative: cx.i("detect_negative", 1) != 0,
+            },
             &[x()?],
         )?),
         "MatMul" => one(imp.emit1(cx, Op::MatMul {}, &[x()?, req(cx, ins, 1)?])?),
@@ -242,13 +251,17 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             };
             one(imp.emit1(cx, Op::Reduce { kind, axes: (2..rank(v) as i64).collect(), keepdims: true }, &[v])?)
         }
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
-        | "ReduceLogSumExp" | "ReduceSumSquare" => reduce(imp, cx, ins),
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce(imp, cx, ins),
         "ArgMax" | "ArgMin" => {
             let v = x()?;
             let a = axis(cx, cx.i("axis", 0), rank(v))?;
             let (keepdims, select_last) = (cx.i("keepdims", 1) != 0, cx.i("select_last_index", 0) != 0);
-            let op = if t == "ArgMax" { Op::ArgMax { axis: a, keepdims, select_last } } else { Op::ArgMin { axis: a, keepdims, select_last } };
+            let op = if t == "ArgMax" {
+                Op::ArgMax { axis: a, keepdims, select_last }
+            } else {
+                Op::ArgMin { axis: a, keepdims, select_last }
+            };
             one(imp.emit1(cx, op, &[v])?)
         }
         "Softmax" | "LogSoftmax" | "Hardmax" => softmax(imp, cx, ins),
@@ -265,13 +278,20 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             let v: Vec<&Val> = (0..5).map(|i| req(cx, ins, i)).collect::<R<_>>()?;
             one(imp.emit1(cx, Op::BatchNorm { epsilon: cx.f("epsilon", 1e-5) }, &v)?)
         }
-        "InstanceNormalization" => {
-            one(imp.emit1(cx, Op::InstanceNorm { epsilon: cx.f("epsilon", 1e-5) }, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?)
-        }
+        "InstanceNormalization" => one(imp.emit1(
+            cx,
+            Op::InstanceNorm { epsilon: cx.f("epsilon", 1e-5) },
+            &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?],
+        )?),
         "GroupNormalization" => group_norm(imp, cx, ins),
         "LRN" => one(imp.emit1(
             cx,
-            Op::Lrn { size: cx.i("size", 0), alpha: cx.f("alpha", 1e-4), beta: cx.f("beta", 0.75), bias: cx.f("bias", 1.0) },
+            Op::Lrn {
+                size: cx.i("size", 0),
+                alpha: cx.f("alpha", 1e-4),
+                beta: cx.f("beta", 0.75),
+                bias: cx.f("bias", 1.0),
+            },
             &[x()?],
         )?),
         "CumSum" | "CumProd" => {
@@ -279,7 +299,11 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             let a = ints(cx, req(cx, ins, 1)?)?;
             let a = axis(cx, *a.first().ok_or_else(|| cx.err("axis is empty"))?, rank(v))?;
             let (exclusive, reverse) = (cx.i("exclusive", 0) != 0, cx.i("reverse", 0) != 0);
-            let op = if t == "CumSum" { Op::CumSum { axis: a, exclusive, reverse } } else { Op::CumProd { axis: a, exclusive, reverse } };
+            let op = if t == "CumSum" {
+                Op::CumSum { axis: a, exclusive, reverse }
+            } else {
+                Op::CumProd { axis: a, exclusive, reverse }
+            };
             one(imp.emit1(cx, op, &[v])?)
         }
         "Transpose" => {
@@ -291,9 +315,13 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         "Flatten" => {
             let v = x()?;
             let r = rank(v);
-            let a = if cx.i("axis", 1) == r as i64 { r } else { norm_axis(cx.i("axis", 1), r).map_err(|m| cx.err(m))? };
+            let a =
+                if cx.i("axis", 1) == r as i64 { r } else { norm_axis(cx.i("axis", 1), r).map_err(|m| cx.err(m))? };
             let (outer, inner) = (product(&dims(v)[..a]), product(&dims(v)[a..]));
-            let (outer, inner) = (outer.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?, inner.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?);
+            let (outer, inner) = (
+                outer.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?,
+                inner.ok_or_else(|| cx.err("cannot flatten symbolic dims"))?,
+            );
             one(reshape(imp, cx, v, vec![outer, inner])?)
         }
         "Squeeze" | "Unsqueeze" => squeeze(imp, cx, ins),
@@ -316,15 +344,29 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         "Gather" => gather(imp, cx, ins),
         "GatherElements" => {
             let v = x()?;
-            one(imp.emit1(cx, Op::GatherElements { axis: axis(cx, cx.i("axis", 0), rank(v))? }, &[v, req(cx, ins, 1)?])?)
+            one(imp.emit1(
+                cx,
+                Op::GatherElements { axis: axis(cx, cx.i("axis", 0), rank(v))? },
+                &[v, req(cx, ins, 1)?],
+            )?)
         }
-        "GatherND" => one(imp.emit1(cx, Op::GatherNd { batch_dims: cx.i("batch_dims", 0) }, &[x()?, req(cx, ins, 1)?])?),
+        "GatherND" => {
+            one(imp.emit1(cx, Op::GatherNd { batch_dims: cx.i("batch_dims", 0) }, &[x()?, req(cx, ins, 1)?])?)
+        }
         "ScatterElements" | "Scatter" => {
             let v = x()?;
             let a = axis(cx, cx.i("axis", 0), rank(v))?;
-            one(imp.emit1(cx, Op::ScatterElements { axis: a, reduction: reduction(cx)? }, &[v, req(cx, ins, 1)?, req(cx, ins, 2)?])?)
+            one(imp.emit1(
+                cx,
+                Op::ScatterElements { axis: a, reduction: reduction(cx)? },
+                &[v, req(cx, ins, 1)?, req(cx, ins, 2)?],
+            )?)
         }
-        "ScatterND" => one(imp.emit1(cx, Op::ScatterNd { reduction: reduction(cx)? }, &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?])?),
+        "ScatterND" => one(imp.emit1(
+            cx,
+            Op::ScatterNd { reduction: reduction(cx)? },
+            &[x()?, req(cx, ins, 1)?, req(cx, ins, 2)?],
+        )?),
         "Pad" => pad(imp, cx, ins),
         "Tile" => {
             let repeats = ints(cx, req(cx, ins, 1)?)?;
@@ -348,9 +390,14 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         }
         "TopK" => {
             let v = x()?;
-            let k = if cx.opset < 10 { cx.i("k", 0) } else { ints(cx, req(cx, ins, 1)?)?.first().copied().unwrap_or(0) };
+            let k =
+                if cx.opset < 10 { cx.i("k", 0) } else { ints(cx, req(cx, ins, 1)?)?.first().copied().unwrap_or(0) };
             let a = axis(cx, cx.i("axis", -1), rank(v))?;
-            imp.emit(cx, Op::TopK { axis: a, k, largest: cx.i("largest", 1) != 0, sorted: cx.i("sorted", 1) != 0 }, &[v])
+            imp.emit(
+                cx,
+                Op::TopK { axis: a, k, largest: cx.i("largest", 1) != 0, sorted: cx.i("sorted", 1) != 0 },
+                &[v],
+            )
         }
         "DepthToSpace" => {
             let mode = match cx.s("mode").as_deref() {
@@ -376,10 +423,13 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             };
             let fill = value.reshape(&[]).ok_or_else(|| cx.err("value must hold one element"))?;
             let shape = shape_entries(cx, req(cx, ins, 0)?)?;
-            let shape: Vec<Dim> = shape.into_iter().map(|d| match d {
-                DimVal::Int(i) => Dim::Const(i.max(0) as u64),
-                DimVal::Sym(s) => s,
-            }).collect();
+            let shape: Vec<Dim> = shape
+                .into_iter()
+                .map(|d| match d {
+                    DimVal::Int(i) => Dim::Const(i.max(0) as u64),
+                    DimVal::Sym(s) => s,
+                })
+                .collect();
             one(imp.emit1(cx, Op::Expand { shape: Shape(shape) }, &[&Val::known(fill)])?)
         }
         "Shape" => {
@@ -388,18 +438,26 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             let clampi = |i: i64| if i < 0 { (i + r).max(0) } else { i.min(r) };
             let start = clampi(cx.i("start", 0));
             let end = clampi(cx.i("end", r));
-            let d: Vec<DimVal> = dims(v)[start as usize..end.max(start) as usize].iter().map(DimVal::from_dim).collect();
+            let d: Vec<DimVal> =
+                dims(v)[start as usize..end.max(start) as usize].iter().map(DimVal::from_dim).collect();
             one(Val::dims(d, false))
         }
         "Size" => {
             let v = x()?;
-            let n = v.ty.shape.num_elements().ok_or_else(|| cx.err("size of a tensor with symbolic dims: fix them with --shape"))?;
+            let n =
+                v.ty.shape
+                    .num_elements()
+                    .ok_or_else(|| cx.err("size of a tensor with symbolic dims: fix them with --shape"))?;
             one(Val::known(Tensor::scalar(n as i64)))
         }
         "Range" => {
             let (s, l, d) = (req(cx, ins, 0)?, req(cx, ins, 1)?, req(cx, ins, 2)?);
             let dt = s.ty.dtype;
-            let (s, l, d) = (floats(cx, s)?[0], floats(cx, l).or_else(|_| ints(cx, l).map(|v| vec![v[0] as f64]))?[0], floats(cx, d)?[0]);
+            let (s, l, d) = (
+                floats(cx, s)?[0],
+                floats(cx, l).or_else(|_| ints(cx, l).map(|v| vec![v[0] as f64]))?[0],
+                floats(cx, d)?[0],
+            );
             if d == 0.0 {
                 return Err(cx.err("delta is 0"));
             }
@@ -409,7 +467,12 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             }
             one(Val::known(Tensor::from_f64_fn(dt, &[n], |i| s + i as f64 * d)))
         }
-        _ => Err(ImportError::UnsupportedOp { op_type: t.into(), domain: String::new(), opset: cx.opset, node: cx.name.clone() }),
+        _ => Err(ImportError::UnsupportedOp {
+            op_type: t.into(),
+            domain: String::new(),
+            opset: cx.opset,
+            node: cx.name.clone(),
+        }),
     }
 }
 
@@ -463,7 +526,9 @@ fn clip(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
             return Ok(scalar(dt, cx.attr(attr).and_then(|a| a.f).map_or(default, |f| f as f64)));
         }
         match opt(ins, i) {
-            Some(v) if dt == DType::I64 && v.known.is_some() => Ok(Val::known(v.known.as_deref().expect("known").reshape(&[]).ok_or_else(|| cx.err("bound must be a scalar"))?)),
+            Some(v) if dt == DType::I64 && v.known.is_some() => Ok(Val::known(
+                v.known.as_deref().expect("known").reshape(&[]).ok_or_else(|| cx.err("bound must be a scalar"))?,
+            )),
             Some(v) => Ok(v.clone()),
             None if dt == DType::I64 => Ok(Val::known(Tensor::scalar(if i == 1 { i64::MIN } else { i64::MAX }))),
             None => Ok(scalar(dt, default)),
@@ -603,7 +668,14 @@ fn pool(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
     let ceil_mode = cx.i("ceil_mode", 0) != 0;
     let op = match cx.op_type {
         "MaxPool" => Op::MaxPool { kernel, strides, pads, dilations: dil, ceil_mode },
-        "AveragePool" => Op::AvgPool { kernel, strides, pads, dilations: dil, ceil_mode, count_include_pad: cx.i("count_include_pad", 0) != 0 },
+        "AveragePool" => Op::AvgPool {
+            kernel,
+            strides,
+            pads,
+            dilations: dil,
+            ceil_mode,
+            count_include_pad: cx.i("count_include_pad", 0) != 0,
+        },
         _ => Op::LpPool { kernel, strides, pads, dilations: dil, ceil_mode, p: cx.i("p", 2) },
     };
     Ok(vec![imp.emit1(cx, op, &[x])?])
@@ -635,7 +707,9 @@ fn reduce(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> 
     let keepdims = cx.i("keepdims", 1) != 0;
     let axes = match axes {
         Some(a) if !a.is_empty() => axes_list(cx, &a, rank(x))?,
-        _ if cx.i("noop_with_empty_axes", 0) != 0 => return Ok(vec![imp.emit1(cx, Op::Unary(UnaryOp::Identity), &[x])?]),
+        _ if cx.i("noop_with_empty_axes", 0) != 0 => {
+            return Ok(vec![imp.emit1(cx, Op::Unary(UnaryOp::Identity), &[x])?])
+        }
         _ => (0..rank(x) as i64).collect(),
     };
     Ok(vec![imp.emit1(cx, Op::Reduce { kind, axes, keepdims }, &[x])?])
@@ -698,13 +772,18 @@ fn group_norm(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         if g > 0 && c % g == 0 && p.ty.shape == Shape::from_consts(&[g as usize]) && g != c {
             // Opset 18 gives one scale per group: repeat it for each channel of the group.
             let col = reshape(imp, cx, p, vec![Dim::Const(g as u64), Dim::Const(1)])?;
-            let rep = imp.emit1(cx, Op::Expand { shape: Shape::from_consts(&[g as usize, (c / g) as usize]) }, &[&col])?;
+            let rep =
+                imp.emit1(cx, Op::Expand { shape: Shape::from_consts(&[g as usize, (c / g) as usize]) }, &[&col])?;
             params.push(reshape(imp, cx, &rep, vec![Dim::Const(c as u64)])?);
         } else {
             params.push(p.clone());
         }
     }
-    Ok(vec![imp.emit1(cx, Op::GroupNorm { num_groups: g, epsilon: cx.f("epsilon", 1e-5) }, &[x, &params[0], &params[1]])?])
+    Ok(vec![imp.emit1(
+        cx,
+        Op::GroupNorm { num_groups: g, epsilon: cx.f("epsilon", 1e-5) },
+        &[x, &params[0], &params[1]],
+    )?])
 }
 
 fn reshape_op(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
@@ -723,7 +802,12 @@ fn reshape_op(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
     for (i, t) in target.iter().enumerate() {
         out.push(match t {
             DimVal::Sym(s) => Some(s.clone()),
-            DimVal::Int(0) if !allow_zero => Some(dims(x).get(i).cloned().ok_or_else(|| cx.err(format!("0 at position {i} copies a dimension the input does not have")))?),
+            DimVal::Int(0) if !allow_zero => Some(
+                dims(x)
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| cx.err(format!("0 at position {i} copies a dimension the input does not have")))?,
+            ),
             DimVal::Int(-1) => None,
             DimVal::Int(v) if *v >= 0 => Some(Dim::Const(*v as u64)),
             DimVal::Int(v) => return Err(cx.err(format!("invalid dimension {v}"))),
@@ -734,7 +818,8 @@ fn reshape_op(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
     }
     if let Some(pos) = out.iter().position(Option::is_none) {
         let known: Vec<Dim> = out.iter().flatten().cloned().collect();
-        let d = infer_minus_one(dims(x), &known).ok_or_else(|| cx.err(format!("cannot infer -1 reshaping {} to {target:?}", x.ty.shape)))?;
+        let d = infer_minus_one(dims(x), &known)
+            .ok_or_else(|| cx.err(format!("cannot infer -1 reshaping {} to {target:?}", x.ty.shape)))?;
         out[pos] = Some(d);
     }
     let shape: Vec<Dim> = out.into_iter().flatten().collect();
@@ -763,7 +848,7 @@ fn infer_minus_one(input: &[Dim], known: &[Dim]) -> Option<Dim> {
     let pin: u64 = input.iter().filter_map(Dim::as_const).product();
     let pk: u64 = known.iter().filter_map(Dim::as_const).product();
     match syms_in.as_slice() {
-        [] if pk != 0 && pin % pk == 0 => Some(Dim::Const(pin / pk)),
+        [] if pk != 0 && pin.is_multiple_of(pk) => Some(Dim::Const(pin / pk)),
         [s] if pk != 0 && pin == pk => Some((*s).clone()),
         _ => None,
     }
@@ -830,7 +915,11 @@ fn split(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
     let sizes = match sizes {
         Some(s) if !s.is_empty() => s,
         _ => {
-            let parts = if cx.opset >= 18 && cx.attr("num_outputs").is_some() { cx.i("num_outputs", 1) } else { cx.node.output.len() as i64 };
+            let parts = if cx.opset >= 18 && cx.attr("num_outputs").is_some() {
+                cx.i("num_outputs", 1)
+            } else {
+                cx.node.output.len() as i64
+            };
             if parts <= 0 {
                 return Err(cx.err("needs at least one output"));
             }
@@ -963,10 +1052,20 @@ fn resize(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> 
         return Err(cx.err("antialias is not supported"));
     }
     let upsample = cx.op_type == "Upsample" || cx.opset < 11;
-    let coord_s = if upsample { "asymmetric".to_string() } else { cx.s("coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into()) };
-    let coord = CoordTransform::parse(&coord_s).ok_or_else(|| cx.err(format!("coordinate_transformation_mode `{coord_s}` is not supported")))?;
-    let nearest_s = if upsample { "floor".to_string() } else { cx.s("nearest_mode").unwrap_or_else(|| "round_prefer_floor".into()) };
-    let nearest = NearestMode::parse(&nearest_s).ok_or_else(|| cx.err(format!("nearest_mode `{nearest_s}` is not supported")))?;
+    let coord_s = if upsample {
+        "asymmetric".to_string()
+    } else {
+        cx.s("coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into())
+    };
+    let coord = CoordTransform::parse(&coord_s)
+        .ok_or_else(|| cx.err(format!("coordinate_transformation_mode `{coord_s}` is not supported")))?;
+    let nearest_s = if upsample {
+        "floor".to_string()
+    } else {
+        cx.s("nearest_mode").unwrap_or_else(|| "round_prefer_floor".into())
+    };
+    let nearest =
+        NearestMode::parse(&nearest_s).ok_or_else(|| cx.err(format!("nearest_mode `{nearest_s}` is not supported")))?;
     let axes = match cx.ints("axes") {
         Some(a) => axes_list_unsorted(cx, &a, r)?,
         None => (0..r as i64).collect(),

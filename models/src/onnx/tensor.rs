@@ -57,13 +57,15 @@ pub fn tensor_from_proto(t: &TensorProto, base: Option<&Path>, max_bytes: u64) -
         n = n.checked_mul(d as u64).ok_or_else(|| bad(format!("dimensions {:?} overflow", t.dims)))?;
         dims.push(d as usize);
     }
-    let bytes = n.checked_mul(dtype.size() as u64).filter(|&b| b <= max_bytes).ok_or_else(|| {
-        bad(format!("dimensions {:?} would need more than {} bytes", t.dims, max_bytes))
-    })?;
+    let bytes = n
+        .checked_mul(dtype.size() as u64)
+        .filter(|&b| b <= max_bytes)
+        .ok_or_else(|| bad(format!("dimensions {:?} would need more than {} bytes", t.dims, max_bytes)))?;
     let n = n as usize;
     if t.data_location == Some(1) {
         let raw = read_external(t, base, bytes).map_err(bad)?;
-        return Tensor::from_le_bytes(dtype, &dims, &raw).ok_or_else(|| bad("external data has the wrong length".into()));
+        return Tensor::from_le_bytes(dtype, &dims, &raw)
+            .ok_or_else(|| bad("external data has the wrong length".into()));
     }
     if let Some(raw) = &t.raw_data {
         if raw.len() as u64 != bytes {
@@ -117,8 +119,10 @@ fn read_external(t: &TensorProto, base: Option<&Path>, bytes: u64) -> Result<Vec
         return Err(format!("external data location `{loc}` must be a relative path inside the model's folder"));
     }
     let path = base.ok_or("external data needs the model's folder")?.join(rel);
-    let offset: u64 = get("offset").map(|s| s.parse().map_err(|_| format!("bad offset `{s}`"))).transpose()?.unwrap_or(0);
-    let length: u64 = get("length").map(|s| s.parse().map_err(|_| format!("bad length `{s}`"))).transpose()?.unwrap_or(bytes);
+    let offset: u64 =
+        get("offset").map(|s| s.parse().map_err(|_| format!("bad offset `{s}`"))).transpose()?.unwrap_or(0);
+    let length: u64 =
+        get("length").map(|s| s.parse().map_err(|_| format!("bad length `{s}`"))).transpose()?.unwrap_or(bytes);
     if length != bytes {
         return Err(format!("external length {length} but the shape needs {bytes} bytes"));
     }

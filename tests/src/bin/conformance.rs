@@ -13,7 +13,9 @@ fn main() {
     let filter = args.iter().find(|a| !a.starts_with('-'));
     let report = sovc_tests::conformance::run_all(&dir, 2);
     let report = match filter {
-        Some(f) => sovc_tests::conformance::Report { results: report.results.into_iter().filter(|(n, _)| n.contains(f.as_str())).collect() },
+        Some(f) => sovc_tests::conformance::Report {
+            results: report.results.into_iter().filter(|(n, _)| n.contains(f.as_str())).collect(),
+        },
         None => report,
     };
     print!("{}", report.summary(verbose));
