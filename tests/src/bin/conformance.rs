@@ -11,6 +11,10 @@ fn main() {
         std::process::exit(2);
     };
     let filter = args.iter().find(|a| !a.starts_with('-'));
+    if bless && filter.is_some() {
+        eprintln!("error: --bless records the whole suite; run it without a filter");
+        std::process::exit(2);
+    }
     let report = sovc_tests::conformance::run_all(&dir, 2);
     let report = match filter {
         Some(f) => sovc_tests::conformance::Report {
