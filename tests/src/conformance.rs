@@ -128,11 +128,18 @@ pub fn run_one(dir: &Path) -> Result<(), Failure> {
     let m = loop {
         match onnx::import_model(&model, "model.onnx", &opts) {
             Ok(m) => break m,
-            Err(ImportError::NeedsConstant { input, .. })
-                if inputs.contains_key(&input) && !opts.constant_inputs.contains_key(&input) =>
-            {
+            Err(ImportError::NeedsConstant { input, .. }) if inputs.contains_key(&input) => {
                 let t = inputs.remove(&input).expect("checked");
                 opts.constant_inputs.insert(input, t);
+            }
+            Err(ImportError::NeedsConstant { .. }) if inputs.values().any(|t| t.dtype().is_int()) => {
+                // A value computed from inputs must be static: bind the integer inputs (sizes, shapes).
+                let ints: Vec<String> =
+                    inputs.iter().filter(|(_, t)| t.dtype().is_int()).map(|(n, _)| n.clone()).collect();
+                for n in ints {
+                    let t = inputs.remove(&n).expect("listed");
+                    opts.constant_inputs.insert(n, t);
+                }
             }
             Err(e) => return Err(classify(e)),
         }

@@ -416,6 +416,87 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             one(imp.emit1(cx, Op::Einsum { equation: eq }, &v)?)
         }
         "Constant" => one(constant(cx)?),
+        "Attention" => attention(imp, cx, ins),
+        "NegativeLogLikelihoodLoss" => {
+            let w = opt(ins, 2);
+            one(nll_loss(imp, cx, x()?, req(cx, ins, 1)?, w)?)
+        }
+        "SoftmaxCrossEntropyLoss" => {
+            let x = x()?;
+            let log_prob = imp.emit1(cx, Op::LogSoftmax { axis: 1 }, &[x])?;
+            let loss = nll_loss(imp, cx, &log_prob, req(cx, ins, 1)?, opt(ins, 2))?;
+            Ok(vec![loss, log_prob])
+        }
+        "LpNormalization" => {
+            let v = x()?;
+            let a = axis(cx, cx.i("axis", -1), rank(v))?;
+            let kind = match cx.i("p", 2) {
+                1 => ReduceKind::L1,
+                2 => ReduceKind::L2,
+                p => return Err(cx.err(format!("p = {p} is not supported (1 or 2)"))),
+            };
+            let n = imp.emit1(cx, Op::Reduce { kind, axes: vec![a], keepdims: true }, &[v])?;
+            // A zero norm means a zero vector: divide by 1 instead so it stays zero.
+            let zero = imp.emit1(cx, Op::Binary(BinaryOp::Equal), &[&n, &scalar(v.ty.dtype, 0.0)])?;
+            let safe = imp.emit1(cx, Op::Where {}, &[&zero, &scalar(v.ty.dtype, 1.0), &n])?;
+            one(imp.emit1(cx, Op::Binary(BinaryOp::Div), &[v, &safe])?)
+        }
+        "Swish" => {
+            let v = x()?;
+            let ax = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[v, &scalar(v.ty.dtype, cx.f("alpha", 1.0) as f64)])?;
+            let s = imp.emit1(cx, Op::Unary(UnaryOp::Sigmoid), &[&ax])?;
+            one(imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[v, &s])?)
+        }
+        "EyeLike" => {
+            let v = x()?;
+            let d = static_dims(cx, v)?;
+            if d.len() != 2 {
+                return Err(cx.err("input must be 2-D"));
+            }
+            let dt = match cx.attr("dtype").and_then(|a| a.i) {
+                Some(c) => dtype_from_onnx(c as i32, &cx.name)?,
+                None => v.ty.dtype,
+            };
+            let (r, c, k) = (d[0], d[1], cx.i("k", 0));
+            one(Val::known(Tensor::from_f64_fn(dt, &[r as usize, c as usize], |i| {
+                let (row, col) = (i as i64 / c.max(1), i as i64 % c.max(1));
+                if col - row == k {
+                    1.0
+                } else {
+                    0.0
+                }
+            })))
+        }
+        "CenterCropPad" => {
+            let v = x()?;
+            let target = ints(cx, req(cx, ins, 1)?)?;
+            let r = rank(v);
+            let axes = match cx.ints("axes") {
+                Some(a) => axes_list_unsorted(cx, &a, r)?,
+                None => (0..r as i64).collect(),
+            };
+            if axes.len() != target.len() {
+                return Err(cx.err("shape and axes differ in length"));
+            }
+            let d = static_dims(cx, v)?;
+            let (mut starts, mut ends, steps) = (vec![0; r], vec![i64::MAX; r], vec![1; r]);
+            let mut pads = vec![0; 2 * r];
+            for (&a, &t) in axes.iter().zip(&target) {
+                let (a, n) = (a as usize, d[a as usize]);
+                if t < n {
+                    starts[a] = (n - t) / 2;
+                    ends[a] = starts[a] + t;
+                } else if t > n {
+                    pads[a] = (t - n) / 2;
+                    pads[a + r] = t - n - pads[a];
+                }
+            }
+            let cropped = imp.emit1(cx, Op::Slice { starts, ends, steps }, &[v])?;
+            if pads.iter().all(|&p| p == 0) {
+                return one(cropped);
+            }
+            one(imp.emit1(cx, Op::Pad { pads, mode: PadMode::Constant }, &[&cropped, &scalar(v.ty.dtype, 0.0)])?)
+        }
         "ConstantOfShape" => {
             let value = match cx.attr("value").and_then(|a| a.t.as_ref()) {
                 Some(t) => super::tensor_from_proto(t, None, 1 << 20)?,
@@ -1145,6 +1226,212 @@ fn explicit_einsum(eq: &str) -> String {
     }
     let out: String = counts.into_iter().filter(|&(_, n)| n == 1).map(|(c, _)| c).collect();
     format!("{eq}->{out}")
+}
+
+/// Scaled dot-product attention (opset 23+), expanded into primitives as the ONNX reference defines it:
+/// 3-D inputs split into heads, key/value cache concatenation, boolean or additive masks (padded to the
+/// key length), upper-left-aligned causal masking after the cache, grouped-query head repetition, softcap,
+/// and the optional `qk_matmul_output` in its four modes.
+fn attention(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (q, k, v) = (req(cx, ins, 0)?, req(cx, ins, 1)?, req(cx, ins, 2)?);
+    let dt = q.ty.dtype;
+    let three_d = rank(q) == 3;
+    let heads = |imp: &mut Importer, x: &Val, attr: &str| -> R<Val> {
+        if !three_d {
+            return Ok(x.clone());
+        }
+        let d = static_dims(cx, x)?;
+        let h = cx.attr(attr).and_then(|a| a.i).ok_or_else(|| cx.err(format!("3-D inputs need `{attr}`")))?;
+        if h <= 0 || d[2] % h != 0 {
+            return Err(cx.err(format!("hidden size {} does not split into {h} heads", d[2])));
+        }
+        let r = reshape(imp, cx, x, [d[0], d[1], h, d[2] / h].iter().map(|&n| Dim::Const(n as u64)).collect())?;
+        imp.emit1(cx, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[&r])
+    };
+    let q = heads(imp, q, "q_num_heads")?;
+    let mut k = heads(imp, k, "kv_num_heads")?;
+    let mut v = heads(imp, v, "kv_num_heads")?;
+    let qd = static_dims(cx, &q)?;
+    let scale = match cx.attr("scale").and_then(|a| a.f) {
+        Some(s) => s as f64,
+        None => 1.0 / (qd[3] as f64).sqrt(),
+    };
+    let past_len = match opt(ins, 4) {
+        Some(pk) => {
+            let n = static_dims(cx, pk)?[2];
+            k = imp.emit1(cx, Op::Concat { axis: 2 }, &[pk, &k])?;
+            n
+        }
+        None => 0,
+    };
+    if let Some(pv) = opt(ins, 5) {
+        v = imp.emit1(cx, Op::Concat { axis: 2 }, &[pv, &v])?;
+    }
+    let (present_k, present_v) = (k.clone(), v.clone());
+    let kd = static_dims(cx, &k)?;
+    let (q_len, kv_len) = (qd[2] as usize, kd[2] as usize);
+    let neg_inf = scalar(dt, f64::NEG_INFINITY);
+    let zero = scalar(dt, 0.0);
+    // The additive bias: the user's mask (bool masks become 0 / -inf), padded to the key length.
+    let mut bias: Option<Val> = None;
+    if let Some(m) = opt(ins, 3) {
+        let md = static_dims(cx, m)?;
+        let mut m = m.clone();
+        let short = kv_len as i64 - md[md.len() - 1];
+        if short > 0 {
+            let mut pads = vec![0; 2 * md.len()];
+            pads[2 * md.len() - 1] = short;
+            let fill = if m.ty.dtype == DType::Bool {
+                Val::known(Tensor::scalar(false))
+            } else {
+                scalar(m.ty.dtype, f64::NEG_INFINITY)
+            };
+            m = imp.emit1(cx, Op::Pad { pads, mode: PadMode::Constant }, &[&m, &fill])?;
+        }
+        if m.ty.dtype == DType::Bool {
+            m = imp.emit1(cx, Op::Where {}, &[&m, &zero, &neg_inf])?;
+        }
+        bias = Some(m);
+    }
+    if cx.i("is_causal", 0) != 0 {
+        let causal = Tensor::from_f64_fn(dt, &[q_len, kv_len], |i| {
+            let (row, col) = (i / kv_len.max(1), i % kv_len.max(1));
+            if col >= past_len as usize && col - past_len as usize > row {
+                f64::NEG_INFINITY
+            } else {
+                0.0
+            }
+        });
+        let c = Val::known(causal);
+        bias = Some(match bias {
+            Some(b) => imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&b, &c])?,
+            None => c,
+        });
+    }
+    if let Some(lens) = opt(ins, 6) {
+        let batch = qd[0] as usize;
+        let pos = Val::known(Tensor::from_vec(&[kv_len], (0..kv_len as i64).collect::<Vec<_>>()).expect("len"));
+        let lens = reshape(imp, cx, lens, vec![Dim::Const(batch as u64), Dim::Const(1)])?;
+        let lens = imp.emit1(cx, Op::Cast { to: DType::I64 }, &[&lens])?;
+        let valid = imp.emit1(cx, Op::Binary(BinaryOp::Less), &[&pos, &lens])?;
+        let valid = reshape(imp, cx, &valid, [batch, 1, 1, kv_len].iter().map(|&n| Dim::Const(n as u64)).collect())?;
+        let pad_bias = imp.emit1(cx, Op::Where {}, &[&valid, &zero, &neg_inf])?;
+        bias = Some(match bias {
+            Some(b) => imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&b, &pad_bias])?,
+            None => pad_bias,
+        });
+    }
+    // Grouped-query attention: repeat each key/value head for its group of query heads.
+    let (qh, kvh) = (qd[1], kd[1]);
+    if qh != kvh {
+        if kvh == 0 || qh % kvh != 0 {
+            return Err(cx.err(format!("{qh} query heads do not group over {kvh} key/value heads")));
+        }
+        let g = (qh / kvh) as u64;
+        let repeat = |imp: &mut Importer, x: &Val| -> R<Val> {
+            let d = static_dims(cx, x)?;
+            let c = |n: i64| Dim::Const(n as u64);
+            let r = reshape(imp, cx, x, vec![c(d[0]), c(d[1]), Dim::Const(1), c(d[2]), c(d[3])])?;
+            let e = imp.emit1(
+                cx,
+                Op::Expand { shape: Shape(vec![c(d[0]), c(d[1]), Dim::Const(g), c(d[2]), c(d[3])]) },
+                &[&r],
+            )?;
+            reshape(imp, cx, &e, vec![c(d[0]), Dim::Const(d[1] as u64 * g), c(d[2]), c(d[3])])
+        };
+        k = repeat(imp, &k)?;
+        v = repeat(imp, &v)?;
+    }
+    let root = scalar(dt, scale.sqrt());
+    let qs = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&q, &root])?;
+    let ks = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&k, &root])?;
+    let kt = imp.emit1(cx, Op::Transpose { perm: vec![0, 1, 3, 2] }, &[&ks])?;
+    let mut scores = imp.emit1(cx, Op::MatMul {}, &[&qs, &kt])?;
+    let softcap = cx.f("softcap", 0.0);
+    if softcap > 0.0 {
+        let c = scalar(dt, softcap as f64);
+        let t = imp.emit1(cx, Op::Binary(BinaryOp::Div), &[&scores, &c])?;
+        let t = imp.emit1(cx, Op::Unary(UnaryOp::Tanh), &[&t])?;
+        scores = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&t, &c])?;
+    }
+    let with_bias = match &bias {
+        Some(b) => imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&scores, b])?,
+        None => scores.clone(),
+    };
+    let mut logits = with_bias.clone();
+    if let Some(p) = cx.attr("softmax_precision").and_then(|a| a.i) {
+        logits = imp.emit1(cx, Op::Cast { to: dtype_from_onnx(p as i32, &cx.name)? }, &[&logits])?;
+    }
+    let mut probs = imp.emit1(cx, Op::Softmax { axis: -1 }, &[&logits])?;
+    if probs.ty.dtype != dt {
+        probs = imp.emit1(cx, Op::Cast { to: dt }, &[&probs])?;
+    }
+    let mut y = imp.emit1(cx, Op::MatMul {}, &[&probs, &v])?;
+    if three_d {
+        let d = static_dims(cx, &y)?;
+        let t = imp.emit1(cx, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[&y])?;
+        y = reshape(
+            imp,
+            cx,
+            &t,
+            vec![Dim::Const(d[0] as u64), Dim::Const(d[2] as u64), Dim::Const((d[1] * d[3]) as u64)],
+        )?;
+    }
+    let qk = match cx.i("qk_matmul_output_mode", 0) {
+        0 | 1 => scores,
+        2 => with_bias,
+        3 => probs,
+        m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
+    };
+    Ok(vec![y, present_k, present_v, qk])
+}
+
+/// Negative log-likelihood of `target` classes under `input` (`[N, C, ...]` log-probabilities), with
+/// optional class weights, `ignore_index` and the reduction the node asks for.
+fn nll_loss(imp: &mut Importer, cx: &NodeCtx, input: &Val, target: &Val, weight: Option<&Val>) -> R<Val> {
+    let dt = input.ty.dtype;
+    let tdims = dims(target).to_vec();
+    let ignore = cx.attr("ignore_index").and_then(|a| a.i);
+    let zero_t = Val::known(Tensor::from_i64_slice(target.ty.dtype, &[], &[0]));
+    let (valid, safe) = match ignore {
+        Some(ii) => {
+            let iiv = Val::known(Tensor::from_i64_slice(target.ty.dtype, &[], &[ii]));
+            let is_ignored = imp.emit1(cx, Op::Binary(BinaryOp::Equal), &[target, &iiv])?;
+            let valid = imp.emit1(cx, Op::Unary(UnaryOp::Not), &[&is_ignored])?;
+            let safe = imp.emit1(cx, Op::Where {}, &[&valid, target, &zero_t])?;
+            (Some(valid), safe)
+        }
+        None => (None, target.clone()),
+    };
+    let mut with_class = tdims.clone();
+    with_class.insert(1, Dim::Const(1));
+    let idx = reshape(imp, cx, &safe, with_class)?;
+    let picked = imp.emit1(cx, Op::GatherElements { axis: 1 }, &[input, &idx])?;
+    let picked = reshape(imp, cx, &picked, tdims.clone())?;
+    let mut loss = imp.emit1(cx, Op::Unary(UnaryOp::Neg), &[&picked])?;
+    let mut w = match weight {
+        Some(wt) => imp.emit1(cx, Op::Gather { axis: 0 }, &[wt, &safe])?,
+        None => imp.emit1(cx, Op::Expand { shape: Shape(tdims.clone()) }, &[&scalar(dt, 1.0)])?,
+    };
+    if let Some(valid) = &valid {
+        w = imp.emit1(cx, Op::Where {}, &[valid, &w, &scalar(dt, 0.0)])?;
+    }
+    if weight.is_some() || valid.is_some() {
+        loss = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&loss, &w])?;
+    }
+    let all: Vec<i64> = (0..tdims.len() as i64).collect();
+    let sum = |imp: &mut Importer, v: &Val| {
+        imp.emit1(cx, Op::Reduce { kind: ReduceKind::Sum, axes: all.clone(), keepdims: false }, &[v])
+    };
+    match cx.s("reduction").as_deref().unwrap_or("mean") {
+        "none" => Ok(loss),
+        "sum" => sum(imp, &loss),
+        "mean" => {
+            let (l, n) = (sum(imp, &loss)?, sum(imp, &w)?);
+            imp.emit1(cx, Op::Binary(BinaryOp::Div), &[&l, &n])
+        }
+        r => Err(cx.err(format!("reduction `{r}` is not supported"))),
+    }
 }
 
 fn constant(cx: &NodeCtx) -> R<Val> {
