@@ -42,6 +42,39 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         output_dir: PathBuf,
     },
+    /// Optimize a model with equality saturation and print (or write) the optimized IR.
+    ///
+    /// Candidates are judged by the analytical cost model of `--target`; saturation is bounded by the
+    /// node, iteration and time limits, and the report says which one stopped it.
+    Opt {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Write the optimized IR here (weights beside it as `.safetensors`) instead of printing it.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Cost model to optimize for: `cpu` or `blackhole`.
+        #[arg(long, default_value = "cpu")]
+        target: String,
+        /// Print the report: e-nodes, iterations, stop reason, phase times, rules applied, cost and op
+        /// counts before and after.
+        #[arg(long)]
+        stats: bool,
+        /// Print, for every node the rules produced, the chain of rules that produced it.
+        #[arg(long)]
+        explain: bool,
+        /// Write `before.sov` and `after.sov` into this folder.
+        #[arg(long, value_name = "DIR")]
+        dump_dir: Option<PathBuf>,
+        /// Stop saturating past this many e-nodes.
+        #[arg(long, default_value_t = 50_000)]
+        node_limit: usize,
+        /// Stop saturating after this many iterations.
+        #[arg(long, default_value_t = 15)]
+        iter_limit: usize,
+        /// Stop saturating after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        time_limit: f64,
+    },
     /// Summarise a model: inputs, outputs, op counts, parameters.
     Inspect {
         #[command(flatten)]
@@ -137,6 +170,52 @@ pub fn run(cli: Cli) -> Result<()> {
                 let p = output_dir.join(format!("{}.npy", file_safe(name)));
                 sovc_runtime::write_npy(&p, t)?;
                 eprintln!("wrote {} ({} {:?})", p.display(), t.dtype(), t.shape());
+            }
+        }
+        Cmd::Opt { model, output, target, stats, explain, dump_dir, node_limit, iter_limit, time_limit } => {
+            let m = model.load()?;
+            let desc = crate::opt::TargetDesc::by_name(&target)
+                .ok_or_else(|| anyhow!("--target `{target}`: the cost model knows `cpu` and `blackhole`"))?;
+            if !(time_limit > 0.0 && time_limit.is_finite()) {
+                bail!("--time-limit must be a positive number of seconds");
+            }
+            let limits = crate::opt::Limits {
+                nodes: node_limit,
+                iterations: iter_limit,
+                time: std::time::Duration::from_secs_f64(time_limit),
+            };
+            let opts = crate::opt::OptOptions { target: desc, limits, only_rules: None };
+            let r = crate::opt::optimize(&m.graph, &m.weights, &opts)?;
+            eprintln!(
+                "optimized: {} -> {} nodes, {} iterations, {}",
+                r.report.nodes_before, r.report.nodes_after, r.report.iterations, r.report.stop
+            );
+            if let Some(d) = &dump_dir {
+                std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+                std::fs::write(d.join("before.sov"), sovc_ir::text::print(&m.graph))?;
+                std::fs::write(d.join("after.sov"), sovc_ir::text::print(&r.graph))?;
+                std::fs::write(d.join("report.txt"), r.report.render(&target))?;
+            }
+            if stats {
+                eprint!("{}", r.report.render(&target));
+            }
+            if explain {
+                for (i, rules) in r.explain.iter().enumerate() {
+                    if !rules.is_empty() {
+                        let n = &r.graph.nodes[i];
+                        eprintln!("node {i} `{}` ({}): {}", n.name, n.op.name(), rules.join(" -> "));
+                    }
+                }
+            }
+            let mut weights = m.weights.clone();
+            weights.map.extend(r.weights.map);
+            let out = Model { graph: r.graph, weights };
+            match output {
+                None => print!("{}", sovc_ir::text::print(&out.graph)),
+                Some(p) => {
+                    sovc_models::save_sov(&out, &p)?;
+                    eprintln!("wrote {}", p.display());
+                }
             }
         }
         Cmd::Inspect { model } => {

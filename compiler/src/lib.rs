@@ -1,4 +1,5 @@
-//! sovc-compiler: the compiler driver and the `sovc` command line. The optimizer, partitioning and code
-//! generation will live here; today it drives import, the reference interpreter and inspection.
+//! sovc-compiler: the compiler driver and the `sovc` command line. Today: the e-graph optimizer (`opt`)
+//! and the CLI; partitioning, the kernel IR and code generation come next.
 
 pub mod cli;
+pub mod opt;

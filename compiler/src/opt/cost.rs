@@ -1,0 +1,157 @@
+//! The analytical cost model that judges e-graph candidates without a device: per kernel roughly
+//! `launch + max(compute time, memory time)`, from a target description. It knows what will fuse:
+//! elementwise ops join their neighbour's kernel (no launch, no memory traffic, a small per-op cost),
+//! reshapes are free, and a composite op (softmax, layer norm, GELU, ...) is one kernel where its
+//! decomposition is several.
+
+use super::analysis::EG;
+use super::lang::{NodeKind, TNode};
+use egg::{CostFunction, Id};
+use sovc_ir::{Op, OpKind, TensorType};
+
+/// What the cost model needs to know about a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetDesc {
+    pub name: &'static str,
+    /// Peak f32 (or the target's default format) FLOP/s.
+    pub peak_flops: f64,
+    /// Main-memory bandwidth in bytes/s.
+    pub mem_bw: f64,
+    /// Cost of launching one kernel, in seconds.
+    pub launch_s: f64,
+    /// On-chip memory per core in bytes.
+    pub onchip_bytes: u64,
+    /// Where the numbers come from.
+    pub source: &'static str,
+}
+
+impl TargetDesc {
+    /// The host CPU this project is measured on: AMD Zen 4, 2 cores, AVX-512.
+    pub fn cpu() -> TargetDesc {
+        TargetDesc {
+            name: "cpu",
+            peak_flops: 2.0 * 116e9,
+            mem_bw: 30e9,
+            launch_s: 1e-6,
+            onchip_bytes: 1 << 20,
+            source: "DESIGN.md section 7: about 116 GFLOP/s fp32 per core, 2 cores, about 30 GB/s",
+        }
+    }
+
+    /// Tenstorrent Blackhole p150: 110 compute Tensix cores at 1.35 GHz, HiFi2 bf16, 512 GB/s GDDR6.
+    pub fn blackhole() -> TargetDesc {
+        TargetDesc {
+            name: "blackhole",
+            peak_flops: 110.0 * 4096.0 * 1.35e9 / 2.0,
+            mem_bw: 512e9,
+            launch_s: 5e-6,
+            onchip_bytes: 1536 << 10,
+            source: "shared/reference/tenstorrent.md: 11x10 compute cores (firmware 19.5), 4096 FLOP/cycle LoFi halved for HiFi2, 1.35 GHz, 512 GB/s, 1536 KiB L1",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<TargetDesc> {
+        match name {
+            "cpu" => Some(TargetDesc::cpu()),
+            "blackhole" => Some(TargetDesc::blackhole()),
+            _ => None,
+        }
+    }
+}
+
+/// Elements of a type; a symbol counts as its bound, or 128 when unbounded.
+pub fn elements(t: &TensorType) -> f64 {
+    t.shape.0.iter().map(|d| d.upper_bound().unwrap_or(128) as f64).product()
+}
+
+fn bytes(t: &TensorType) -> f64 {
+    elements(t) * t.dtype.size() as f64
+}
+
+/// FLOPs per element of an elementwise op (transcendentals count more).
+fn elementwise_weight(op: &Op) -> f64 {
+    use sovc_ir::UnaryOp as U;
+    match op {
+        Op::Unary(U::Identity) => 0.0,
+        Op::Unary(U::Exp | U::Log | U::Erf | U::Tanh | U::Sigmoid | U::Sin | U::Cos | U::Tan) => 4.0,
+        Op::Unary(U::Softplus | U::Mish | U::Silu) => 6.0,
+        Op::Gelu { .. } => 6.0,
+        Op::Unary(U::Sqrt | U::Rsqrt | U::Reciprocal) => 2.0,
+        Op::Binary(sovc_ir::BinaryOp::Pow) => 4.0,
+        _ => 1.0,
+    }
+}
+
+/// The cost in seconds of one op producing `out` from `ins` on `t`.
+pub fn op_cost(t: &TargetDesc, op: &Op, ins: &[&TensorType], out: &[TensorType]) -> f64 {
+    let out_bytes: f64 = out.iter().map(bytes).sum();
+    let in_bytes: f64 = ins.iter().map(|x| bytes(x)).sum();
+    let kernel = |flops: f64, traffic: f64| t.launch_s + (flops / t.peak_flops).max(traffic / t.mem_bw);
+    match op {
+        Op::Reshape { .. } => 0.0,
+        Op::Unary(sovc_ir::UnaryOp::Identity) => 0.0,
+        Op::MatMul {} => {
+            let k = ins[0].shape.0.last().map_or(1.0, |d| d.upper_bound().unwrap_or(128) as f64);
+            kernel(2.0 * elements(&out[0]) * k, in_bytes + out_bytes)
+        }
+        Op::Conv { .. } | Op::ConvTranspose { .. } => {
+            let w = elements(ins[1]);
+            let cout = ins[1].shape.0.first().and_then(|d| d.upper_bound()).unwrap_or(1) as f64;
+            let per_out = if matches!(op, Op::Conv { .. }) { w / cout.max(1.0) } else { w / elements(ins[0]).max(1.0) };
+            kernel(2.0 * elements(&out[0]) * per_out, in_bytes + out_bytes)
+        }
+        Op::Einsum { .. } => kernel(2.0 * elements(&out[0]) * 16.0, in_bytes + out_bytes),
+        _ => match op.info().kind {
+            // Fused into a neighbouring kernel: compute only, plus one unit per element for the op itself.
+            OpKind::Elementwise => {
+                let n: f64 = out.iter().map(elements).sum();
+                n * (elementwise_weight(op) + 1.0) / t.peak_flops
+            }
+            // Parameters (scale, bias) are small and read once; the main input and the output dominate.
+            OpKind::Normalization => kernel(8.0 * elements(&out[0]), bytes(ins[0]) + out_bytes),
+            // A reduction's input is materialized by its producer (written, then read back).
+            OpKind::Reduction => kernel(in_bytes / 4.0, 2.0 * in_bytes + out_bytes),
+            OpKind::Movement | OpKind::Contraction | OpKind::Other => kernel(0.0, in_bytes + out_bytes),
+        },
+    }
+}
+
+/// Extraction cost: the sum over the chosen tree of each node's cost on the target.
+pub struct CostFn<'a> {
+    pub egraph: &'a EG,
+    pub target: TargetDesc,
+}
+
+impl CostFunction<TNode> for CostFn<'_> {
+    type Cost = f64;
+
+    fn cost<C>(&mut self, enode: &TNode, mut costs: C) -> f64
+    where
+        C: FnMut(Id) -> f64,
+    {
+        let children: f64 = enode.children.iter().map(|&c| costs(c)).sum();
+        let own = match self.egraph.analysis.kind(enode.op) {
+            NodeKind::Op(op) => {
+                let ins: Vec<&TensorType> = enode.children.iter().map(|&c| self.egraph[c].data.ty()).collect();
+                match sovc_ir::infer::infer(op, &ins) {
+                    Ok(out) => op_cost(&self.target, op, &ins, &out),
+                    Err(_) => f64::INFINITY,
+                }
+            }
+            _ => 0.0,
+        };
+        children + own
+    }
+}
+
+/// The estimated cost of a whole graph (each value counted once) on `t`, in seconds.
+pub fn graph_cost(g: &sovc_ir::Graph, t: &TargetDesc) -> f64 {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<&TensorType> = n.inputs.iter().map(|&v| g.ty(v)).collect();
+            let out: Vec<TensorType> = n.outputs.iter().map(|&v| g.ty(v).clone()).collect();
+            op_cost(t, &n.op, &ins, &out)
+        })
+        .sum()
+}
