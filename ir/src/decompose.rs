@@ -156,6 +156,20 @@ pub fn expand(g: &mut Graph, op: &Op, ins: &[ValueId], name: &str) -> Result<Opt
             let hx = e.bin(BinaryOp::Mul, x, half)?;
             e.bin(BinaryOp::Mul, hx, p)?
         }
+        Op::Attention { scale } => {
+            let r = rank as usize;
+            let mut perm: Vec<i64> = (0..rank).collect();
+            perm.swap(r - 2, r - 1);
+            let kt = e.node(Op::Transpose { perm }, &[ins[1]])?;
+            let s = e.node(Op::MatMul {}, &[x, kt])?;
+            let c = e.scalar(scale as f64, x);
+            let mut s = e.bin(BinaryOp::Mul, s, c)?;
+            if let Some(&m) = ins.get(3) {
+                s = e.bin(BinaryOp::Add, s, m)?;
+            }
+            let p = e.node(Op::Softmax { axis: -1 }, &[s])?;
+            e.node(Op::MatMul {}, &[p, ins[2]])?
+        }
         Op::Unary(UnaryOp::Softplus) => e.softplus(x)?,
         Op::Unary(UnaryOp::Softsign) => {
             let a = e.un(UnaryOp::Abs, x)?;
@@ -220,5 +234,9 @@ pub fn decompose_all(g: &Graph) -> Result<Graph, IrError> {
     }
     out.outputs =
         g.outputs.iter().map(|o| crate::Output { name: o.name.clone(), value: map[o.value.index()] }).collect();
+    // A decomposition may use other composites (attention uses softmax): expand until none is left.
+    if out.nodes.iter().any(|n| n.op.is_composite()) {
+        return decompose_all(&out);
+    }
     Ok(out.canonical())
 }

@@ -430,6 +430,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             Ok(vec![with_shape(x.dtype, consts(sizes))])
         }
         Op::Einsum { equation } => einsum(equation, ins),
+        Op::Attention { .. } => attention(ins),
     }
 }
 
@@ -537,6 +538,40 @@ fn matmul(a: &TensorType, b: &TensorType) -> R<Vec<TensorType>> {
         dims.push(n.clone());
     }
     Ok(vec![with_shape(a.dtype, dims)])
+}
+
+fn attention(ins: &[&TensorType]) -> R<Vec<TensorType>> {
+    let (q, k, v) = (ins[0], ins[1], ins[2]);
+    need_float(q, "attention")?;
+    for t in &ins[1..] {
+        same_dtype(q, t, "attention")?;
+    }
+    let r = q.shape.rank();
+    if r < 2 || k.shape.rank() != r || v.shape.rank() != r {
+        return Err(format!("attention: q {}, k {}, v {} need the same rank >= 2", q.shape, k.shape, v.shape));
+    }
+    let d = |t: &TensorType, i: usize| t.shape.0[t.shape.rank() - i].clone();
+    if d(q, 1) != d(k, 1) {
+        return Err(format!("attention: q and k head sizes differ ({} and {})", d(q, 1), d(k, 1)));
+    }
+    if d(k, 2) != d(v, 2) {
+        return Err(format!("attention: k and v lengths differ ({} and {})", d(k, 2), d(v, 2)));
+    }
+    let batch = |t: &TensorType| Shape(t.shape.0[..r - 2].to_vec());
+    let b = broadcast_shapes(&batch(q), &batch(k))
+        .and_then(|s| broadcast_shapes(&s, &batch(v)))
+        .ok_or_else(|| format!("attention: batch dims of {}, {}, {} do not broadcast", q.shape, k.shape, v.shape))?;
+    if let Some(m) = ins.get(3) {
+        let mut scores = b.0.clone();
+        scores.extend([d(q, 2), d(k, 2)]);
+        let scores = Shape(scores);
+        if broadcast_shapes(&scores, &m.shape).as_ref() != Some(&scores) {
+            return Err(format!("attention: mask {} does not broadcast to scores {scores}", m.shape));
+        }
+    }
+    let mut out = b.0;
+    out.extend([d(q, 2), d(v, 1)]);
+    Ok(vec![with_shape(q.dtype, out)])
 }
 
 fn spatial_check(what: &str, nsp: usize, strides: &[i64], pads: &[i64], dilations: &[i64]) -> R<()> {

@@ -8,6 +8,7 @@ pub mod attr;
 pub mod decompose;
 mod dtype;
 mod error;
+pub mod fold;
 mod graph;
 pub mod infer;
 pub mod interp;

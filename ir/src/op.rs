@@ -289,6 +289,9 @@ define_ops! {
     SpaceToDepth { blocksize: i64 } = "space_to_depth", Movement, 1, 1, false;
     /// Resize to the static `sizes`; `scales` are the scale factors used by the coordinate transform.
     Resize { sizes: Vec<i64>, scales: Vec<f32>, mode: ResizeMode, coord: CoordTransform, nearest: NearestMode, cubic_a: f32, exclude_outside: bool } = "resize", Movement, 1, 1, false;
+    /// Scaled dot-product attention: `softmax(q @ k^T * scale (+ mask)) @ v` with q `[..., Sq, D]`,
+    /// k `[..., Skv, D]`, v `[..., Skv, Dv]` and an optional additive mask broadcast to `[..., Sq, Skv]`.
+    Attention { scale: f32 } = "attention", Contraction, 3, 4, true;
     /// Einstein summation with an explicit `->` output.
     Einsum { equation: String } = "einsum", Contraction, 1, VARIADIC, false;
 }

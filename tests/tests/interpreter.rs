@@ -193,6 +193,8 @@ fn composite_cases() -> Vec<(Op, Vec<Tensor>)> {
         (Op::Unary(UnaryOp::Silu), vec![x.clone()]),
         (Op::Unary(UnaryOp::Mish), vec![x.clone()]),
         (Op::Binary(BinaryOp::PRelu), vec![x.clone(), v4(0.25)]),
+        (Op::Attention { scale: 0.5 }, vec![x.clone(), x.clone(), f32s(&[2, 3, 4], &[0.1; 24])]),
+        (Op::Attention { scale: 0.3 }, vec![x.clone(), x.clone(), x.clone(), f32s(&[1, 3], &[0.0, -1.0, -1e9])]),
     ]
 }
 
@@ -232,8 +234,41 @@ fn every_composite_has_a_decomposition_that_matches_it() {
         "group_norm",
         "gelu",
         "prelu",
+        "attention",
     ]
     .into();
     expected.extend(UnaryOp::ALL.iter().filter(|u| u.is_composite()).map(|u| u.as_str()));
     assert_eq!(covered, expected, "every composite op needs a decomposition case here");
+}
+
+#[test]
+fn constant_folding_evaluates_constant_subgraphs_once() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F32, sovc_ir::Shape::from_consts(&[4, 5])));
+    let mut w = sovc_ir::Weights::default();
+    let mut add_weight = |g: &mut Graph, key: &str, v: f32| {
+        let r = sovc_ir::WeightRef { file: "t".into(), key: key.into() };
+        w.insert(r.clone(), f32s(&[5, 4], &[v; 20]));
+        g.add_const(
+            key,
+            TensorType::new(DType::F32, sovc_ir::Shape::from_consts(&[5, 4])),
+            sovc_ir::ConstData::Weight(r),
+        )
+    };
+    let (a, b) = (add_weight(&mut g, "a", 1.0), add_weight(&mut g, "b", 2.0));
+    // Two constant transposes with the same node name: their folded weights must not collide.
+    let ta = g.add1(Op::Transpose { perm: vec![1, 0] }, &[a], "same").expect("typed");
+    let tb = g.add1(Op::Transpose { perm: vec![1, 0] }, &[b], "same").expect("typed");
+    let s = g.add1(Op::Binary(BinaryOp::Sub), &[ta, tb], "sub").expect("typed");
+    let y = g.add1(Op::Binary(BinaryOp::Add), &[x, s], "add").expect("typed");
+    g.add_output("y", y);
+    let feeds = BTreeMap::from([("x".to_string(), f32s(&[4, 5], &[0.5; 20]))]);
+    let before = sovc_ir::interp::run(&g, &w, &feeds).expect("runs");
+    let mut folded = g.clone();
+    let kept = sovc_ir::fold::fold_constants(&mut folded, &mut w).expect("folds");
+    assert_eq!(kept, vec![false, false, false, true]);
+    assert_eq!(folded.nodes.len(), 1);
+    let after = sovc_ir::interp::run(&folded, &w, &feeds).expect("runs");
+    assert_eq!(before, after);
+    assert_eq!(after["y"].to_f64_vec(), vec![-0.5; 20]);
 }

@@ -18,6 +18,8 @@ pub struct ClassData {
     pub tys: Vec<TensorType>,
     pub tuple: bool,
     pub value: Option<Arc<Tensor>>,
+    /// Computed from constants only, so a compiler folds it before run time.
+    pub constant: bool,
 }
 
 impl ClassData {
@@ -54,26 +56,32 @@ fn data_of(egraph: &EG, enode: &TNode) -> Result<ClassData, String> {
     let a = &egraph.analysis;
     let child = |i: usize| &egraph[enode.children[i]].data;
     match a.kind(enode.op) {
-        NodeKind::Input(i) => Ok(ClassData { tys: vec![a.input_tys[*i].clone()], tuple: false, value: None }),
-        NodeKind::Const(i) => {
-            Ok(ClassData { tys: vec![a.const_tys[*i].clone()], tuple: false, value: a.const_values[*i].clone() })
+        NodeKind::Input(i) => {
+            Ok(ClassData { tys: vec![a.input_tys[*i].clone()], tuple: false, value: None, constant: false })
         }
+        NodeKind::Const(i) => Ok(ClassData {
+            tys: vec![a.const_tys[*i].clone()],
+            tuple: false,
+            value: a.const_values[*i].clone(),
+            constant: true,
+        }),
         NodeKind::NewConst(i) => {
             let t = &a.new_consts[*i];
             let value = (t.len() <= VALUE_LIMIT).then(|| t.clone());
-            Ok(ClassData { tys: vec![t.ty()], tuple: false, value })
+            Ok(ClassData { tys: vec![t.ty()], tuple: false, value, constant: true })
         }
         NodeKind::Get(i) => {
             let c = child(0);
             let t = c.tys.get(*i).ok_or_else(|| format!("get#{i} of a value with {} results", c.tys.len()))?;
-            Ok(ClassData { tys: vec![t.clone()], tuple: false, value: None })
+            Ok(ClassData { tys: vec![t.clone()], tuple: false, value: None, constant: c.constant })
         }
         NodeKind::Op(op) => {
             let tys: Vec<&TensorType> = (0..enode.children.len()).map(|i| child(i).ty()).collect();
             let out = sovc_ir::infer::infer(op, &tys).map_err(|e| format!("{}: {e}", op.name()))?;
             let tuple = op.num_outputs() > 1;
             let value = fold_small(op, enode, egraph, &out);
-            Ok(ClassData { tys: out, tuple, value })
+            let constant = enode.children.iter().all(|&c| egraph[c].data.constant);
+            Ok(ClassData { tys: out, tuple, value, constant })
         }
     }
 }
@@ -100,6 +108,7 @@ impl Analysis<TNode> for TensorAnalysis {
                     tys: vec![TensorType::new(sovc_ir::DType::F32, sovc_ir::Shape::scalar())],
                     tuple: false,
                     value: None,
+                    constant: false,
                 }
             }
         }
@@ -109,10 +118,15 @@ impl Analysis<TNode> for TensorAnalysis {
         if a.tys != b.tys {
             self.errors.push(format!("merged classes of different types: {:?} and {:?}", a.tys, b.tys));
         }
+        let mut changed_a = false;
+        if !a.constant && b.constant {
+            a.constant = true;
+            changed_a = true;
+        }
         if a.value.is_none() && b.value.is_some() {
             a.value = b.value;
-            return DidMerge(true, false);
+            changed_a = true;
         }
-        DidMerge(false, a.value.is_some() && b.value.is_none())
+        DidMerge(changed_a, true)
     }
 }

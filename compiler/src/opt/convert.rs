@@ -3,9 +3,10 @@
 //! needed by an output, built bottom-up with sharing, so common subexpressions are built once.
 
 use super::analysis::{TensorAnalysis, EG, VALUE_LIMIT};
+use super::cost::{node_cost, CostFn, TargetDesc};
 use super::lang::{const_symbol, get_symbol, input_symbol, op_symbol, NodeKind, TNode};
 use super::runner::Provenance;
-use egg::{CostFunction, Extractor, Id, Language};
+use egg::{Extractor, Id, Language};
 use sovc_ir::{ConstData, Graph, Tensor, ValueId, WeightRef, Weights};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,17 +59,119 @@ pub fn to_egraph(g: &Graph, weights: &Weights) -> (EG, Vec<Id>, HashMap<Id, Stri
     (eg, ids, names)
 }
 
+/// The node chosen in each class (canonical children): first the cheapest tree per class (egg's
+/// extractor), then a sharing-aware improvement: a class used by several chosen classes (the merged
+/// matmul behind three projections) is adopted by all of them at once when that lowers the cost of the
+/// whole DAG, which tree costs cannot see.
+pub fn choose(eg: &EG, target: &TargetDesc, roots: &[Id]) -> HashMap<Id, TNode> {
+    let ex = Extractor::new(eg, CostFn { egraph: eg, target: target.clone() });
+    let mut choice: HashMap<Id, TNode> = HashMap::new();
+    let mut classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    classes.sort();
+    for &c in &classes {
+        choice.insert(c, ex.find_best_node(c).clone().map_children(|x| eg.find(x)));
+    }
+    let mut best = dag_cost(eg, target, &choice, roots).unwrap_or(f64::INFINITY);
+    for _pass in 0..3 {
+        let mut improved = false;
+        let used = reachable(&choice, roots);
+        for &x in &classes {
+            if used.contains(&x) {
+                continue;
+            }
+            // Chosen classes that have a node reading `x`, and that node.
+            let mut switch: Vec<(Id, TNode)> = Vec::new();
+            for p in eg[x].parents() {
+                let p = eg.find(p);
+                if !used.contains(&p) || switch.iter().any(|s| s.0 == p) {
+                    continue;
+                }
+                let candidates = eg[p]
+                    .nodes
+                    .iter()
+                    .map(|n| n.clone().map_children(|c| eg.find(c)))
+                    .filter(|n| n.children.contains(&x));
+                if let Some(n) = candidates.min_by(|a, b| node_cost(eg, target, a).total_cmp(&node_cost(eg, target, b)))
+                {
+                    switch.push((p, n));
+                }
+            }
+            if switch.len() < 2 {
+                continue;
+            }
+            let mut trial = choice.clone();
+            for (p, n) in &switch {
+                trial.insert(*p, n.clone());
+            }
+            if let Some(c) = dag_cost(eg, target, &trial, roots) {
+                if c < best * (1.0 - 1e-9) {
+                    best = c;
+                    choice = trial;
+                    improved = true;
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    choice
+}
+
+/// Classes reachable from `roots` through the chosen nodes.
+fn reachable(choice: &HashMap<Id, TNode>, roots: &[Id]) -> std::collections::HashSet<Id> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<Id> = roots.to_vec();
+    while let Some(c) = stack.pop() {
+        if seen.insert(c) {
+            stack.extend(choice[&c].children.iter().copied());
+        }
+    }
+    seen
+}
+
+/// The cost of the DAG the choices induce (each class once), or `None` if the choices form a cycle.
+fn dag_cost(eg: &EG, target: &TargetDesc, choice: &HashMap<Id, TNode>, roots: &[Id]) -> Option<f64> {
+    // 0 = unvisited, 1 = on the path, 2 = done.
+    let mut state: HashMap<Id, u8> = HashMap::new();
+    let mut total = 0.0;
+    let mut stack: Vec<(Id, bool)> = roots.iter().map(|&r| (r, false)).collect();
+    while let Some((c, exiting)) = stack.pop() {
+        if exiting {
+            state.insert(c, 2);
+            total += node_cost(eg, target, &choice[&c]);
+            continue;
+        }
+        match state.get(&c) {
+            Some(2) => continue,
+            Some(1) => continue,
+            _ => {}
+        }
+        state.insert(c, 1);
+        stack.push((c, true));
+        for &ch in &choice[&c].children {
+            match state.get(&ch) {
+                Some(1) => return None,
+                Some(2) => {}
+                _ => stack.push((ch, false)),
+            }
+        }
+    }
+    Some(total)
+}
+
 /// Builds the cheapest graph for the classes of `src`'s outputs.
-pub fn extract<CF: CostFunction<TNode>>(
+pub fn extract(
     eg: &EG,
-    cost: CF,
+    target: &TargetDesc,
     src: &Graph,
     weights: &Weights,
     value_ids: &[Id],
     names: &HashMap<Id, String>,
     prov: &Provenance,
 ) -> Result<(Graph, Weights, Vec<Vec<&'static str>>), String> {
-    let ex = Extractor::new(eg, cost);
+    let roots: Vec<Id> = src.outputs.iter().map(|o| eg.find(value_ids[o.value.index()])).collect();
+    let choice = choose(eg, target, &roots);
     let mut g = Graph::new();
     let mut out_w = weights.clone();
     let mut memo: HashMap<Id, Vec<ValueId>> = HashMap::new();
@@ -89,7 +192,7 @@ pub fn extract<CF: CostFunction<TNode>>(
             if memo.contains_key(&id) {
                 continue;
             }
-            let node = ex.find_best_node(id).clone().map_children(|c| eg.find(c));
+            let node = choice[&id].clone();
             if !ready {
                 stack.push((id, true));
                 for &c in node.children.iter().rev() {

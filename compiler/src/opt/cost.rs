@@ -88,7 +88,8 @@ pub fn op_cost(t: &TargetDesc, op: &Op, ins: &[&TensorType], out: &[TensorType])
     let in_bytes: f64 = ins.iter().map(|x| bytes(x)).sum();
     let kernel = |flops: f64, traffic: f64| t.launch_s + (flops / t.peak_flops).max(traffic / t.mem_bw);
     match op {
-        Op::Reshape { .. } => 0.0,
+        // Views: no data moves.
+        Op::Reshape { .. } | Op::Split { .. } => 0.0,
         Op::Unary(sovc_ir::UnaryOp::Identity) => 0.0,
         Op::MatMul {} => {
             let k = ins[0].shape.0.last().map_or(1.0, |d| d.upper_bound().unwrap_or(128) as f64);
@@ -130,25 +131,42 @@ impl CostFunction<TNode> for CostFn<'_> {
         C: FnMut(Id) -> f64,
     {
         let children: f64 = enode.children.iter().map(|&c| costs(c)).sum();
-        let own = match self.egraph.analysis.kind(enode.op) {
-            NodeKind::Op(op) => {
-                let ins: Vec<&TensorType> = enode.children.iter().map(|&c| self.egraph[c].data.ty()).collect();
-                match sovc_ir::infer::infer(op, &ins) {
-                    Ok(out) => op_cost(&self.target, op, &ins, &out),
-                    Err(_) => f64::INFINITY,
-                }
+        children + node_cost(self.egraph, &self.target, enode)
+    }
+}
+
+/// The cost of one e-node by itself (its children not included).
+pub fn node_cost(eg: &EG, t: &TargetDesc, enode: &TNode) -> f64 {
+    let folded = !enode.children.is_empty() && enode.children.iter().all(|&c| eg[c].data.constant);
+    match eg.analysis.kind(enode.op) {
+        // Computed from constants only: folded at compile time.
+        NodeKind::Op(_) if folded => 0.0,
+        NodeKind::Op(op) => {
+            let ins: Vec<&TensorType> = enode.children.iter().map(|&c| eg[c].data.ty()).collect();
+            match sovc_ir::infer::infer(op, &ins) {
+                Ok(out) => op_cost(t, op, &ins, &out),
+                Err(_) => f64::INFINITY,
             }
-            _ => 0.0,
-        };
-        children + own
+        }
+        _ => 0.0,
     }
 }
 
 /// The estimated cost of a whole graph (each value counted once) on `t`, in seconds.
 pub fn graph_cost(g: &sovc_ir::Graph, t: &TargetDesc) -> f64 {
+    let mut constant = vec![false; g.values.len()];
+    for c in &g.consts {
+        constant[c.value.index()] = true;
+    }
     g.nodes
         .iter()
         .map(|n| {
+            if n.inputs.iter().all(|v| constant[v.index()]) {
+                for o in &n.outputs {
+                    constant[o.index()] = true;
+                }
+                return 0.0;
+            }
             let ins: Vec<&TensorType> = n.inputs.iter().map(|&v| g.ty(v)).collect();
             let out: Vec<TensorType> = n.outputs.iter().map(|&v| g.ty(v).clone()).collect();
             op_cost(t, &n.op, &ins, &out)

@@ -113,9 +113,14 @@ pub fn optimize(g: &Graph, weights: &Weights, opts: &OptOptions) -> Result<OptRe
     let t_build = t0.elapsed();
     let sat = runner::saturate(&mut eg, &rules, &opts.limits).map_err(OptError::Internal)?;
     let t1 = Instant::now();
-    let cost = cost::CostFn { egraph: &eg, target: opts.target.clone() };
-    let (graph, weights, explain) =
-        convert::extract(&eg, cost, g, weights, &ids, &names, &sat.provenance).map_err(OptError::Internal)?;
+    let (graph, weights, mut explain) =
+        convert::extract(&eg, &opts.target, g, weights, &ids, &names, &sat.provenance).map_err(OptError::Internal)?;
+    let (mut graph, mut weights) = (graph, weights);
+    // Merged weights (and anything else computed from constants) are computed once, now.
+    let kept =
+        sovc_ir::fold::fold_constants(&mut graph, &mut weights).map_err(|e| OptError::Internal(e.to_string()))?;
+    let mut k = kept.iter();
+    explain.retain(|_| *k.next().unwrap_or(&true));
     let t_extract = t1.elapsed();
     sovc_ir::verify(&graph).map_err(|e| OptError::Internal(format!("extracted graph is invalid: {}", e[0])))?;
     let report = Report {

@@ -3,7 +3,7 @@
 //! rebuilds. It stops at saturation or at the node, iteration or time limit, and says which.
 
 use super::analysis::EG;
-use super::lang::{new_const_symbol, op_symbol, NodeKind, TNode};
+use super::lang::{get_symbol, new_const_symbol, op_symbol, NodeKind, TNode};
 use super::rules::{Rule, Term};
 use egg::{Id, Language};
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +74,12 @@ fn add_term(eg: &mut EG, t: &Term, chain: &[&'static str], prov: &mut Provenance
             let sym = new_const_symbol(k);
             eg.analysis.register(sym, NodeKind::NewConst(k));
             eg.add(TNode { op: sym, children: vec![] })
+        }
+        Term::Get(t, i) => {
+            let tuple = add_term(eg, t, chain, prov);
+            let sym = get_symbol(*i);
+            eg.analysis.register(sym, NodeKind::Get(*i));
+            eg.add(TNode { op: sym, children: vec![tuple] })
         }
         Term::Op(op, children) => {
             let ch: Vec<Id> = children.iter().map(|c| add_term(eg, c, chain, prov)).collect();

@@ -299,6 +299,23 @@ fn conv_transpose_t<T: LinalgScalar>(
     Ok(out)
 }
 
+/// `softmax(q @ k^T * scale + mask) @ v`, the reference for the fused attention op.
+pub fn attention(ins: &[&Tensor], scale: f32) -> Result<Tensor, String> {
+    let (q, k, v) = (ins[0], ins[1], ins[2]);
+    let r = k.shape().len() as i64;
+    let mut perm: Vec<i64> = (0..r).collect();
+    perm.swap(r as usize - 2, r as usize - 1);
+    let kt = super::movement::transpose(k, &perm);
+    let s = matmul(q, &kt)?;
+    let mut s =
+        super::elementwise::binary(crate::BinaryOp::Mul, &s, &Tensor::from_f64_fn(q.dtype(), &[], |_| scale as f64))?;
+    if let Some(m) = ins.get(3) {
+        s = super::elementwise::binary(crate::BinaryOp::Add, &s, m)?;
+    }
+    let p = super::reduce::softmax(&s, -1, false)?;
+    matmul(&p, v)
+}
+
 pub fn einsum(eq: &str, ins: &[&Tensor]) -> Result<Tensor, String> {
     let (labels, out) = crate::infer::parse_einsum(eq)?;
     let mut size: std::collections::BTreeMap<char, usize> = Default::default();

@@ -230,5 +230,6 @@ pub fn eval(op: &Op, ins: &[&Tensor], b: &Bindings) -> Result<Vec<Tensor>, Strin
             },
         )?),
         Op::Einsum { equation } => one(linalg::einsum(equation, ins)?),
+        Op::Attention { scale } => one(linalg::attention(ins, *scale)?),
     }
 }

@@ -13,6 +13,7 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "gelu-tanh", group: Group::Fuse, doc: "0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) is gelu(x, tanh)", find: gelu_tanh },
         Rule { name: "layer-norm", group: Group::Fuse, doc: "(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) over trailing axes, scaled (and shifted), is layer_norm", find: layer_norm },
         Rule { name: "silu", group: Group::Fuse, doc: "x * sigmoid(x) is silu(x)", find: silu },
+        Rule { name: "attention", group: Group::Fuse, doc: "softmax(q @ k^T * s (+ mask)) @ v is one attention op (so a target can run it flash-style)", find: attention },
         Rule { name: "softmax", group: Group::Fuse, doc: "exp(x - max(x)) / sum(exp(x - max(x))) over one axis (max optional) is softmax", find: softmax },
     ]
 }
@@ -223,6 +224,58 @@ fn silu(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
     None
 }
 
+fn attention(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
+    matches!(op_of(eg, n)?, Op::MatMul {}).then_some(())?;
+    let (p, v) = (n.children[0], n.children[1]);
+    let rank = eg[p].data.ty().shape.rank() as i64;
+    let (_, sm) = find_node(eg, p, |op| matches!(op, Op::Softmax { axis } if *axis == -1 || *axis == rank - 1))?;
+    let mut s = sm[0];
+    // Optional additive mask.
+    let mut mask = None;
+    if let Some((_, a)) = find_node(eg, s, |op| matches!(op, Op::Binary(BinaryOp::Add))) {
+        let scored = |c: Id| {
+            find_node(eg, c, |op| matches!(op, Op::MatMul {} | Op::Binary(BinaryOp::Mul | BinaryOp::Div))).is_some()
+        };
+        if scored(a[0]) {
+            (s, mask) = (a[0], Some(a[1]));
+        } else if scored(a[1]) {
+            (s, mask) = (a[1], Some(a[0]));
+        }
+    }
+    // Optional scale.
+    let mut scale = 1.0f64;
+    if let Some((op, m)) = find_node(eg, s, |op| matches!(op, Op::Binary(BinaryOp::Mul | BinaryOp::Div))) {
+        let div = matches!(op, Op::Binary(BinaryOp::Div));
+        let (c0, c1) = (scalar(eg, m[0]), scalar(eg, m[1]));
+        match (c0, c1) {
+            (_, Some(c)) if c != 0.0 => (s, scale) = (m[0], if div { 1.0 / c } else { c }),
+            (Some(c), None) if !div => (s, scale) = (m[1], c),
+            _ => {}
+        }
+    }
+    let (_, qk) = find_node(eg, s, |op| matches!(op, Op::MatMul {}))?;
+    let (q, kt) = (qk[0], qk[1]);
+    let r = eg[kt].data.ty().shape.rank();
+    if r < 2 {
+        return None;
+    }
+    let mut perm: Vec<i64> = (0..r as i64).collect();
+    perm.swap(r - 2, r - 1);
+    let k_ty = sovc_ir::infer::infer(&Op::Transpose { perm: perm.clone() }, &[eg[kt].data.ty()]).ok()?.remove(0);
+    let mut tys = vec![eg[q].data.ty(), &k_ty, eg[v].data.ty()];
+    if let Some(m) = mask {
+        tys.push(eg[m].data.ty());
+    }
+    let op = Op::Attention { scale: scale as f32 };
+    let out = sovc_ir::infer::infer(&op, &tys).ok()?;
+    if out[0] != *eg[id].data.ty() {
+        return None;
+    }
+    let mut ins = vec![Term::Class(q), Term::Op(Op::Transpose { perm }, vec![Term::Class(kt)]), Term::Class(v)];
+    ins.extend(mask.map(Term::Class));
+    Some(Term::Op(op, ins))
+}
+
 fn softmax(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
     matches!(op_of(eg, n)?, Op::Binary(BinaryOp::Div)).then_some(())?;
     let (e, s) = (n.children[0], n.children[1]);
@@ -344,6 +397,33 @@ mod tests {
             g.add_output("y", y);
             assert_eq!(ops(&check_rule("softmax", &g, &BTreeMap::from([feed("x", &[3, 5])]))), vec!["softmax"]);
         }
+    }
+
+    #[test]
+    fn attention_as_bert_exports_it() {
+        let mut g = Graph::new();
+        let q = f32_input(&mut g, "q", &[1, 2, 8, 4]);
+        let k = f32_input(&mut g, "k", &[1, 2, 8, 4]);
+        let v = f32_input(&mut g, "v", &[1, 2, 8, 4]);
+        let mask = f32_input(&mut g, "mask", &[1, 1, 1, 8]);
+        let kt = g.add1(Op::Transpose { perm: vec![0, 1, 3, 2] }, &[k], "kt").unwrap();
+        let s = g.add1(Op::MatMul {}, &[q, kt], "qk").unwrap();
+        let c = scalar(&mut g, "c", 2.0);
+        let s = bin(&mut g, BinaryOp::Div, s, c);
+        let s = bin(&mut g, BinaryOp::Add, s, mask);
+        let p = g.add1(Op::Softmax { axis: -1 }, &[s], "softmax").unwrap();
+        let y = g.add1(Op::MatMul {}, &[p, v], "pv").unwrap();
+        g.add_output("y", y);
+        let feeds = BTreeMap::from([
+            feed("q", &[1, 2, 8, 4]),
+            feed("k", &[1, 2, 8, 4]),
+            feed("v", &[1, 2, 8, 4]),
+            feed("mask", &[1, 1, 1, 8]),
+        ]);
+        let out = check_rule("attention", &g, &feeds);
+        let names = ops(&out);
+        assert!(names.contains(&"attention") && !names.contains(&"softmax"), "{names:?}");
+        assert!(out.nodes.iter().any(|n| n.op == Op::Attention { scale: 0.5 }));
     }
 
     #[test]

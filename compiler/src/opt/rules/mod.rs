@@ -4,6 +4,7 @@
 
 mod algebraic;
 mod fusion;
+mod merge;
 
 use super::analysis::EG;
 use super::lang::{NodeKind, TNode};
@@ -17,6 +18,8 @@ pub enum Group {
     Simplify,
     /// Recognition of composite ops from the primitives exporters emit.
     Fuse,
+    /// Multi-pattern rewrites that merge independent ops sharing an input.
+    Merge,
 }
 
 /// A term a rule builds: existing classes, new ops over terms, new constants.
@@ -25,6 +28,8 @@ pub enum Term {
     Class(Id),
     Op(Op, Vec<Term>),
     Const(Tensor),
+    /// Result `i` of a multi-result op.
+    Get(Box<Term>, usize),
 }
 
 /// One rewrite rule.
@@ -40,6 +45,7 @@ pub struct Rule {
 pub fn all() -> Vec<Rule> {
     let mut v = algebraic::rules();
     v.extend(fusion::rules());
+    v.extend(merge::rules());
     v
 }
 
