@@ -122,16 +122,16 @@ def onnx_graph_io(path):
 # model definitions: each returns a dict describing one export
 # --------------------------------------------------------------------------
 
-def tv_model(ctor_name, seed):
+def tv_model(ctor_name, seed, size=64, **kwargs):
     import torchvision
 
     def build():
         seed_everything(seed)
-        model = getattr(torchvision.models, ctor_name)(weights=None)
+        model = getattr(torchvision.models, ctor_name)(weights=None, **kwargs)
         model.eval()
         gen = torch.Generator().manual_seed(seed + 1)
-        calibrate_batchnorm(model, lambda: torch.randn(4, 3, 64, 64, generator=gen))
-        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 2))
+        calibrate_batchnorm(model, lambda: torch.randn(4, 3, size, size, generator=gen))
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
         return dict(module=model, inputs=(x,), input_names=["input"], output_names=["logits"])
     return build
 
@@ -232,6 +232,9 @@ MODELS = {
     "mobilenet_v2": tv_model("mobilenet_v2", 2),
     "squeezenet1_1": tv_model("squeezenet1_1", 3),
     "efficientnet_b0": tv_model("efficientnet_b0", 4),
+    "resnet50": tv_model("resnet50", 5),
+    # Inception-v3 needs at least 75x75; no auxiliary head, so the export has one output.
+    "inception_v3": tv_model("inception_v3", 6, size=96, aux_logits=False, init_weights=True),
     "bert_encoder": bert_static,
     "bert_encoder_dynamic": bert_dynamic,
     "gpt2_decoder": gpt2_decoder,

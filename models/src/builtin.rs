@@ -163,6 +163,69 @@ pub fn encoder_layer(s: usize, d: usize, heads: usize) -> Model {
     b.finish()
 }
 
+/// A BERT-style encoder: `layers` post-norm layers on `x: [1, s, d]` (no embeddings). With
+/// `layers = 12, d = 768, heads = 12` this is BERT-base's encoder stack.
+pub fn bert(layers: usize, s: usize, d: usize, heads: usize) -> Model {
+    let mut b = Builder::new("builtin:bert");
+    let mut x = b.g.add_input("x", TensorType::new(DType::F32, Shape::from_consts(&[1, s, d])));
+    for l in 0..layers {
+        let a = b.attention(x, s, d, heads, None, &format!("l{l}.attn"));
+        let r = b.bin(BinaryOp::Add, x, a, &format!("l{l}.attn/residual"));
+        let h = b.layer_norm(r, d, &format!("l{l}.ln1"));
+        let f = b.ffn(h, d, &format!("l{l}.ffn"));
+        let r2 = b.bin(BinaryOp::Add, h, f, &format!("l{l}.ffn/residual"));
+        x = b.layer_norm(r2, d, &format!("l{l}.ln2"));
+    }
+    b.g.add_output("y", x);
+    b.finish()
+}
+
+/// A NAS-RNN-style recurrent cell (the cell TASO and TENSAT optimize), unrolled `steps` times: eight
+/// gates, each `x W_i + h U_i`, combined through sigmoid, tanh and relu products and sums.
+pub fn nasrnn(steps: usize, hidden: usize) -> Model {
+    let mut b = Builder::new("builtin:nasrnn");
+    let xs: Vec<ValueId> = (0..steps)
+        .map(|t| b.g.add_input(format!("x{t}"), TensorType::new(DType::F32, Shape::from_consts(&[1, hidden]))))
+        .collect();
+    let mut h = b.g.add_input("h0", TensorType::new(DType::F32, Shape::from_consts(&[1, hidden])));
+    let scale = 1.0 / (hidden as f32).sqrt();
+    let ws: Vec<ValueId> = (0..8).map(|i| b.weight(&format!("W{i}"), &[hidden, hidden], scale)).collect();
+    let us: Vec<ValueId> = (0..8).map(|i| b.weight(&format!("U{i}"), &[hidden, hidden], scale)).collect();
+    for (t, &x) in xs.iter().enumerate() {
+        let gate = |b: &mut Builder, i: usize| {
+            let a = b.op(Op::MatMul {}, &[x, ws[i]], &format!("t{t}/xW{i}"));
+            let c = b.op(Op::MatMul {}, &[h, us[i]], &format!("t{t}/hU{i}"));
+            b.bin(BinaryOp::Add, a, c, &format!("t{t}/gate{i}"))
+        };
+        let g: Vec<ValueId> = (0..8).map(|i| gate(&mut b, i)).collect();
+        let act =
+            |b: &mut Builder, u: sovc_ir::UnaryOp, v: ValueId, n: &str| b.op(Op::Unary(u), &[v], &format!("t{t}/{n}"));
+        use sovc_ir::UnaryOp as U;
+        let (s0, t1, r2, s3) = (
+            act(&mut b, U::Sigmoid, g[0], "s0"),
+            act(&mut b, U::Tanh, g[1], "t1"),
+            act(&mut b, U::Relu, g[2], "r2"),
+            act(&mut b, U::Sigmoid, g[3], "s3"),
+        );
+        let (t4, s5, r6, t7) = (
+            act(&mut b, U::Tanh, g[4], "t4"),
+            act(&mut b, U::Sigmoid, g[5], "s5"),
+            act(&mut b, U::Relu, g[6], "r6"),
+            act(&mut b, U::Tanh, g[7], "t7"),
+        );
+        let m0 = b.bin(BinaryOp::Mul, s0, t1, &format!("t{t}/m0"));
+        let a1 = b.bin(BinaryOp::Add, r2, s3, &format!("t{t}/a1"));
+        let m2 = b.bin(BinaryOp::Mul, t4, s5, &format!("t{t}/m2"));
+        let a3 = b.bin(BinaryOp::Add, r6, t7, &format!("t{t}/a3"));
+        let p = b.bin(BinaryOp::Mul, m0, a1, &format!("t{t}/p"));
+        let q = b.bin(BinaryOp::Mul, m2, a3, &format!("t{t}/q"));
+        let sum = b.bin(BinaryOp::Add, p, q, &format!("t{t}/sum"));
+        h = act(&mut b, U::Tanh, sum, "h");
+    }
+    b.g.add_output("h", h);
+    b.finish()
+}
+
 /// A pre-norm, causally masked (GPT-style) decoder layer on `x: [1, s, d]`.
 pub fn decoder_layer(s: usize, d: usize, heads: usize) -> Model {
     let mut b = Builder::new("builtin:decoder_layer");

@@ -112,3 +112,40 @@ fn shape_fixes_builtin_symbols() {
     assert!(text.contains("input %0 \"x\": f32[8,64]") && !text.contains("batch"), "{text}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn opt_writes_dumps_reports_and_explains() {
+    let d = tmp("opt");
+    let dump = d.join("dump");
+    let out = d.join("enc.sov");
+    sovc(&[
+        "opt",
+        "builtin:encoder_layer",
+        "--target",
+        "blackhole",
+        "--stats",
+        "--explain",
+        "--dump-dir",
+        dump.to_str().expect("utf8"),
+        "-o",
+        out.to_str().expect("utf8"),
+    ])
+    .expect("opt");
+    for f in ["before.sov", "after.sov", "report.txt"] {
+        assert!(dump.join(f).exists(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(dump.join("report.txt")).expect("report");
+    assert!(report.contains("stopped: saturated") && report.contains("estimated cost on blackhole"), "{report}");
+    // The optimized model runs from its files like any other.
+    let x = sovc_ir::Tensor::from_vec(&[1, 16, 64], sovc_models::builtin::det_values(1024, 9, 1.0)).expect("len");
+    sovc_runtime::write_npy(&d.join("x.npy"), &x).expect("write");
+    let xarg = format!("x={}", d.join("x.npy").display());
+    sovc(&["run", out.to_str().expect("utf8"), "--input", &xarg, "--output-dir", d.join("o").to_str().expect("utf8")])
+        .expect("run");
+    assert!(d.join("o/y.npy").exists());
+    let e = sovc(&["opt", "builtin:mlp", "--target", "tpu"]).expect_err("unknown target");
+    assert!(e.to_string().contains("`tpu`"), "{e}");
+    let e = sovc(&["opt", "builtin:mlp", "--time-limit=0"]).expect_err("bad limit");
+    assert!(e.to_string().contains("--time-limit"), "{e}");
+    std::fs::remove_dir_all(&d).ok();
+}

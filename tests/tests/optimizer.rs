@@ -26,7 +26,16 @@ fn real_models_compute_the_same_after_optimization() {
     if !require_generated(&root) {
         return;
     }
-    for name in ["resnet18", "mobilenet_v2", "squeezenet1_1", "efficientnet_b0", "bert_encoder", "gpt2_decoder"] {
+    for name in [
+        "resnet18",
+        "resnet50",
+        "inception_v3",
+        "mobilenet_v2",
+        "squeezenet1_1",
+        "efficientnet_b0",
+        "bert_encoder",
+        "gpt2_decoder",
+    ] {
         let dir = root.join(name);
         let m = sovc_models::onnx::import_file(&dir.join("model.onnx"), &Default::default()).expect("imports");
         let feeds = inputs_of(&dir);

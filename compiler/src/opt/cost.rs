@@ -74,7 +74,8 @@ fn elementwise_weight(op: &Op) -> f64 {
     match op {
         Op::Unary(U::Identity) => 0.0,
         Op::Unary(U::Exp | U::Log | U::Erf | U::Tanh | U::Sigmoid | U::Sin | U::Cos | U::Tan) => 4.0,
-        Op::Unary(U::Softplus | U::Mish | U::Silu) => 6.0,
+        Op::Unary(U::Silu) => 5.0,
+        Op::Unary(U::Softplus | U::Mish) => 6.0,
         Op::Gelu { .. } => 6.0,
         Op::Unary(U::Sqrt | U::Rsqrt | U::Reciprocal) => 2.0,
         Op::Binary(sovc_ir::BinaryOp::Pow) => 4.0,
