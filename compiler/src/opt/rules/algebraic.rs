@@ -47,6 +47,12 @@ pub fn rules() -> Vec<Rule> {
             find: neutral,
         },
         Rule {
+            name: "transpose-of-matmul",
+            group: Group::Simplify,
+            doc: "(a b)^T = b^T a^T on the last two dims, so transposes can cancel against their neighbours",
+            find: transpose_of_matmul,
+        },
+        Rule {
             name: "matmul-scale-out",
             group: Group::Simplify,
             doc:
@@ -110,6 +116,26 @@ fn neutral(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
         BinaryOp::Div if all_equal(eg, c, 1.0) && keeps_shape(x) => Some(Term::Class(x)),
         _ => None,
     }
+}
+
+fn transpose_of_matmul(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
+    let Op::Transpose { perm } = op_of(eg, n)? else { return None };
+    let r = perm.len();
+    if r < 2 {
+        return None;
+    }
+    let mut swap_last: Vec<i64> = (0..r as i64).collect();
+    swap_last.swap(r - 2, r - 1);
+    if *perm != swap_last {
+        return None;
+    }
+    let (_, ch) = find_node(eg, n.children[0], |op| matches!(op, Op::MatMul {}))?;
+    let (a, b) = (ch[0], ch[1]);
+    if eg[a].data.ty().shape.rank() != r || eg[b].data.ty().shape.rank() != r {
+        return None;
+    }
+    let t = |x: Id| Term::Op(Op::Transpose { perm: swap_last.clone() }, vec![Term::Class(x)]);
+    Some(Term::Op(Op::MatMul {}, vec![t(b), t(a)]))
 }
 
 fn matmul_scale_out(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
@@ -209,6 +235,25 @@ mod tests {
         g.add_output("y", a);
         let out = check_rule("neutral-element", &g, &BTreeMap::from([feed("x", &[2, 3])]));
         assert_eq!(ops(&out), vec!["add"], "x*1 goes; +0 broadcasting to [2,2,3] stays");
+    }
+
+    #[test]
+    fn transpose_of_matmul_cancels_with_input_transposes() {
+        // (a^T b)^T becomes b^T a: one transpose fewer.
+        let mut g = Graph::new();
+        let a = f32_input(&mut g, "a", &[2, 5, 3]);
+        let b = f32_input(&mut g, "b", &[2, 5, 4]);
+        let at = g.add1(Op::Transpose { perm: vec![0, 2, 1] }, &[a], "at").unwrap();
+        let m = g.add1(Op::MatMul {}, &[at, b], "mm").unwrap();
+        let y = g.add1(Op::Transpose { perm: vec![0, 2, 1] }, &[m], "t").unwrap();
+        g.add_output("y", y);
+        let opts = crate::opt::OptOptions {
+            only_rules: Some(vec!["transpose-of-matmul".into(), "transpose-transpose".into()]),
+            ..Default::default()
+        };
+        let r = crate::opt::optimize(&g, &sovc_ir::Weights::default(), &opts).unwrap();
+        assert_eq!(ops(&r.graph), vec!["transpose", "matmul"]);
+        check_rule("transpose-of-matmul", &g, &BTreeMap::from([feed("a", &[2, 5, 3]), feed("b", &[2, 5, 4])]));
     }
 
     #[test]

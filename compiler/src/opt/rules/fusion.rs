@@ -13,6 +13,7 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "gelu-tanh", group: Group::Fuse, doc: "0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) is gelu(x, tanh)", find: gelu_tanh },
         Rule { name: "layer-norm", group: Group::Fuse, doc: "(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) over trailing axes, scaled (and shifted), is layer_norm", find: layer_norm },
         Rule { name: "silu", group: Group::Fuse, doc: "x * sigmoid(x) is silu(x)", find: silu },
+        Rule { name: "rms-norm", group: Group::Fuse, doc: "x * rsqrt(mean(x^2) + eps) * gamma over trailing axes (Llama's form, or x / sqrt(..)) is rms_norm", find: rms_norm },
         Rule { name: "attention", group: Group::Fuse, doc: "softmax(q @ k^T * s (+ mask)) @ v is one attention op (so a target can run it flash-style)", find: attention },
         Rule { name: "softmax", group: Group::Fuse, doc: "exp(x - max(x)) / sum(exp(x - max(x))) over one axis (max optional) is softmax", find: softmax },
     ]
@@ -210,6 +211,53 @@ fn layer_norm(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
         }
         _ => None,
     }
+}
+
+/// `x * rsqrt(mean(x^2) + eps)` or `x / sqrt(mean(x^2) + eps)` over trailing axes: (x, axis, eps).
+fn rms_normalized(eg: &EG, z: Id) -> Option<(Id, i64, f64)> {
+    let by_div = find_node(eg, z, |op| matches!(op, Op::Binary(BinaryOp::Div))).and_then(|(_, ch)| {
+        let (_, s) = find_node(eg, ch[1], |op| matches!(op, Op::Unary(UnaryOp::Sqrt)))?;
+        Some((ch[0], s[0]))
+    });
+    let by_rsqrt = || {
+        let (_, ch) = find_node(eg, z, |op| matches!(op, Op::Binary(BinaryOp::Mul)))?;
+        (0..2).find_map(|i| {
+            let (_, r) = find_node(eg, ch[1 - i], |op| matches!(op, Op::Unary(UnaryOp::Rsqrt)))?;
+            Some((ch[i], r[0]))
+        })
+    };
+    let (x, var_eps) = by_div.or_else(by_rsqrt)?;
+    let (_, ve) = find_node(eg, var_eps, |op| matches!(op, Op::Binary(BinaryOp::Add)))?;
+    let (ms, eps) = match (scalar(eg, ve[1]), scalar(eg, ve[0])) {
+        (Some(e), _) => (ve[0], e),
+        (None, Some(e)) => (ve[1], e),
+        _ => return None,
+    };
+    let (op, mch) = find_node(eg, ms, |op| matches!(op, Op::Reduce { kind: ReduceKind::Mean, keepdims: true, .. }))?;
+    let Op::Reduce { axes, .. } = op else { return None };
+    let rank = eg[x].data.ty().shape.rank() as i64;
+    let first = *axes.first()?;
+    let trailing = axes.iter().enumerate().all(|(i, &a)| a == first + i as i64) && *axes.last()? == rank - 1;
+    let squares = find_node(eg, mch[0], |op| matches!(op, Op::Binary(BinaryOp::Pow)))
+        .is_some_and(|(_, p)| same(eg, p[0], x) && scalar(eg, p[1]) == Some(2.0))
+        || find_node(eg, mch[0], |op| matches!(op, Op::Binary(BinaryOp::Mul)))
+            .is_some_and(|(_, p)| same(eg, p[0], x) && same(eg, p[1], x));
+    (trailing && squares).then_some((x, first, eps))
+}
+
+fn rms_norm(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
+    matches!(op_of(eg, n)?, Op::Binary(BinaryOp::Mul)).then_some(())?;
+    for (z, gamma) in [(n.children[0], n.children[1]), (n.children[1], n.children[0])] {
+        if let Some((x, axis, eps)) = rms_normalized(eg, z) {
+            if fits_param(eg, gamma, x, axis) && eg[x].data.tys == eg[id].data.tys {
+                return Some(Term::Op(
+                    Op::RmsNorm { axis, epsilon: eps as f32 },
+                    vec![Term::Class(x), Term::Class(gamma)],
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn silu(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
@@ -424,6 +472,23 @@ mod tests {
         let names = ops(&out);
         assert!(names.contains(&"attention") && !names.contains(&"softmax"), "{names:?}");
         assert!(out.nodes.iter().any(|n| n.op == Op::Attention { scale: 0.5 }));
+    }
+
+    #[test]
+    fn rms_norm_as_llama_writes_it() {
+        let mut g = Graph::new();
+        let x = f32_input(&mut g, "x", &[2, 3, 8]);
+        let gamma =
+            g.add_inline("gamma", Tensor::from_vec(&[8], (0..8).map(|i| 1.0 + i as f32 * 0.1).collect()).unwrap());
+        let (two, eps) = (scalar(&mut g, "two", 2.0), scalar(&mut g, "eps", 1e-6));
+        let p = bin(&mut g, BinaryOp::Pow, x, two);
+        let ms = g.add1(Op::Reduce { kind: ReduceKind::Mean, axes: vec![2], keepdims: true }, &[p], "ms").unwrap();
+        let a = bin(&mut g, BinaryOp::Add, ms, eps);
+        let r = un(&mut g, UnaryOp::Rsqrt, a);
+        let z = bin(&mut g, BinaryOp::Mul, x, r);
+        let y = bin(&mut g, BinaryOp::Mul, gamma, z);
+        g.add_output("y", y);
+        assert_eq!(ops(&check_rule("rms-norm", &g, &BTreeMap::from([feed("x", &[2, 3, 8])]))), vec!["rms_norm"]);
     }
 
     #[test]

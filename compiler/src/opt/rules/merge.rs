@@ -9,12 +9,55 @@ use egg::Id;
 use sovc_ir::Op;
 
 pub fn rules() -> Vec<Rule> {
-    vec![Rule {
-        name: "merge-matmuls",
-        group: Group::Merge,
-        doc: "matmul(x, W1), ..., matmul(x, Wn) with constant 2-D weights = split(matmul(x, concat(W1..Wn)))",
-        find: merge_matmuls,
-    }]
+    vec![
+        Rule {
+            name: "merge-matmuls",
+            group: Group::Merge,
+            doc: "matmul(x, W1), ..., matmul(x, Wn) with constant 2-D weights = split(matmul(x, concat(W1..Wn)))",
+            find: merge_matmuls,
+        },
+        Rule {
+            name: "fold-batch-norm",
+            group: Group::Merge,
+            doc: "batch_norm(conv(x, W, b)) with constant parameters = conv(x, W * k, (b - mean) * k + bias), k = scale / sqrt(var + eps)",
+            find: fold_batch_norm,
+        },
+    ]
+}
+
+fn fold_batch_norm(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
+    let Op::BatchNorm { epsilon } = op_of(eg, n)? else { return None };
+    let (y, scale, bias, mean, var) = (n.children[0], n.children[1], n.children[2], n.children[3], n.children[4]);
+    if ![scale, bias, mean, var].iter().all(|&c| eg[c].data.constant) {
+        return None;
+    }
+    let (conv, ch) = super::find_node(eg, y, |op| matches!(op, Op::Conv { .. }))?;
+    let (x, w) = (ch[0], ch[1]);
+    if !eg[w].data.constant || ch.get(2).is_some_and(|&b| !eg[b].data.constant) {
+        return None;
+    }
+    let wt = eg[w].data.ty().clone();
+    let m = wt.shape.0[0].as_const()?;
+    let dt = wt.dtype;
+    let c = |v: f64| Term::Const(sovc_ir::Tensor::from_f64_fn(dt, &[], |_| v));
+    let bin = |b: sovc_ir::BinaryOp, x: Term, y: Term| Term::Op(Op::Binary(b), vec![x, y]);
+    use sovc_ir::BinaryOp as B;
+    // k = scale / sqrt(var + eps), per output channel.
+    let k = bin(
+        B::Div,
+        Term::Class(scale),
+        Term::Op(Op::Unary(sovc_ir::UnaryOp::Sqrt), vec![bin(B::Add, Term::Class(var), c(*epsilon as f64))]),
+    );
+    let mut kshape = vec![sovc_ir::Dim::Const(m)];
+    kshape.extend(std::iter::repeat_n(sovc_ir::Dim::Const(1), wt.shape.rank() - 1));
+    let kw = Term::Op(Op::Reshape { shape: sovc_ir::Shape(kshape) }, vec![k.clone()]);
+    let w2 = bin(B::Mul, Term::Class(w), kw);
+    let b0 = match ch.get(2) {
+        Some(&b) => Term::Class(b),
+        None => Term::Const(sovc_ir::Tensor::from_f64_fn(dt, &[m as usize], |_| 0.0)),
+    };
+    let b2 = bin(B::Add, bin(B::Mul, bin(B::Sub, b0, Term::Class(mean)), k), Term::Class(bias));
+    Some(Term::Op(conv.clone(), vec![Term::Class(x), w2, b2]))
 }
 
 /// A constant 2-D weight class (not itself a merged concatenation).
@@ -64,6 +107,33 @@ mod tests {
     use crate::opt::rules::testing::{check_rule, f32_input, feed, ops};
     use sovc_ir::{Graph, Op, Tensor};
     use std::collections::BTreeMap;
+
+    #[test]
+    fn batch_norm_folds_into_conv() {
+        for with_bias in [false, true] {
+            let mut g = Graph::new();
+            let x = f32_input(&mut g, "x", &[1, 2, 5, 5]);
+            let w =
+                g.add_inline("w", Tensor::from_vec(&[3, 2, 1, 1], vec![0.5f32, -1.0, 0.25, 2.0, -0.5, 1.5]).unwrap());
+            let mut ins = vec![x, w];
+            if with_bias {
+                ins.push(g.add_inline("b", Tensor::from_vec(&[3], vec![0.1f32, -0.2, 0.3]).unwrap()));
+            }
+            let conv = Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 };
+            let y = g.add1(conv, &ins, "conv").unwrap();
+            let p = |g: &mut Graph, n: &str, v: [f32; 3]| g.add_inline(n, Tensor::from_vec(&[3], v.to_vec()).unwrap());
+            let (s, b, m, v) = (
+                p(&mut g, "s", [1.5, 0.5, -2.0]),
+                p(&mut g, "bb", [0.1, 0.2, 0.3]),
+                p(&mut g, "m", [0.3, -0.1, 0.0]),
+                p(&mut g, "v", [2.0, 0.5, 1.0]),
+            );
+            let z = g.add1(Op::BatchNorm { epsilon: 1e-5 }, &[y, s, b, m, v], "bn").unwrap();
+            g.add_output("z", z);
+            let out = check_rule("fold-batch-norm", &g, &BTreeMap::from([feed("x", &[1, 2, 5, 5])]));
+            assert_eq!(ops(&out), vec!["conv"], "the new weights and bias are folded constants");
+        }
+    }
 
     #[test]
     fn qkv_projections_merge() {
