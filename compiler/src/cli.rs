@@ -41,6 +41,9 @@ pub enum Cmd {
         /// Folder for the outputs, written as `<output name>.npy`.
         #[arg(long, value_name = "DIR")]
         output_dir: PathBuf,
+        /// Device for a `.sovc` artifact: `reference` (the interpreter on the artifact's graph).
+        #[arg(long, default_value = "reference")]
+        device: String,
     },
     /// Optimize a model with equality saturation and print (or write) the optimized IR.
     ///
@@ -74,6 +77,25 @@ pub enum Cmd {
         /// Stop saturating after this many seconds.
         #[arg(long, default_value_t = 10.0)]
         time_limit: f64,
+    },
+    /// Compile a model into a `.sovc` artifact.
+    ///
+    /// Today only `--target null` is implemented: it optimizes and packs the graph and its weights, and
+    /// the artifact runs on the runtime's reference device (`sovc run M.sovc`). The hardware targets
+    /// (cpu, blackhole, wormhole_b0, riscv64-rvv, cuda, metal) are accepted names that report they are
+    /// not implemented yet.
+    Compile {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The target to compile for.
+        #[arg(long, default_value = "null")]
+        target: String,
+        /// Where to write the artifact.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Skip the e-graph optimizer.
+        #[arg(long)]
+        no_opt: bool,
     },
     /// Summarise a model: inputs, outputs, op counts, parameters.
     Inspect {
@@ -159,12 +181,29 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Run { model, inputs, output_dir } => {
-            let m = model.load()?;
-            let feeds = read_inputs(&m, &inputs)?;
-            let t = Instant::now();
-            let outs = sovc_ir::interp::run(&m.graph, &m.weights, &feeds)?;
-            eprintln!("ran on the reference interpreter in {:.2} s", t.elapsed().as_secs_f64());
+        Cmd::Run { model, inputs, output_dir, device } => {
+            let (outs, what) = if is_artifact(&model.model) {
+                if !model.shapes.is_empty() {
+                    bail!("--shape applies when importing; an artifact's shapes are fixed when it is compiled");
+                }
+                let a = sovc_runtime::Artifact::load(&model.model)?;
+                let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::parse(&device)?)?;
+                let feeds = read_inputs_for(s.graph(), &inputs)?;
+                let t = Instant::now();
+                (s.run(&feeds)?, format!("on device {device} in {:.2} s", t.elapsed().as_secs_f64()))
+            } else {
+                if device != "reference" {
+                    bail!("--device {device}: a model file runs on the reference interpreter; compile it first");
+                }
+                let m = model.load()?;
+                let feeds = read_inputs(&m, &inputs)?;
+                let t = Instant::now();
+                (
+                    sovc_ir::interp::run(&m.graph, &m.weights, &feeds)?,
+                    format!("on the reference interpreter in {:.2} s", t.elapsed().as_secs_f64()),
+                )
+            };
+            eprintln!("ran {what}");
             std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
             for (name, t) in &outs {
                 let p = output_dir.join(format!("{}.npy", file_safe(name)));
@@ -219,26 +258,113 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Inspect { model } => {
+            if is_artifact(&model.model) {
+                let a = sovc_runtime::Artifact::load(&model.model)?;
+                print!("{}", inspect_artifact(&a));
+            } else {
+                let m = model.load()?;
+                print!("{}", inspect(&m));
+            }
+        }
+        Cmd::Compile { model, target, output, no_opt } => {
             let m = model.load()?;
-            print!("{}", inspect(&m));
+            let t = Instant::now();
+            let c = crate::compile::compile(
+                &m,
+                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt },
+            )?;
+            std::fs::write(&output, &c.bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!(
+                "compiled for {target} in {:.2} s: {} ({} bytes)",
+                t.elapsed().as_secs_f64(),
+                output.display(),
+                c.bytes.len()
+            );
         }
     }
     Ok(())
 }
 
+fn is_artifact(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()) == Some("sovc")
+}
+
 fn read_inputs(m: &Model, args: &[String]) -> Result<BTreeMap<String, Tensor>> {
+    read_inputs_for(&m.graph, args)
+}
+
+/// The text of `sovc inspect` on an artifact: manifest, sections with sizes and hashes, root hash.
+pub fn inspect_artifact(a: &sovc_runtime::Artifact) -> String {
+    use sovc_runtime::artifact::hex;
+    let m = &a.manifest;
+    let mut s = format!(
+        "artifact version {}, root hash {}
+producer: {}
+",
+        a.version,
+        hex(&a.root_hash),
+        m.producer
+    );
+    s.push_str(&format!(
+        "targets: {}
+",
+        if m.targets.is_empty() { "none (runs on the reference device)".to_string() } else { m.targets.join(", ") }
+    ));
+    s.push_str(
+        "inputs:
+",
+    );
+    for x in &m.inputs {
+        s.push_str(&format!(
+            "  {}: {}
+",
+            x.name, x.ty
+        ));
+    }
+    s.push_str(
+        "outputs:
+",
+    );
+    for o in &m.outputs {
+        s.push_str(&format!(
+            "  {}: {}
+",
+            o.name, o.ty
+        ));
+    }
+    let wbytes: u64 = m.weights.iter().map(|w| w.size).sum();
+    s.push_str(&format!(
+        "weights: {} tensors, {} bytes
+sections:
+",
+        m.weights.len(),
+        wbytes
+    ));
+    for sec in &a.sections {
+        s.push_str(&format!(
+            "  {:<10} {:>12} bytes at {:>10}  sha256 {}
+",
+            sec.name,
+            sec.data.len(),
+            sec.offset,
+            hex(&sec.sha256)
+        ));
+    }
+    s
+}
+
+fn read_inputs_for(g: &sovc_ir::Graph, args: &[String]) -> Result<BTreeMap<String, Tensor>> {
     let mut feeds = BTreeMap::new();
     for a in args {
         let (name, file) = a.split_once('=').ok_or_else(|| anyhow!("--input `{a}`: expected NAME=FILE.npy"))?;
         let t = sovc_runtime::read_npy(Path::new(file))?;
         feeds.insert(name.to_string(), t);
     }
-    let missing: Vec<String> = m
-        .graph
+    let missing: Vec<String> = g
         .inputs
         .iter()
         .filter(|x| !feeds.contains_key(&x.name))
-        .map(|x| format!("{} ({})", x.name, m.graph.ty(x.value)))
+        .map(|x| format!("{} ({})", x.name, g.ty(x.value)))
         .collect();
     if !missing.is_empty() {
         bail!("missing --input for {}", missing.join(", "));

@@ -2,4 +2,5 @@
 //! and the CLI; partitioning, the kernel IR and code generation come next.
 
 pub mod cli;
+pub mod compile;
 pub mod opt;

@@ -1,8 +1,29 @@
-//! sovc-runtime: what a deployed model needs and nothing of the compiler. Today it reads and writes
-//! tensors (`.npy`); the artifact format and devices arrive with the kernel IR and targets.
+//! sovc-runtime: what a deployed model needs and nothing of the compiler: the `.sovc` artifact format
+//! (it owns the schema; the compiler writes through [`artifact::ArtifactBuilder`]), loading and verifying
+//! artifacts, sessions that run them on a device, and `.npy` tensor I/O.
 //!
-//! Architecture Invariant: this crate never depends on `sovc-compiler`, `egg` or any code generator.
+//! Architecture Invariant: this crate never depends on `sovc-compiler`, `egg` or any code generator
+//! (tested by `tests/tests/artifact.rs`).
 
+pub mod artifact;
 pub mod npy;
+pub mod session;
 
+pub use artifact::{Artifact, ArtifactBuilder, ArtifactError, Manifest, SectionKind};
 pub use npy::{npy_bytes, parse_npy, read_npy, write_npy, NpyError};
+pub use session::{Device, Session};
+
+/// Errors of loading and running artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{path}: {msg}")]
+    Io { path: String, msg: String },
+    #[error("{path}: {source}")]
+    Artifact { path: String, source: ArtifactError },
+    #[error("artifact: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Device(String),
+    #[error(transparent)]
+    Run(sovc_ir::IrError),
+}

@@ -31,6 +31,13 @@ pub fn weight_files(data: &[u8]) {
     let _ = sovc_runtime::parse_npy(data);
 }
 
+/// The artifact reader on arbitrary bytes; what verifies must also load into a session.
+pub fn artifact(data: &[u8]) {
+    if let Ok(a) = sovc_runtime::Artifact::from_bytes(data) {
+        let _ = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference);
+    }
+}
+
 /// Deterministic mutations of `seed` (bit flips, byte overwrites, truncations, duplications).
 pub fn mutations(seed: &[u8], count: usize) -> Vec<Vec<u8>> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;

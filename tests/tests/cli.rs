@@ -114,6 +114,48 @@ fn shape_fixes_builtin_symbols() {
 }
 
 #[test]
+fn compile_then_run_and_inspect_an_artifact() {
+    let d = tmp("compile");
+    let art = d.join("dec.sovc");
+    sovc(&["compile", "builtin:decoder_layer", "--target", "null", "-o", art.to_str().expect("utf8")])
+        .expect("compile");
+    let x = sovc_ir::Tensor::from_vec(&[1, 16, 64], sovc_models::builtin::det_values(1024, 11, 1.0)).expect("len");
+    sovc_runtime::write_npy(&d.join("x.npy"), &x).expect("write");
+    let xarg = format!("x={}", d.join("x.npy").display());
+    sovc(&["run", art.to_str().expect("utf8"), "--input", &xarg, "--output-dir", d.join("a").to_str().expect("utf8")])
+        .expect("run artifact");
+    sovc(&["run", "builtin:decoder_layer", "--input", &xarg, "--output-dir", d.join("b").to_str().expect("utf8")])
+        .expect("run model");
+    let (a, b) = (
+        sovc_runtime::read_npy(&d.join("a/y.npy")).expect("y"),
+        sovc_runtime::read_npy(&d.join("b/y.npy")).expect("y"),
+    );
+    assert!(sovc_tests::max_abs_diff(&a, &b) < 1e-4);
+    let artifact = sovc_runtime::Artifact::load(&art).expect("loads");
+    let text = sovc_compiler::cli::inspect_artifact(&artifact);
+    assert!(text.contains("root hash") && text.contains("x: f32[1,16,64]") && text.contains("weights"), "{text}");
+    let e = sovc(&[
+        "run",
+        art.to_str().expect("utf8"),
+        "--device",
+        "cpu",
+        "--input",
+        &xarg,
+        "--output-dir",
+        d.to_str().expect("utf8"),
+    ])
+    .expect_err("no cpu device");
+    assert!(format!("{e:#}").contains("unknown device `cpu`"), "{e:#}");
+    let e = sovc(&["compile", "builtin:mlp", "--target", "blackhole", "-o", d.join("x.sovc").to_str().expect("utf8")])
+        .expect_err("not yet");
+    assert!(format!("{e:#}").contains("not implemented yet"), "{e:#}");
+    std::fs::write(d.join("bad.sovc"), b"SOVCART\0garbage").expect("write");
+    let e = sovc(&["inspect", d.join("bad.sovc").to_str().expect("utf8")]).expect_err("bad artifact");
+    assert!(format!("{e:#}").contains("bad.sovc"), "{e:#}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn opt_writes_dumps_reports_and_explains() {
     let d = tmp("opt");
     let dump = d.join("dump");

@@ -48,6 +48,17 @@ fn sov_parser_survives_mutations() {
 }
 
 #[test]
+fn artifact_reader_survives_mutations() {
+    let m = sovc_models::builtin::mlp();
+    let opts = sovc_compiler::compile::CompileOptions { target: "null".into(), optimize: true };
+    let bytes = sovc_compiler::compile::compile(&m, &opts).expect("compiles").bytes;
+    fuzz::artifact(&bytes);
+    for m in fuzz::mutations(&bytes, 300) {
+        fuzz::artifact(&m);
+    }
+}
+
+#[test]
 fn weight_readers_survive_mutations() {
     let t = sovc_ir::Tensor::from_vec(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).expect("len");
     let st = sovc_models::weights::safetensors_bytes(&std::collections::BTreeMap::from([("w".to_string(), &t)]))

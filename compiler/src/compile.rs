@@ -1,0 +1,112 @@
+//! `sovc compile`: a model to a `.sovc` artifact. Phases: optimize (e-graph, the target's cost model),
+//! then pack the graph, its weights (each 64-byte aligned, stored once) and the manifest. Code
+//! generation per target slots in between; today the only target is `null`, which emits no code: its
+//! artifact runs on the runtime's reference device.
+
+use crate::opt::{optimize, OptOptions, TargetDesc};
+use sovc_ir::{ConstData, Model, WeightRef};
+use sovc_runtime::artifact::{ArtifactBuilder, IoEntry, Manifest, SectionKind, WeightEntry, ALIGN};
+use std::collections::BTreeMap;
+
+/// Every target name `--target` accepts, and whether sovc can compile for it yet.
+pub const TARGETS: [(&str, bool); 7] = [
+    ("null", true),
+    ("cpu", false),
+    ("blackhole", false),
+    ("wormhole_b0", false),
+    ("riscv64-rvv", false),
+    ("cuda", false),
+    ("metal", false),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("unknown target `{0}` (targets: null, cpu, blackhole, wormhole_b0, riscv64-rvv, cuda, metal)")]
+    UnknownTarget(String),
+    #[error("target `{0}` is not implemented yet; `null` compiles an artifact that the reference device runs")]
+    NotImplemented(String),
+    #[error(transparent)]
+    Opt(#[from] crate::opt::OptError),
+    #[error("{0}")]
+    Weights(String),
+}
+
+/// Options of `sovc compile`.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    pub target: String,
+    pub optimize: bool,
+}
+
+/// What was built.
+pub struct Compiled {
+    pub bytes: Vec<u8>,
+    pub report: Option<crate::opt::Report>,
+}
+
+/// Compiles `m` into artifact bytes (deterministic: the same model gives the same bytes).
+pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    match TARGETS.iter().find(|t| t.0 == opts.target) {
+        None => return Err(CompileError::UnknownTarget(opts.target.clone())),
+        Some((_, false)) => return Err(CompileError::NotImplemented(opts.target.clone())),
+        Some(_) => {}
+    }
+    let (mut graph, mut weights, report) = if opts.optimize {
+        let desc = TargetDesc::by_name(&opts.target).unwrap_or_else(TargetDesc::cpu);
+        let r = optimize(&m.graph, &m.weights, &OptOptions { target: desc, ..OptOptions::default() })?;
+        let mut w = m.weights.clone();
+        w.map.extend(r.weights.map);
+        (r.graph, w, Some(r.report))
+    } else {
+        (m.graph.clone(), m.weights.clone(), None)
+    };
+    sovc_ir::fold::fold_constants(&mut graph, &mut weights).map_err(|e| CompileError::Weights(e.to_string()))?;
+    // Weights, stored once each, in the order the graph's constants name them.
+    let mut blob: Vec<u8> = Vec::new();
+    let mut index: Vec<WeightEntry> = Vec::new();
+    let mut placed: BTreeMap<WeightRef, String> = BTreeMap::new();
+    for c in &mut graph.consts {
+        let ConstData::Weight(r) = &c.data else { continue };
+        let key = match placed.get(r) {
+            Some(k) => k.clone(),
+            None => {
+                let t = weights.get(r).ok_or_else(|| {
+                    CompileError::Weights(format!("weight `{}` of `{}` is not loaded", r.key, r.file))
+                })?;
+                let mut key = r.key.clone();
+                let mut n = 1;
+                while index.iter().any(|w| w.key == key) {
+                    key = format!("{}#{n}", r.key);
+                    n += 1;
+                }
+                let bytes = t.to_le_bytes();
+                blob.resize(blob.len().div_ceil(ALIGN) * ALIGN, 0);
+                index.push(WeightEntry {
+                    key: key.clone(),
+                    dtype: t.dtype().name().to_string(),
+                    shape: t.shape().iter().map(|&d| d as u64).collect(),
+                    offset: blob.len() as u64,
+                    size: bytes.len() as u64,
+                });
+                blob.extend_from_slice(&bytes);
+                placed.insert(r.clone(), key.clone());
+                key
+            }
+        };
+        c.data = ConstData::Weight(WeightRef { file: "weights".into(), key });
+    }
+    let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
+    let manifest = Manifest {
+        producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
+        targets: Vec::new(),
+        inputs: graph.inputs.iter().map(|x| io(&x.name, x.value)).collect(),
+        outputs: graph.outputs.iter().map(|o| io(&o.name, o.value)).collect(),
+        weights: index,
+    };
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| CompileError::Weights(e.to_string()))?;
+    let mut b = ArtifactBuilder::new();
+    b.section(SectionKind::Manifest, "manifest", manifest_json);
+    b.section(SectionKind::Graph, "graph", sovc_ir::text::print(&graph).into_bytes());
+    b.section(SectionKind::Weights, "weights", blob);
+    Ok(Compiled { bytes: b.build(), report })
+}

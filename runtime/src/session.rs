@@ -1,0 +1,72 @@
+//! Running an artifact. Today one device exists: `reference`, which runs the artifact's graph section on
+//! the reference interpreter; compiled targets add devices that run their code sections instead.
+
+use crate::artifact::{Artifact, SectionKind};
+use crate::RuntimeError;
+use sovc_ir::{DType, Graph, Tensor, WeightRef, Weights};
+use std::collections::BTreeMap;
+
+/// Where an artifact runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The reference interpreter on the artifact's graph: slow, exact, needs no target code.
+    Reference,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Result<Device, RuntimeError> {
+        match s {
+            "reference" => Ok(Device::Reference),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference; cpu, tensix-sim, rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
+        }
+    }
+}
+
+/// A loaded model ready to run.
+pub struct Session {
+    graph: Graph,
+    weights: Weights,
+    device: Device,
+}
+
+impl Session {
+    /// Prepares `a` for `device`: parses the graph and maps every weight out of the weights section.
+    pub fn new(a: &Artifact, device: Device) -> Result<Session, RuntimeError> {
+        let graph_text =
+            a.section(SectionKind::Graph).ok_or_else(|| RuntimeError::Malformed("no graph section".into()))?;
+        let text = std::str::from_utf8(&graph_text.data)
+            .map_err(|_| RuntimeError::Malformed("graph section is not UTF-8".into()))?;
+        let graph = sovc_ir::text::parse(text).map_err(|e| RuntimeError::Malformed(format!("graph section: {e}")))?;
+        let mut weights = Weights::default();
+        let ws = a.section(SectionKind::Weights).map(|s| s.data.as_slice()).unwrap_or(&[]);
+        for w in &a.manifest.weights {
+            let dtype = DType::from_name(&w.dtype).ok_or_else(|| {
+                RuntimeError::Malformed(format!("weight `{}` has unknown dtype `{}`", w.key, w.dtype))
+            })?;
+            let end = w.offset.checked_add(w.size).filter(|&e| e <= ws.len() as u64).ok_or_else(|| {
+                RuntimeError::Malformed(format!("weight `{}` lies outside the weights section", w.key))
+            })?;
+            let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+            let t = Tensor::from_le_bytes(dtype, &shape, &ws[w.offset as usize..end as usize])
+                .ok_or_else(|| RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key)))?;
+            weights.insert(WeightRef { file: "weights".into(), key: w.key.clone() }, t);
+        }
+        sovc_ir::verify(&graph).map_err(|e| RuntimeError::Malformed(format!("graph section: {}", e[0])))?;
+        Ok(Session { graph, weights, device })
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Runs on named inputs; returns the named outputs.
+    pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
+        match self.device {
+            Device::Reference => sovc_ir::interp::run(&self.graph, &self.weights, inputs).map_err(RuntimeError::Run),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The `.sovc` artifact and the runtime: byte-identical rebuilds, compile-then-run equal to the
+//! interpreter, every corruption ends in an error naming what is wrong, and the runtime's dependency tree
+//! holds no compiler.
+
+use sovc_compiler::compile::{compile, CompileOptions};
+use sovc_ir::Tensor;
+use sovc_runtime::{Artifact, ArtifactError, Device, Session};
+use std::collections::BTreeMap;
+
+fn null(optimize: bool) -> CompileOptions {
+    CompileOptions { target: "null".into(), optimize }
+}
+
+fn decoder_feeds() -> BTreeMap<String, Tensor> {
+    BTreeMap::from([(
+        "x".to_string(),
+        Tensor::from_vec(&[1, 16, 64], sovc_models::builtin::det_values(1024, 3, 1.0)).expect("len"),
+    )])
+}
+
+#[test]
+fn compiling_twice_gives_identical_bytes() {
+    let m = sovc_models::builtin::decoder_layer(16, 64, 4);
+    let a = compile(&m, &null(true)).expect("compiles").bytes;
+    let b = compile(&sovc_models::builtin::decoder_layer(16, 64, 4), &null(true)).expect("compiles").bytes;
+    assert_eq!(a, b);
+    let c = std::thread::spawn(move || compile(&m, &null(true)).expect("compiles").bytes).join().expect("thread");
+    assert_eq!(a, c);
+}
+
+#[test]
+fn compiled_artifacts_run_like_the_interpreter() {
+    for optimize in [false, true] {
+        let m = sovc_models::builtin::decoder_layer(16, 64, 4);
+        let bytes = compile(&m, &null(optimize)).expect("compiles").bytes;
+        let a = Artifact::from_bytes(&bytes).expect("verifies");
+        let s = Session::new(&a, Device::Reference).expect("loads");
+        let feeds = decoder_feeds();
+        let got = s.run(&feeds).expect("runs");
+        let want = sovc_ir::interp::run(&m.graph, &m.weights, &feeds).expect("runs");
+        assert!(sovc_tests::max_abs_diff(&got["y"], &want["y"]) < 1e-4);
+    }
+    let dir = sovc_tests::generated_models().join("gpt2_decoder");
+    if !sovc_tests::require_generated(&dir) {
+        return;
+    }
+    let m = sovc_models::onnx::import_file(&dir.join("model.onnx"), &Default::default()).expect("imports");
+    let a = Artifact::from_bytes(&compile(&m, &null(true)).expect("compiles").bytes).expect("verifies");
+    let ids = sovc_runtime::read_npy(&dir.join("input.input_ids.npy")).expect("npy");
+    let got = Session::new(&a, Device::Reference)
+        .expect("loads")
+        .run(&BTreeMap::from([("input_ids".into(), ids)]))
+        .expect("runs");
+    let want = sovc_runtime::read_npy(&dir.join("output.last_hidden_state.npy")).expect("npy");
+    assert!(sovc_tests::max_abs_diff(&got["last_hidden_state"], &want) < 1e-4);
+}
+
+#[test]
+fn sections_and_weights_are_aligned_for_mmap() {
+    let bytes = compile(&sovc_models::builtin::encoder_layer(16, 64, 4), &null(false)).expect("compiles").bytes;
+    let a = Artifact::from_bytes(&bytes).expect("verifies");
+    assert!(a.sections.iter().all(|s| s.offset.is_multiple_of(64)));
+    let w = a.section(sovc_runtime::SectionKind::Weights).expect("weights");
+    assert!(a.manifest.weights.iter().all(|e| e.offset.is_multiple_of(64) && (w.offset + e.offset).is_multiple_of(64)));
+    assert_eq!(a.manifest.inputs[0].name, "x");
+    assert_eq!(a.manifest.inputs[0].ty, "f32[1,16,64]");
+}
+
+#[test]
+fn every_corruption_is_caught() {
+    let bytes = compile(&sovc_models::builtin::mlp(), &null(true)).expect("compiles").bytes;
+    let a = Artifact::from_bytes(&bytes).expect("verifies");
+    // Truncation anywhere: an error, never a panic.
+    for len in (0..bytes.len()).step_by(7) {
+        assert!(Artifact::from_bytes(&bytes[..len]).is_err(), "truncated to {len} bytes was accepted");
+    }
+    // A flipped bit inside each section names that section.
+    for s in &a.sections {
+        let mut b = bytes.clone();
+        b[s.offset as usize + s.data.len() / 2] ^= 0x10;
+        assert_eq!(
+            Artifact::from_bytes(&b).expect_err("corrupted"),
+            ArtifactError::SectionHash { section: s.name.clone() }
+        );
+    }
+    // The section table is covered by the root hash.
+    let mut b = bytes.clone();
+    b[48 + 4 + 4 + 8 + 8 + 31] ^= 1; // last byte of the first section's hash
+    assert!(matches!(Artifact::from_bytes(&b), Err(ArtifactError::SectionHash { .. } | ArtifactError::RootHash)));
+    let mut b = bytes.clone();
+    b[20] ^= 1; // root hash itself
+    assert_eq!(Artifact::from_bytes(&b).expect_err("root"), ArtifactError::RootHash);
+    let mut b = bytes.clone();
+    b[8] = 99;
+    assert_eq!(Artifact::from_bytes(&b).expect_err("version"), ArtifactError::Version { found: 99 });
+    assert_eq!(Artifact::from_bytes(b"PK\x03\x04 not an artifact").expect_err("magic"), ArtifactError::BadMagic);
+    let e = a.require_target("blackhole").expect_err("no code");
+    assert!(e.to_string().contains("no code for target `blackhole`"), "{e}");
+    assert!(Device::parse("tensix-sim").is_err());
+}
+
+#[test]
+fn hardware_targets_say_they_are_not_implemented() {
+    let m = sovc_models::builtin::mlp();
+    for t in ["cpu", "blackhole", "wormhole_b0", "riscv64-rvv", "cuda", "metal"] {
+        let e = compile(&m, &CompileOptions { target: t.into(), optimize: true }).err().expect("not implemented");
+        assert!(e.to_string().contains("not implemented yet"), "{t}: {e}");
+    }
+    let e = compile(&m, &CompileOptions { target: "tpu".into(), optimize: true }).err().expect("unknown");
+    assert!(e.to_string().contains("unknown target `tpu`"));
+}
+
+/// Architecture invariant: the runtime never depends on the compiler, egg or a code generator.
+#[test]
+fn runtime_depends_on_no_compiler() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "-p", "sovc-runtime", "-e", "normal", "--prefix", "none", "--offline"])
+        .current_dir(sovc_tests::root())
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("sovc-runtime") && tree.contains("sovc-ir"), "{tree}");
+    for forbidden in ["sovc-compiler", "sovc-models", "egg ", "cranelift", "inkwell", "melior", "clap "] {
+        assert!(
+            !tree
+                .lines()
+                .any(|l| l.starts_with(forbidden.trim()) && l.split_whitespace().next() == Some(forbidden.trim())),
+            "runtime depends on {forbidden}:\n{tree}"
+        );
+    }
+}
