@@ -279,3 +279,30 @@ proptest! {
         }
     }
 }
+
+/// Graph to e-graph and back, with no rule, is lossless: the same text comes out.
+#[test]
+fn conversion_without_rules_is_lossless() {
+    let none = OptOptions { only_rules: Some(vec![]), ..OptOptions::default() };
+    let mut models: Vec<(String, sovc_ir::Model)> = sovc_models::builtin::NAMES
+        .iter()
+        .map(|n| (n.to_string(), sovc_models::builtin::by_name(n).expect("known")))
+        .collect();
+    let dec = sovc_models::builtin::decoder_layer(16, 64, 4);
+    models.push((
+        "decomposed decoder".into(),
+        sovc_ir::Model { graph: sovc_ir::decompose::decompose_all(&dec.graph).expect("ok"), weights: dec.weights },
+    ));
+    let root = generated_models();
+    for name in ["resnet18", "bert_encoder", "gpt2_decoder"] {
+        let p = root.join(name).join("model.onnx");
+        if p.exists() {
+            models.push((name.into(), sovc_models::onnx::import_file(&p, &Default::default()).expect("imports")));
+        }
+    }
+    for (name, m) in models {
+        let r = optimize(&m.graph, &m.weights, &none).expect("optimizes");
+        assert_eq!(sovc_ir::text::print(&r.graph), sovc_ir::text::print(&m.graph), "{name}");
+        assert!(r.report.applied.is_empty());
+    }
+}

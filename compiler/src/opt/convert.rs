@@ -8,11 +8,11 @@ use super::lang::{const_symbol, get_symbol, input_symbol, op_symbol, NodeKind, T
 use super::runner::Provenance;
 use egg::{Extractor, Id, Language};
 use sovc_ir::{ConstData, Graph, Tensor, ValueId, WeightRef, Weights};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The e-graph of `g`, the class of every value of `g`, and each class' source node name.
-pub fn to_egraph(g: &Graph, weights: &Weights) -> (EG, Vec<Id>, HashMap<Id, String>) {
+pub fn to_egraph(g: &Graph, weights: &Weights) -> (EG, Vec<Id>, BTreeMap<Id, String>) {
     let mut a = TensorAnalysis::default();
     for x in &g.inputs {
         a.input_tys.push(g.ty(x.value).clone());
@@ -27,7 +27,7 @@ pub fn to_egraph(g: &Graph, weights: &Weights) -> (EG, Vec<Id>, HashMap<Id, Stri
     }
     let mut eg = EG::new(a);
     let mut ids = vec![Id::from(0usize); g.values.len()];
-    let mut names = HashMap::new();
+    let mut names = BTreeMap::new();
     for (i, x) in g.inputs.iter().enumerate() {
         let s = input_symbol(i);
         eg.analysis.register(s, NodeKind::Input(i));
@@ -167,7 +167,7 @@ pub fn extract(
     src: &Graph,
     weights: &Weights,
     value_ids: &[Id],
-    names: &HashMap<Id, String>,
+    names: &BTreeMap<Id, String>,
     prov: &Provenance,
 ) -> Result<(Graph, Weights, Vec<Vec<&'static str>>), String> {
     let roots: Vec<Id> = src.outputs.iter().map(|o| eg.find(value_ids[o.value.index()])).collect();
@@ -183,10 +183,26 @@ pub fn extract(
     for c in &src.consts {
         g.add_const(c.name.clone(), src.ty(c.value).clone(), c.data.clone());
     }
-    let canon_names: HashMap<Id, &String> = names.iter().map(|(k, v)| (eg.find(*k), v)).collect();
-    // Iterative post-order over classes, so deep graphs cannot overflow the stack.
-    for o in &src.outputs {
-        let root = eg.find(value_ids[o.value.index()]);
+    // Classes merged by rules keep the name of their oldest source node, so names are deterministic.
+    let mut canon_names: HashMap<Id, &String> = HashMap::new();
+    for (k, v) in names {
+        canon_names.entry(eg.find(*k)).or_insert(v);
+    }
+    // Build in the source graph's order where it still applies (an unchanged graph comes back in its own
+    // order), then whatever the outputs still need. Iterative post-order, so deep graphs cannot overflow
+    // the stack.
+    let needed = reachable(&choice, &roots);
+    let mut starts: Vec<Id> = Vec::new();
+    for n in &src.nodes {
+        for o in &n.outputs {
+            let c = eg.find(value_ids[o.index()]);
+            if needed.contains(&c) {
+                starts.push(c);
+            }
+        }
+    }
+    starts.extend(roots.iter().copied());
+    for root in starts {
         let mut stack = vec![(root, false)];
         while let Some((id, ready)) = stack.pop() {
             if memo.contains_key(&id) {

@@ -6,7 +6,7 @@ use super::analysis::EG;
 use super::lang::{get_symbol, new_const_symbol, op_symbol, NodeKind, TNode};
 use super::rules::{Rule, Term};
 use egg::{Id, Language};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ impl fmt::Display for StopReason {
 }
 
 /// The chain of rules that produced each node added by a rule (keyed by the canonical node).
-pub type Provenance = HashMap<TNode, Vec<&'static str>>;
+pub type Provenance = BTreeMap<TNode, Vec<&'static str>>;
 
 pub struct Saturation {
     pub stop: StopReason,

@@ -138,3 +138,22 @@ pub(crate) mod testing {
         g.nodes.iter().map(|n| n.op.name()).collect()
     }
 }
+
+#[cfg(test)]
+mod tidy {
+    /// Every rule has a unit test that runs it through `check_rule` (fires, and keeps the results).
+    #[test]
+    fn every_rule_has_a_unit_test() {
+        let sources = [include_str!("algebraic.rs"), include_str!("fusion.rs"), include_str!("merge.rs")].concat();
+        let mut names = std::collections::BTreeSet::new();
+        for r in super::all() {
+            assert!(names.insert(r.name), "rule name `{}` is used twice", r.name);
+            assert!(!r.doc.is_empty(), "rule `{}` has no doc line", r.name);
+            assert!(
+                sources.contains(&format!("check_rule(\"{}\"", r.name)),
+                "rule `{}` has no check_rule test",
+                r.name
+            );
+        }
+    }
+}
