@@ -17,12 +17,63 @@ pub fn rules() -> Vec<Rule> {
             find: merge_matmuls,
         },
         Rule {
+            name: "merge-convs",
+            group: Group::Merge,
+            doc: "convolutions of the same input with the same geometry and constant weights = one conv over the weights concatenated along output channels, then a split",
+            find: merge_convs,
+        },
+        Rule {
             name: "fold-batch-norm",
             group: Group::Merge,
             doc: "batch_norm(conv(x, W, b)) with constant parameters = conv(x, W * k, (b - mean) * k + bias), k = scale / sqrt(var + eps)",
             find: fold_batch_norm,
         },
     ]
+}
+
+fn merge_convs(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
+    let op = op_of(eg, n)?;
+    let Op::Conv { group: 1, .. } = op else { return None };
+    let x = eg.find(n.children[0]);
+    // Stored constants only (a class holding a leaf), so a merged conv over concatenated weights is not
+    // merged again on the next iteration.
+    let is_const = |c: Id| eg[c].data.constant && eg[c].nodes.iter().any(|n| n.children.is_empty());
+    let compatible = |pn: &TNode, pop: &Op| -> bool {
+        pop == op
+            && eg.find(pn.children[0]) == x
+            && pn.children.len() == n.children.len()
+            && pn.children[1..].iter().all(|&c| is_const(c))
+            && eg[pn.children[1]].data.ty().shape.0[1..] == eg[n.children[1]].data.ty().shape.0[1..]
+            && eg[pn.children[1]].data.ty().dtype == eg[n.children[1]].data.ty().dtype
+    };
+    if !compatible(n, op) {
+        return None;
+    }
+    // Every conv class reading x with the same op (strides, pads, dilations), kernel size and bias-ness.
+    let mut sibs: Vec<(Id, Vec<Id>)> = Vec::new();
+    for p in eg[x].parents() {
+        let p = eg.find(p);
+        for pn in &eg[p].nodes {
+            if op_of(eg, pn).is_some_and(|pop| compatible(pn, pop)) && !sibs.iter().any(|s| s.0 == p) {
+                sibs.push((p, pn.children[1..].iter().map(|&c| eg.find(c)).collect()));
+            }
+        }
+    }
+    sibs.sort();
+    if sibs.len() < 2 {
+        return None;
+    }
+    let me = sibs.iter().position(|s| s.0 == eg.find(id))?;
+    let sizes: Vec<i64> =
+        sibs.iter().map(|s| eg[s.1[0]].data.ty().shape.0[0].as_const().map(|c| c as i64)).collect::<Option<_>>()?;
+    let concat =
+        |k: usize, axis: i64| Term::Op(Op::Concat { axis }, sibs.iter().map(|s| Term::Class(s.1[k])).collect());
+    let mut ins = vec![Term::Class(x), concat(0, 0)];
+    if n.children.len() == 3 {
+        ins.push(concat(1, 0));
+    }
+    let conv = Term::Op(op.clone(), ins);
+    Some(Term::Get(Box::new(Term::Op(Op::Split { axis: 1, sizes }, vec![conv])), me))
 }
 
 fn fold_batch_norm(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
@@ -107,6 +158,27 @@ mod tests {
     use crate::opt::rules::testing::{check_rule, f32_input, feed, ops};
     use sovc_ir::{Graph, Op, Tensor};
     use std::collections::BTreeMap;
+
+    #[test]
+    fn parallel_convs_merge() {
+        let mut g = Graph::new();
+        let x = f32_input(&mut g, "x", &[1, 3, 6, 6]);
+        let conv = Op::Conv { strides: vec![1, 1], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 1 };
+        for (i, m) in [4usize, 2].iter().enumerate() {
+            let w = g.add_inline(
+                format!("w{i}"),
+                Tensor::from_vec(&[*m, 3, 3, 3], (0..m * 27).map(|j| ((j % 5) as f32 - 2.0) * 0.1).collect()).unwrap(),
+            );
+            let b = g.add_inline(
+                format!("b{i}"),
+                Tensor::from_vec(&[*m], (0..*m).map(|j| j as f32 * 0.5).collect()).unwrap(),
+            );
+            let y = g.add1(conv.clone(), &[x, w, b], format!("conv{i}")).unwrap();
+            g.add_output(format!("y{i}"), y);
+        }
+        let out = check_rule("merge-convs", &g, &BTreeMap::from([feed("x", &[1, 3, 6, 6])]));
+        assert_eq!(ops(&out), vec!["conv", "split"]);
+    }
 
     #[test]
     fn batch_norm_folds_into_conv() {
