@@ -51,11 +51,16 @@ impl Emitter<'_> {
         let inv = self.un(UnaryOp::Rsqrt, ve)?;
         self.bin(BinaryOp::Mul, d, inv)
     }
+    /// `max(x, 0) + log(1 + exp(-|x|))`: equal to `log(1 + exp(x))` without overflowing for large x.
     fn softplus(&mut self, x: ValueId) -> Result<ValueId, IrError> {
-        let e = self.un(UnaryOp::Exp, x)?;
+        let a = self.un(UnaryOp::Abs, x)?;
+        let na = self.un(UnaryOp::Neg, a)?;
+        let e = self.un(UnaryOp::Exp, na)?;
         let one = self.scalar(1.0, x);
         let s = self.bin(BinaryOp::Add, e, one)?;
-        self.un(UnaryOp::Log, s)
+        let l = self.un(UnaryOp::Log, s)?;
+        let r = self.un(UnaryOp::Relu, x)?;
+        self.bin(BinaryOp::Add, r, l)
     }
 }
 

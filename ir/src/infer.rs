@@ -184,7 +184,7 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             let c = &x.shape.0[1];
             for p in &ins[1..] {
                 same_dtype(x, p, info.name)?;
-                let ok = p.shape.rank() == 1 && (p.shape.0[0] == *c || matches!(op, Op::GroupNorm { .. }));
+                let ok = p.shape.rank() == 1 && p.shape.0[0] == *c;
                 if !ok {
                     return Err(format!("{}: parameter shape {} must be [{c}]", info.name, p.shape));
                 }
@@ -305,6 +305,8 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             if ins[1].shape.rank() != rank {
                 return Err("gather_elements: indices must have the data's rank".into());
             }
+            let a = norm_axis(*axis, rank)?;
+            fits_within(&ins[1].shape, &x.shape, Some(a), "gather_elements")?;
             Ok(vec![TensorType::new(x.dtype, ins[1].shape.clone())])
         }
         Op::GatherNd { batch_dims } => {
@@ -319,6 +321,13 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             if b + last > rank {
                 return Err(format!("gather_nd: index depth {last} exceeds data rank {rank}"));
             }
+            for i in 0..b {
+                if let (Some(p), Some(q)) = (idx.shape.0[i].as_const(), x.shape.0[i].as_const()) {
+                    if p != q {
+                        return Err(format!("gather_nd: batch dim {i} is {p} in the indices and {q} in the data"));
+                    }
+                }
+            }
             let mut dims = idx.shape.0[..ir - 1].to_vec();
             dims.extend(x.shape.0[b + last..].iter().cloned());
             Ok(vec![with_shape(x.dtype, dims)])
@@ -330,11 +339,29 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
             if ins[1].shape != ins[2].shape {
                 return Err("scatter_elements: indices and updates shapes differ".into());
             }
+            if ins[1].shape.rank() != rank {
+                return Err("scatter_elements: indices must have the data's rank".into());
+            }
+            fits_within(&ins[1].shape, &x.shape, Some(norm_axis(*axis, rank)?), "scatter_elements")?;
             Ok(same(x))
         }
         Op::ScatterNd { .. } => {
             index_type(ins[1], "scatter_nd")?;
             same_dtype(x, ins[2], "scatter_nd")?;
+            let idx = &ins[1].shape;
+            let ir = idx.rank();
+            if ir == 0 {
+                return Err("scatter_nd: indices need rank >= 1".into());
+            }
+            let depth = cdim(&idx.0[ir - 1], "scatter_nd index depth")? as usize;
+            if depth > rank {
+                return Err(format!("scatter_nd: index depth {depth} exceeds data rank {rank}"));
+            }
+            let mut want = idx.0[..ir - 1].to_vec();
+            want.extend(x.shape.0[depth..].iter().cloned());
+            if ins[2].shape.0 != want {
+                return Err(format!("scatter_nd: updates have shape {}, expected {}", ins[2].shape, Shape(want)));
+            }
             Ok(same(x))
         }
         Op::Pad { pads, .. } => {
@@ -434,6 +461,21 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
     }
 }
 
+/// Checks that every dim of `idx` (but `skip`) is at most the same dim of `data`, where both are known.
+fn fits_within(idx: &Shape, data: &Shape, skip: Option<usize>, op: &str) -> R<()> {
+    for (i, (p, q)) in idx.0.iter().zip(&data.0).enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
+        if let (Some(p), Some(q)) = (p.as_const(), q.as_const()) {
+            if p > q {
+                return Err(format!("{op}: indices dim {i} is {p}, larger than the data's {q}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn index_type(t: &TensorType, op: &str) -> R<()> {
     if !matches!(t.dtype, DType::I32 | DType::I64) {
         return Err(format!("{op}: indices must be i32 or i64, found {}", t.dtype));
@@ -441,19 +483,22 @@ fn index_type(t: &TensorType, op: &str) -> R<()> {
     Ok(())
 }
 
-/// ONNX slice clamping: the first index and the element count of `start:end:step` on an axis of size `n`.
+/// Slice clamping (numpy's, as the ONNX reference implementation does it): the first index and the
+/// element count of `start:end:step` on an axis of size `n`.
 pub fn slice_range(start: i64, end: i64, step: i64, n: i64) -> (i64, i64) {
     let fix = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
     let (s, e) = (fix(start), fix(end));
+    // Lengths as `(span - 1) / |step| + 1`, which cannot overflow for any step (numpy's clamping, which
+    // the ONNX reference implementation follows).
     if step > 0 {
         let s = s.clamp(0, n);
         let e = e.clamp(0, n);
-        let len = if e > s { (e - s + step - 1) / step } else { 0 };
+        let len = if e > s { ((e - s - 1) as u64 / step as u64 + 1) as i64 } else { 0 };
         (s, len)
     } else {
         let s = s.clamp(-1, n - 1);
         let e = e.clamp(-1, n - 1);
-        let len = if s > e { (s - e + (-step) - 1) / (-step) } else { 0 };
+        let len = if s > e { ((s - e - 1) as u64 / step.unsigned_abs() + 1) as i64 } else { 0 };
         (s, len)
     }
 }

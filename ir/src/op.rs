@@ -238,7 +238,8 @@ define_ops! {
     MaxPool { kernel: Vec<i64>, strides: Vec<i64>, pads: Vec<i64>, dilations: Vec<i64>, ceil_mode: bool } = "max_pool", Reduction, 1, 1, false;
     AvgPool { kernel: Vec<i64>, strides: Vec<i64>, pads: Vec<i64>, dilations: Vec<i64>, ceil_mode: bool, count_include_pad: bool } = "avg_pool", Reduction, 1, 1, false;
     LpPool { kernel: Vec<i64>, strides: Vec<i64>, pads: Vec<i64>, dilations: Vec<i64>, ceil_mode: bool, p: i64 } = "lp_pool", Reduction, 1, 1, false;
-    /// Reduction over `axes` (non-negative, sorted, possibly empty = identity).
+    /// Reduction over `axes` (non-negative, sorted). Empty `axes` reduces over no axis: each element is
+    /// reduced alone (sum gives x, l2 gives |x|, sumsquare x^2).
     Reduce { kind: ReduceKind, axes: Vec<i64>, keepdims: bool } = "reduce", Reduction, 1, 1, false;
     ArgMax { axis: i64, keepdims: bool, select_last: bool } = "argmax", Reduction, 1, 1, false;
     ArgMin { axis: i64, keepdims: bool, select_last: bool } = "argmin", Reduction, 1, 1, false;

@@ -268,6 +268,32 @@ impl Artifact {
             sections.push(Section { kind, name, offset: off, data, sha256: h });
         }
         let table = &b[HEADER..at];
+        // Sections follow the table in order without overlapping, every byte between them is zero padding,
+        // and no (kind, name) appears twice: nothing in the file escapes the hashes.
+        let mut cursor = at;
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &sections {
+            let off = s.offset as usize;
+            if off < cursor {
+                return Err(ArtifactError::Malformed(format!(
+                    "section `{}` overlaps the table or the section before it",
+                    s.name
+                )));
+            }
+            if b[cursor..off].iter().any(|&x| x != 0) {
+                return Err(ArtifactError::Malformed(format!(
+                    "non-zero bytes in the padding before section `{}`",
+                    s.name
+                )));
+            }
+            if !seen.insert((s.kind, s.name.clone())) {
+                return Err(ArtifactError::Malformed(format!("section `{}` appears twice", s.name)));
+            }
+            cursor = off + s.data.len();
+        }
+        if b.get(cursor..).is_some_and(|tail| tail.iter().any(|&x| x != 0)) {
+            return Err(ArtifactError::Malformed("non-zero bytes after the last section".into()));
+        }
         // The file ends exactly at the aligned end of its last section: nothing cut, nothing appended.
         let end = sections.iter().map(|s| s.offset as usize + s.data.len()).max().unwrap_or(at);
         if b.len() != align(end.max(at)) {

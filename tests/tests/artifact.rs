@@ -130,3 +130,26 @@ fn runtime_depends_on_no_compiler() {
         );
     }
 }
+
+#[test]
+fn padding_overlap_and_duplicates_are_caught() {
+    let bytes = compile(&sovc_models::builtin::mlp(), &null(true)).expect("compiles").bytes;
+    let a = Artifact::from_bytes(&bytes).expect("verifies");
+    // A byte in the padding after the first section.
+    let s0 = &a.sections[0];
+    let pad = s0.offset as usize + s0.data.len();
+    assert!(!pad.is_multiple_of(64), "the first section must leave padding for this test");
+    let mut b = bytes.clone();
+    b[pad] = 1;
+    assert!(matches!(Artifact::from_bytes(&b), Err(ArtifactError::Malformed(m)) if m.contains("padding")));
+    // Trailing garbage.
+    let mut b = bytes.clone();
+    b.extend_from_slice(&[0u8; 64]);
+    assert!(Artifact::from_bytes(&b).is_err());
+    // Two manifests.
+    let m = a.section(sovc_runtime::SectionKind::Manifest).expect("manifest").data.clone();
+    let mut builder = sovc_runtime::ArtifactBuilder::new();
+    builder.section(sovc_runtime::SectionKind::Manifest, "manifest", m.clone());
+    builder.section(sovc_runtime::SectionKind::Manifest, "manifest", m);
+    assert!(matches!(Artifact::from_bytes(&builder.build()), Err(ArtifactError::Malformed(e)) if e.contains("twice")));
+}

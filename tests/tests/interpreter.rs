@@ -272,3 +272,80 @@ fn constant_folding_evaluates_constant_subgraphs_once() {
     assert_eq!(before, after);
     assert_eq!(after["y"].to_f64_vec(), vec![-0.5; 20]);
 }
+
+/// Cases found in review: edge values that once overflowed, lost precision or panicked.
+#[test]
+fn integer_edges_are_exact() {
+    let a = i64s(&[3], &[i64::MIN, 5, -7]);
+    let b = i64s(&[3], &[-1, i64::MAX, 3]);
+    assert_eq!(run1(Op::Binary(BinaryOp::Mod), &[&a, &b]).to_i64_vec(), vec![0, 5, 2]);
+    let big = i64s(&[2], &[1 << 53, 1]);
+    let c = run1(Op::CumSum { axis: 0, exclusive: false, reverse: false }, &[&big]);
+    assert_eq!(c.to_i64_vec(), vec![1 << 53, (1 << 53) + 1]);
+    let wrap = i64s(&[2], &[i64::MAX, 1]);
+    assert_eq!(
+        run1(Op::CumSum { axis: 0, exclusive: false, reverse: false }, &[&wrap]).to_i64_vec(),
+        vec![i64::MAX, i64::MIN]
+    );
+    let empty = Tensor::from_vec(&[0, 3], Vec::<i32>::new()).expect("empty");
+    let mx = run1(Op::Reduce { kind: ReduceKind::Max, axes: vec![0], keepdims: false }, &[&empty]);
+    assert_eq!(mx.to_i64_vec(), vec![i32::MIN as i64; 3]);
+    let mn = run1(Op::Reduce { kind: ReduceKind::Min, axes: vec![0], keepdims: false }, &[&empty]);
+    assert_eq!(mn.to_i64_vec(), vec![i32::MAX as i64; 3]);
+}
+
+#[test]
+fn odd_shapes_error_instead_of_panicking() {
+    let x = f32s(&[10], &[1.0; 10]);
+    let s = run1(Op::Slice { starts: vec![0], ends: vec![10], steps: vec![i64::MAX] }, &[&x]);
+    assert_eq!(s.shape(), &[1]);
+    let s = run1(Op::Slice { starts: vec![9], ends: vec![i64::MIN], steps: vec![i64::MIN] }, &[&x]);
+    assert_eq!(s.shape(), &[1]);
+    let zero_c = f32s(&[1, 0, 4], &[]);
+    let e = f32s(&[0], &[]);
+    assert_eq!(run1(Op::InstanceNorm { epsilon: 1e-5 }, &[&zero_c, &e, &e]).shape(), &[1, 0, 4]);
+    let data = f32s(&[4, 3], &[0.0; 12]);
+    let bad_updates = f32s(&[1], &[1.0]);
+    let idx = i64s(&[2, 1], &[0, 1]);
+    assert!(eval(
+        &Op::ScatterNd { reduction: sovc_ir::ScatterReduction::None },
+        &[&data, &idx, &bad_updates],
+        &Default::default()
+    )
+    .is_err());
+    let d2 = f32s(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let too_many = i64s(&[3, 1], &[0, 1, 0]);
+    assert!(eval(&Op::GatherElements { axis: 1 }, &[&d2, &too_many], &Default::default()).is_err());
+    let ty = |s: &[usize]| TensorType::new(DType::F32, sovc_ir::Shape::from_consts(s));
+    let it = |s: &[usize]| TensorType::new(DType::I64, sovc_ir::Shape::from_consts(s));
+    assert!(sovc_ir::infer::infer(
+        &Op::ScatterNd { reduction: sovc_ir::ScatterReduction::None },
+        &[&ty(&[4, 3]), &it(&[2, 1]), &ty(&[1])]
+    )
+    .is_err());
+    assert!(sovc_ir::infer::infer(&Op::GatherElements { axis: 1 }, &[&ty(&[2, 2]), &it(&[3, 1])]).is_err());
+    assert!(sovc_ir::infer::infer(
+        &Op::GroupNorm { num_groups: 2, epsilon: 1e-5 },
+        &[&ty(&[1, 4, 2]), &ty(&[3]), &ty(&[3])]
+    )
+    .is_err());
+    let huge = "sov 1\nconst %0 \"c\": f32[4294967296,4294967296] = []";
+    assert!(sovc_ir::text::parse(huge).expect_err("too large").to_string().contains("too large"));
+}
+
+#[test]
+fn softplus_decomposition_does_not_overflow() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::new(DType::F16, sovc_ir::Shape::from_consts(&[3])));
+    let y = g.add1(Op::Unary(UnaryOp::Softplus), &[x], "sp").expect("typed");
+    g.add_output("y", y);
+    let feeds = BTreeMap::from([("x".to_string(), Tensor::from_f64_fn(DType::F16, &[3], |i| [12.0, -12.0, 0.5][i]))]);
+    let direct = sovc_ir::interp::run(&g, &Default::default(), &feeds).expect("runs");
+    let dg = decompose::decompose_all(&g).expect("decomposes");
+    let expanded = sovc_ir::interp::run(&dg, &Default::default(), &feeds).expect("runs");
+    let (a, b) = (direct["y"].to_f64_vec(), expanded["y"].to_f64_vec());
+    assert!(b.iter().all(|v| v.is_finite()), "{b:?}");
+    for (p, q) in a.iter().zip(&b) {
+        assert!((p - q).abs() <= 1e-2 * (1.0 + p.abs()), "{a:?} vs {b:?}");
+    }
+}

@@ -167,6 +167,13 @@ enum Step {
     MatMul(usize),
     Cast(usize),
     Identity(usize),
+    /// (x - mean over axes from `m`) / sqrt(mean of squares over axes `v..=v_end` + eps): a layer norm
+    /// only when both cover the same trailing axes, a near miss otherwise.
+    Norm(usize, u8, u8, u8),
+    /// x * 0.5 * (1 + erf(x / c)): GELU when c is sqrt 2.
+    Gelu(usize, bool),
+    /// matmul with the second constant weight.
+    MatMul2(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -180,15 +187,22 @@ fn step() -> impl Strategy<Value = Step> {
         any::<usize>().prop_map(Step::MatMul),
         any::<usize>().prop_map(Step::Cast),
         any::<usize>().prop_map(Step::Identity),
+        (any::<usize>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(a, m, v, e)| Step::Norm(a, m, v, e)),
+        (any::<usize>(), any::<bool>()).prop_map(|(a, s)| Step::Gelu(a, s)),
+        any::<usize>().prop_map(Step::MatMul2),
     ]
 }
 
-/// A random graph over one [2,3,4] input and a [4,4] weight, with ops the rules touch.
+/// A random graph over one [2,3,4] input, a [4,4] input and two constant [4,4] weights, with ops the
+/// rules touch (and near misses of the fusion patterns).
 fn random_graph(steps: &[Step]) -> Graph {
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::new(DType::F32, Shape::from_consts(&[2, 3, 4])));
-    let w = g.add_input("w", TensorType::new(DType::F32, Shape::from_consts(&[4, 4])));
-    let mut vals: Vec<ValueId> = vec![x, w];
+    let w_in = g.add_input("w", TensorType::new(DType::F32, Shape::from_consts(&[4, 4])));
+    let w = g.add_inline("wc", Tensor::from_vec(&[4, 4], sovc_models::builtin::det_values(16, 41, 1.0)).expect("len"));
+    let w2 =
+        g.add_inline("wc2", Tensor::from_vec(&[4, 4], sovc_models::builtin::det_values(16, 42, 1.0)).expect("len"));
+    let mut vals: Vec<ValueId> = vec![x, w_in];
     for (k, s) in steps.iter().enumerate() {
         let pick = |i: usize| vals[i % vals.len()];
         let name = format!("n{k}");
@@ -240,6 +254,58 @@ fn random_graph(steps: &[Step]) -> Graph {
                 )
             }
             Step::MatMul(a) => g.add1(Op::MatMul {}, &[pick(a), w], name),
+            Step::MatMul2(a) => g.add1(Op::MatMul {}, &[pick(a), w2], name),
+            Step::Norm(a, m, v, e) => {
+                let v0 = pick(a);
+                let r = g.ty(v0).shape.rank();
+                if r == 0 {
+                    continue;
+                }
+                let (m, v) = ((m as usize % r) as i64, (v as usize % r) as i64);
+                let v_end = v + (e as i64 % (r as i64 - v));
+                let eps = g.add_inline(format!("eps{k}"), Tensor::scalar(1e-3f32));
+                let mean = g
+                    .add1(
+                        Op::Reduce { kind: ReduceKind::Mean, axes: (m..r as i64).collect(), keepdims: true },
+                        &[v0],
+                        format!("{name}m"),
+                    )
+                    .expect("typed");
+                let d = g.add1(Op::Binary(BinaryOp::Sub), &[v0, mean], format!("{name}d")).expect("typed");
+                let sq = g.add1(Op::Binary(BinaryOp::Mul), &[d, d], format!("{name}q")).expect("typed");
+                let var = g
+                    .add1(
+                        Op::Reduce { kind: ReduceKind::Mean, axes: (v..=v_end).collect(), keepdims: true },
+                        &[sq],
+                        format!("{name}v"),
+                    )
+                    .expect("typed");
+                let ve = g.add1(Op::Binary(BinaryOp::Add), &[var, eps], format!("{name}e")).expect("typed");
+                let sd = g.add1(Op::Unary(UnaryOp::Sqrt), &[ve], format!("{name}s")).expect("typed");
+                let z = g.add1(Op::Binary(BinaryOp::Div), &[d, sd], format!("{name}z")).expect("typed");
+                // Scaled by a parameter of the normalized shape, as exporters write layer norm.
+                let pshape: Vec<usize> = g.ty(v0).shape.as_consts().expect("static")[m as usize..].to_vec();
+                let n: usize = pshape.iter().product();
+                let gamma = g.add_inline(
+                    format!("g{k}"),
+                    Tensor::from_vec(&pshape, sovc_models::builtin::det_values(n, k as u64, 1.0)).expect("len"),
+                );
+                g.add1(Op::Binary(BinaryOp::Mul), &[z, gamma], name)
+            }
+            Step::Gelu(a, exact) => {
+                let v0 = pick(a);
+                let c =
+                    g.add_inline(format!("c{k}"), Tensor::scalar(if exact { std::f32::consts::SQRT_2 } else { 1.3 }));
+                let (one, half) = (
+                    g.add_inline(format!("one{k}"), Tensor::scalar(1.0f32)),
+                    g.add_inline(format!("half{k}"), Tensor::scalar(0.5f32)),
+                );
+                let d = g.add1(Op::Binary(BinaryOp::Div), &[v0, c], format!("{name}d")).expect("typed");
+                let e = g.add1(Op::Unary(UnaryOp::Erf), &[d], format!("{name}e")).expect("typed");
+                let p = g.add1(Op::Binary(BinaryOp::Add), &[e, one], format!("{name}p")).expect("typed");
+                let m = g.add1(Op::Binary(BinaryOp::Mul), &[v0, p], format!("{name}m")).expect("typed");
+                g.add1(Op::Binary(BinaryOp::Mul), &[m, half], name)
+            }
             Step::Cast(a) => g.add1(Op::Cast { to: DType::F32 }, &[pick(a)], name),
             Step::Identity(a) => g.add1(Op::Unary(UnaryOp::Identity), &[pick(a)], name),
         };
@@ -256,7 +322,7 @@ fn random_graph(steps: &[Step]) -> Graph {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
 
     #[test]
     fn optimization_preserves_results(steps in proptest::collection::vec(step(), 1..20), seed in any::<u64>()) {

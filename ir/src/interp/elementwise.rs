@@ -225,7 +225,14 @@ fn binary_typed<T: Elem>(op: BinaryOp, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<T
         BinaryOp::Max => Box::new(|x, y| Ok(x.max(y))),
         BinaryOp::Min => Box::new(|x, y| Ok(x.min(y))),
         BinaryOp::Fmod => Box::new(|x, y| if y == 0 { Err(()) } else { Ok(x.wrapping_rem(y)) }),
-        BinaryOp::Mod => Box::new(|x, y| if y == 0 { Err(()) } else { Ok(((x % y) + y) % y) }),
+        // The sign of the divisor (Python's %); `r + y` cannot overflow as r and y differ in sign.
+        BinaryOp::Mod => Box::new(|x, y| {
+            if y == 0 {
+                return Err(());
+            }
+            let r = x.wrapping_rem(y);
+            Ok(if r != 0 && (r < 0) != (y < 0) { r + y } else { r })
+        }),
         BinaryOp::Pow => Box::new(|x, y| Ok((x as f64).powf(y as f64) as i64)),
         BinaryOp::BitAnd => Box::new(|x, y| Ok(x & y)),
         BinaryOp::BitOr => Box::new(|x, y| Ok(x | y)),

@@ -67,6 +67,14 @@ pub fn slice(x: &Tensor, starts: &[i64], ends: &[i64], steps: &[i64]) -> Tensor 
     map_same!(x, a => a.slice_each_axis(|ax| specs[ax.axis.index()]).to_owned())
 }
 
+/// Index tensors of gather/scatter-elements: the data's rank, and no larger than the data off the axis.
+fn check_fits(ish: &[usize], sh: &[usize], axis: usize) -> Result<(), String> {
+    if ish.len() != sh.len() || ish.iter().zip(sh).enumerate().any(|(i, (p, q))| i != axis && p > q) {
+        return Err(format!("indices of shape {ish:?} do not fit data of shape {sh:?}"));
+    }
+    Ok(())
+}
+
 fn indices_of(t: &Tensor, n: usize) -> Result<Vec<usize>, String> {
     t.to_i64_vec()
         .into_iter()
@@ -107,6 +115,7 @@ pub fn gather_elements(x: &Tensor, idx: &Tensor, axis: i64) -> Result<Tensor, St
     let sh = x.shape().to_vec();
     let a = norm_axis(axis, sh.len())?;
     let ish = idx.shape().to_vec();
+    check_fits(&ish, &sh, a)?;
     let ix = indices_of(idx, sh[a])?;
     let (xs, is) = (strides_of(&sh), strides_of(&ish));
     let offs: Vec<usize> = (0..ix.len())
@@ -129,6 +138,9 @@ pub fn gather_nd(x: &Tensor, idx: &Tensor, b: usize) -> Result<Tensor, String> {
     let sh = x.shape().to_vec();
     let ish = idx.shape().to_vec();
     let depth = *ish.last().ok_or("indices must have rank >= 1")?;
+    if b >= ish.len() || b + depth > sh.len() || ish[..b] != sh[..b] {
+        return Err(format!("indices of shape {ish:?} do not fit data of shape {sh:?} with {b} batch dims"));
+    }
     let batch: usize = sh[..b].iter().product();
     let slice_len: usize = sh[b + depth..].iter().product();
     let per_batch_data: usize = sh[b..].iter().product();
@@ -227,6 +239,10 @@ pub fn scatter_elements(
     let sh = x.shape().to_vec();
     let a = norm_axis(axis, sh.len())?;
     let ish = idx.shape().to_vec();
+    check_fits(&ish, &sh, a)?;
+    if upd.shape() != ish.as_slice() {
+        return Err("updates and indices shapes differ".into());
+    }
     let ix = indices_of(idx, sh[a])?;
     let (xs, is) = (strides_of(&sh), strides_of(&ish));
     let offs: Vec<(usize, usize)> = (0..ix.len())
@@ -248,6 +264,11 @@ pub fn scatter_nd(x: &Tensor, idx: &Tensor, upd: &Tensor, r: ScatterReduction) -
     let depth = *ish.last().ok_or("indices must have rank >= 1")?;
     if depth > sh.len() {
         return Err("index depth exceeds data rank".into());
+    }
+    let mut want = ish[..ish.len() - 1].to_vec();
+    want.extend(&sh[depth..]);
+    if upd.shape() != want.as_slice() {
+        return Err(format!("updates have shape {:?}, expected {want:?}", upd.shape()));
     }
     let slice_len: usize = sh[depth..].iter().product();
     let n_idx: usize = ish[..ish.len() - 1].iter().product();

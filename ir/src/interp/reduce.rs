@@ -49,7 +49,24 @@ pub fn reduce(kind: ReduceKind, x: &Tensor, axes: &[i64], keepdims: bool) -> Res
             data.chunks(inner.max(1)).take(if inner == 0 { 0 } else { usize::MAX }).map(|row| reduce_i64(kind, row)).collect()
         });
         let n: usize = shape.iter().product();
-        let vals = if vals.len() == n { vals } else { vec![reduce_i64(kind, &Vec::<i64>::new()); n] };
+        let vals = if vals.len() == n {
+            vals
+        } else {
+            // Reducing an empty axis: the identity of the reduction at this element type's range.
+            let (lo, hi) = match x.dtype() {
+                crate::DType::I8 => (i8::MIN as i64, i8::MAX as i64),
+                crate::DType::U8 => (0, u8::MAX as i64),
+                crate::DType::I32 => (i32::MIN as i64, i32::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            let id = match kind {
+                ReduceKind::Max => lo,
+                ReduceKind::Min => hi,
+                ReduceKind::Prod => 1,
+                _ => 0,
+            };
+            vec![id; n]
+        };
         return Ok(Tensor::from_i64_slice(x.dtype(), &shape, &vals));
     }
     let vals: Vec<f64> = dispatch!(x, a => {
@@ -169,10 +186,33 @@ pub fn hardmax(x: &Tensor, axis: i64) -> Result<Tensor, String> {
 pub fn cumulative(x: &Tensor, axis: i64, exclusive: bool, reverse: bool, prod: bool) -> Result<Tensor, String> {
     let a = norm_axis(axis, x.shape().len())?;
     if x.dtype().is_int() {
-        // Exact integer path: through i64 lanes.
-        let f = x.cast(crate::DType::I64);
-        let y = cumulative(&f.cast(crate::DType::F64), axis, exclusive, reverse, prod)?;
-        return Ok(y.cast(x.dtype()));
+        // Exact integer path: i64 lanes with wrap-around, then back to the type (wrapping again).
+        let sh = x.shape().to_vec();
+        let data = x.to_i64_array();
+        let r = sh.len();
+        let mut perm: Vec<usize> = (0..r).filter(|&i| i != a).collect();
+        perm.push(a);
+        let mut moved = data.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+        let n = sh[a];
+        if n > 0 {
+            for lane in moved.as_slice_mut().expect("standard layout").chunks_mut(n) {
+                let order: Vec<usize> = if reverse { (0..n).rev().collect() } else { (0..n).collect() };
+                let mut acc: i64 = if prod { 1 } else { 0 };
+                for &i in &order {
+                    let v = lane[i];
+                    let next = if prod { acc.wrapping_mul(v) } else { acc.wrapping_add(v) };
+                    lane[i] = if exclusive { acc } else { next };
+                    acc = next;
+                }
+            }
+        }
+        let mut inv = vec![0usize; r];
+        for (i, &p) in perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        let back = moved.permuted_axes(IxDyn(&inv)).as_standard_layout().into_owned();
+        let v: Vec<i64> = back.iter().copied().collect();
+        return Ok(Tensor::from_i64_slice(x.dtype(), &sh, &v));
     }
     Ok(along_axis(x, a, |lane| {
         let n = lane.len();
@@ -289,6 +329,9 @@ pub fn group_norm(x: &Tensor, scale: &Tensor, bias: &Tensor, groups: Option<i64>
     let (n, c) = (sh[0], sh[1]);
     let sp: usize = sh[2..].iter().product();
     let g = groups.map(|g| g as usize).unwrap_or(c);
+    if c == 0 || g == 0 || x.is_empty() {
+        return Ok(x.clone());
+    }
     let cpg = c / g;
     let (s, b) = (scale.to_f64_vec(), bias.to_f64_vec());
     let mut xs = x.to_f64_vec();

@@ -190,7 +190,10 @@ impl LineParser<'_, '_> {
                 self.expect(",")?;
             }
         }
-        let want: usize = dims.iter().product();
+        let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let want = want
+            .filter(|&n| n <= 1 << 24)
+            .ok_or_else(|| self.lx.err(format!("inline constant of type {ty} is too large")))?;
         if vals.len() != want {
             return Err(self.lx.err(format!("constant of type {ty} needs {want} elements, found {}", vals.len())));
         }

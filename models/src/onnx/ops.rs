@@ -534,11 +534,10 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         "Range" => {
             let (s, l, d) = (req(cx, ins, 0)?, req(cx, ins, 1)?, req(cx, ins, 2)?);
             let dt = s.ty.dtype;
-            let (s, l, d) = (
-                floats(cx, s)?[0],
-                floats(cx, l).or_else(|_| ints(cx, l).map(|v| vec![v[0] as f64]))?[0],
-                floats(cx, d)?[0],
-            );
+            let first = |v: &Val| -> R<f64> {
+                floats(cx, v)?.first().copied().ok_or_else(|| cx.err(format!("`{}` must hold one value", v.name)))
+            };
+            let (s, l, d) = (first(s)?, first(l)?, first(d)?);
             if d == 0.0 {
                 return Err(cx.err("delta is 0"));
             }

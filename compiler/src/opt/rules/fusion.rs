@@ -88,6 +88,9 @@ fn gelu_tanh(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
     let (x, inner) = half_x_oneplus(eg, id)?;
     let (_, t) = find_node(eg, inner, |op| matches!(op, Op::Unary(UnaryOp::Tanh)))?;
     let fs = product_factors(eg, t[0], 1);
+    if fs.len() != 2 {
+        return None;
+    }
     let k = (2.0 / std::f64::consts::PI).sqrt();
     let (kpos, _) = fs.iter().enumerate().find(|(_, &f)| scalar(eg, f).is_some_and(|c| close(c, k, 1e-3)))?;
     let sum = fs[1 - kpos];
@@ -142,7 +145,8 @@ fn normalized(eg: &EG, id: Id) -> Option<(Id, i64, f64)> {
     };
     let (op, vch) = find_node(eg, var, |op| matches!(op, Op::Reduce { kind: ReduceKind::Mean, keepdims: true, .. }))?;
     let Op::Reduce { axes, .. } = op else { return None };
-    if axes.first() != Some(&axis) {
+    let rank = eg[x].data.ty().shape.rank() as i64;
+    if *axes != (axis..rank).collect::<Vec<i64>>() {
         return None;
     }
     let sq_of_d = find_node(eg, vch[0], |op| matches!(op, Op::Binary(BinaryOp::Pow)))
@@ -472,6 +476,25 @@ mod tests {
         let names = ops(&out);
         assert!(names.contains(&"attention") && !names.contains(&"softmax"), "{names:?}");
         assert!(out.nodes.iter().any(|n| n.op == Op::Attention { scale: 0.5 }));
+    }
+
+    #[test]
+    fn layer_norm_needs_the_same_axes_for_mean_and_variance() {
+        let mut g = Graph::new();
+        let x = f32_input(&mut g, "x", &[2, 3, 4]);
+        let eps = scalar(&mut g, "eps", 1e-5);
+        let mean =
+            g.add1(Op::Reduce { kind: ReduceKind::Mean, axes: vec![1, 2], keepdims: true }, &[x], "mean").unwrap();
+        let d = bin(&mut g, BinaryOp::Sub, x, mean);
+        let sq = bin(&mut g, BinaryOp::Mul, d, d);
+        let var = g.add1(Op::Reduce { kind: ReduceKind::Mean, axes: vec![1], keepdims: true }, &[sq], "var").unwrap();
+        let ve = bin(&mut g, BinaryOp::Add, var, eps);
+        let s = un(&mut g, UnaryOp::Sqrt, ve);
+        let y = bin(&mut g, BinaryOp::Div, d, s);
+        g.add_output("y", y);
+        let opts = crate::opt::OptOptions { only_rules: Some(vec!["layer-norm".into()]), ..Default::default() };
+        let r = crate::opt::optimize(&g, &sovc_ir::Weights::default(), &opts).unwrap();
+        assert!(r.report.applied.is_empty(), "variance over fewer axes than the mean is not a layer norm");
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub(crate) mod testing {
         let before = sovc_ir::interp::run(g, &Weights::default(), inputs).expect("runs before");
         let after = sovc_ir::interp::run(&r.graph, &r.weights, inputs).expect("runs after");
         for (k, v) in &before {
+            assert_eq!(v.shape(), after[k].shape(), "{rule}: output {k} changed shape");
+            assert_eq!(v.dtype(), after[k].dtype(), "{rule}: output {k} changed type");
             let a = after[k].to_f64_vec();
             for (x, y) in v.to_f64_vec().iter().zip(&a) {
                 assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{rule}: output {k} differs: {x} vs {y}");
