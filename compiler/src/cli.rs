@@ -296,59 +296,35 @@ fn read_inputs(m: &Model, args: &[String]) -> Result<BTreeMap<String, Tensor>> {
 /// The text of `sovc inspect` on an artifact: manifest, sections with sizes and hashes, root hash.
 pub fn inspect_artifact(a: &sovc_runtime::Artifact) -> String {
     use sovc_runtime::artifact::hex;
+    use std::fmt::Write;
     let m = &a.manifest;
-    let mut s = format!(
-        "artifact version {}, root hash {}
-producer: {}
-",
-        a.version,
-        hex(&a.root_hash),
-        m.producer
-    );
-    s.push_str(&format!(
-        "targets: {}
-",
-        if m.targets.is_empty() { "none (runs on the reference device)".to_string() } else { m.targets.join(", ") }
-    ));
-    s.push_str(
-        "inputs:
-",
-    );
+    let mut s = String::new();
+    let _ = writeln!(s, "artifact version {}, root hash {}", a.version, hex(&a.root_hash));
+    let _ = writeln!(s, "producer: {}", m.producer);
+    let targets =
+        if m.targets.is_empty() { "none (runs on the reference device)".to_string() } else { m.targets.join(", ") };
+    let _ = writeln!(s, "targets: {targets}");
+    s.push_str("inputs:\n");
     for x in &m.inputs {
-        s.push_str(&format!(
-            "  {}: {}
-",
-            x.name, x.ty
-        ));
+        let _ = writeln!(s, "  {}: {}", x.name, x.ty);
     }
-    s.push_str(
-        "outputs:
-",
-    );
+    s.push_str("outputs:\n");
     for o in &m.outputs {
-        s.push_str(&format!(
-            "  {}: {}
-",
-            o.name, o.ty
-        ));
+        let _ = writeln!(s, "  {}: {}", o.name, o.ty);
     }
     let wbytes: u64 = m.weights.iter().map(|w| w.size).sum();
-    s.push_str(&format!(
-        "weights: {} tensors, {} bytes
-sections:
-",
-        m.weights.len(),
-        wbytes
-    ));
+    let _ = writeln!(s, "weights: {} tensors, {wbytes} bytes", m.weights.len());
+    let _ = writeln!(s, "activation memory (planned): {} bytes", m.activation_bytes);
+    s.push_str("sections:\n");
     for sec in &a.sections {
-        s.push_str(&format!(
-            "  {:<10} {:>12} bytes at {:>10}  sha256 {}
-",
+        let _ = writeln!(
+            s,
+            "  {:<10} {:>12} bytes at {:>10}  sha256 {}",
             sec.name,
             sec.data.len(),
             sec.offset,
             hex(&sec.sha256)
-        ));
+        );
     }
     s
 }
@@ -393,6 +369,12 @@ pub fn inspect(m: &Model) -> String {
         })
         .sum();
     s.push_str(&format!("parameters: {} ({:.2} MB)\n", g.parameter_count(), bytes as f64 / 1e6));
+    let plan = crate::memplan::plan_graph(g).0;
+    s.push_str(&format!(
+        "activation memory (planned): {:.2} MB, {:.2} MB without reuse\n",
+        plan.arena_bytes as f64 / 1e6,
+        plan.naive_bytes as f64 / 1e6
+    ));
     s.push_str(&format!("nodes: {}\n", g.nodes.len()));
     for (op, n) in g.op_counts() {
         s.push_str(&format!("  {op}: {n}\n"));

@@ -102,6 +102,7 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         inputs: graph.inputs.iter().map(|x| io(&x.name, x.value)).collect(),
         outputs: graph.outputs.iter().map(|o| io(&o.name, o.value)).collect(),
         weights: index,
+        activation_bytes: crate::memplan::plan_graph(&graph).0.arena_bytes,
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| CompileError::Weights(e.to_string()))?;
     let mut b = ArtifactBuilder::new();

@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod compile;
+pub mod memplan;
 pub mod opt;

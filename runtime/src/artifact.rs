@@ -80,6 +80,8 @@ pub struct Manifest {
     pub inputs: Vec<IoEntry>,
     pub outputs: Vec<IoEntry>,
     pub weights: Vec<WeightEntry>,
+    /// Bytes of the activation arena the compiler planned (intermediates share memory by lifetime).
+    pub activation_bytes: u64,
 }
 
 /// A section as read from a file.
