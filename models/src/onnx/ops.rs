@@ -417,6 +417,7 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         }
         "Constant" => one(constant(cx)?),
         "Attention" => attention(imp, cx, ins),
+        "RotaryEmbedding" => rotary_embedding(imp, cx, ins),
         "NegativeLogLikelihoodLoss" => {
             let w = opt(ins, 2);
             one(nll_loss(imp, cx, x()?, req(cx, ins, 1)?, w)?)
@@ -1383,6 +1384,88 @@ fn attention(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val
         m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
     };
     Ok(vec![y, present_k, present_v, qk])
+}
+
+/// Slices the last axis of `v` as `start:end:step`.
+fn slice_last(imp: &mut Importer, cx: &NodeCtx, v: &Val, start: i64, end: i64, step: i64) -> R<Val> {
+    let r = rank(v);
+    let (mut s, mut e, mut st) = (vec![0; r], vec![i64::MAX; r], vec![1; r]);
+    s[r - 1] = start;
+    e[r - 1] = end;
+    st[r - 1] = step;
+    imp.emit1(cx, Op::Slice { starts: s, ends: e, steps: st }, &[v])
+}
+
+/// Rotary position embedding (opset 23), expanded into primitives as the ONNX reference defines it:
+/// 3-D or 4-D input, optional position ids gathering the caches, partial rotation, interleaved or halves.
+fn rotary_embedding(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, cos, sin) = (req(cx, ins, 0)?, req(cx, ins, 1)?, req(cx, ins, 2)?);
+    let xd = static_dims(cx, x)?;
+    let c = |n: i64| Dim::Const(n as u64);
+    // To [batch, seq, heads, head_size].
+    let x4 = match xd.len() {
+        4 => imp.emit1(cx, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])?,
+        3 => {
+            let h = cx.i("num_heads", 0);
+            if h <= 0 || xd[2] % h != 0 {
+                return Err(cx.err(format!("num_heads {h} does not divide hidden size {}", xd[2])));
+            }
+            reshape(imp, cx, x, vec![c(xd[0]), c(xd[1]), c(h), c(xd[2] / h)])?
+        }
+        r => return Err(cx.err(format!("input must have rank 3 or 4, found {r}"))),
+    };
+    let d4 = static_dims(cx, &x4)?;
+    let head = d4[3];
+    let rd = match cx.i("rotary_embedding_dim", 0) {
+        0 => head,
+        r if r > 0 && r <= head && r % 2 == 0 => r,
+        r => return Err(cx.err(format!("rotary_embedding_dim {r} must be even and at most the head size {head}"))),
+    };
+    let half = rd / 2;
+    let x_rot = slice_last(imp, cx, &x4, 0, rd, 1)?;
+    let (mut cos, mut sin) = (cos.clone(), sin.clone());
+    if let Some(pos) = opt(ins, 3) {
+        cos = imp.emit1(cx, Op::Gather { axis: 0 }, &[&cos, pos])?;
+        sin = imp.emit1(cx, Op::Gather { axis: 0 }, &[&sin, pos])?;
+    }
+    let cd = static_dims(cx, &cos)?;
+    if cd.len() != 3 || cd[2] != half {
+        return Err(cx.err(format!("cos/sin caches must be [batch, seq, {half}], found {cd:?}")));
+    }
+    let cos = reshape(imp, cx, &cos, vec![c(cd[0]), c(cd[1]), c(1), c(half)])?;
+    let sin = reshape(imp, cx, &sin, vec![c(cd[0]), c(cd[1]), c(1), c(half)])?;
+    let interleaved = cx.i("interleaved", 0) != 0;
+    let (x1, x2) = if interleaved {
+        (slice_last(imp, cx, &x_rot, 0, rd, 2)?, slice_last(imp, cx, &x_rot, 1, rd, 2)?)
+    } else {
+        (slice_last(imp, cx, &x_rot, 0, half, 1)?, slice_last(imp, cx, &x_rot, half, rd, 1)?)
+    };
+    let mul = |imp: &mut Importer, a: &Val, b: &Val| imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[a, b]);
+    let (c1, s2, s1, c2) = (mul(imp, &cos, &x1)?, mul(imp, &sin, &x2)?, mul(imp, &sin, &x1)?, mul(imp, &cos, &x2)?);
+    let real = imp.emit1(cx, Op::Binary(BinaryOp::Sub), &[&c1, &s2])?;
+    let imag = imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&s1, &c2])?;
+    let rotated = if interleaved {
+        let rdims = static_dims(cx, &real)?;
+        let mut e = rdims.iter().map(|&n| c(n)).collect::<Vec<_>>();
+        e.push(c(1));
+        let (r5, i5) = (reshape(imp, cx, &real, e.clone())?, reshape(imp, cx, &imag, e)?);
+        let both = imp.emit1(cx, Op::Concat { axis: 4 }, &[&r5, &i5])?;
+        reshape(imp, cx, &both, vec![c(d4[0]), c(d4[1]), c(d4[2]), c(rd)])?
+    } else {
+        imp.emit1(cx, Op::Concat { axis: 3 }, &[&real, &imag])?
+    };
+    let out4 = if rd < head {
+        let pass = slice_last(imp, cx, &x4, rd, head, 1)?;
+        imp.emit1(cx, Op::Concat { axis: 3 }, &[&rotated, &pass])?
+    } else {
+        rotated
+    };
+    let out = if xd.len() == 4 {
+        imp.emit1(cx, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[&out4])?
+    } else {
+        reshape(imp, cx, &out4, xd.iter().map(|&n| c(n)).collect())?
+    };
+    Ok(vec![out])
 }
 
 /// Negative log-likelihood of `target` classes under `input` (`[N, C, ...]` log-probabilities), with
