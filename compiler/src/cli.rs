@@ -369,6 +369,8 @@ pub fn inspect(m: &Model) -> String {
         })
         .sum();
     s.push_str(&format!("parameters: {} ({:.2} MB)\n", g.parameter_count(), bytes as f64 / 1e6));
+    let kernels = crate::partition::partition(g).len();
+    s.push_str(&format!("kernel groups (partitioned): {kernels}\n"));
     let plan = crate::memplan::plan_graph(g).0;
     s.push_str(&format!(
         "activation memory (planned): {:.2} MB, {:.2} MB without reuse\n",

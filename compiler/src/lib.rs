@@ -5,3 +5,4 @@ pub mod cli;
 pub mod compile;
 pub mod memplan;
 pub mod opt;
+pub mod partition;

@@ -372,3 +372,36 @@ fn conversion_without_rules_is_lossless() {
         assert!(r.report.applied.is_empty());
     }
 }
+
+/// Partitioning of every optimized real model: each node in one group, groups in dependency order.
+#[test]
+fn real_models_partition_into_ordered_kernel_groups() {
+    let root = generated_models();
+    if !require_generated(&root) {
+        return;
+    }
+    for name in ["resnet50", "inception_v3", "bert_encoder", "gpt2_decoder"] {
+        let m =
+            sovc_models::onnx::import_file(&root.join(name).join("model.onnx"), &Default::default()).expect("imports");
+        let g = optimize(&m.graph, &m.weights, &OptOptions::default()).expect("optimizes").graph;
+        let groups = sovc_compiler::partition::partition(&g);
+        let mut group_of = vec![usize::MAX; g.nodes.len()];
+        for (i, k) in groups.iter().enumerate() {
+            for &n in &k.nodes {
+                assert_eq!(group_of[n], usize::MAX, "{name}: node {n} in two groups");
+                group_of[n] = i;
+            }
+        }
+        assert!(group_of.iter().all(|&x| x != usize::MAX), "{name}: a node in no group");
+        let defs = g.defs();
+        for (i, k) in groups.iter().enumerate() {
+            for v in &k.inputs {
+                if let Some(sovc_ir::ValueDef::Node { node, .. }) = defs[v.index()] {
+                    assert!(group_of[node] < i, "{name}: group {i} reads a later group");
+                }
+            }
+        }
+        assert!(groups.len() < g.nodes.len(), "{name}: nothing fused");
+        eprintln!("{name}: {} nodes -> {} kernel groups", g.nodes.len(), groups.len());
+    }
+}
