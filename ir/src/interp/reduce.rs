@@ -135,26 +135,33 @@ pub fn arg(x: &Tensor, axis: i64, keepdims: bool, last: bool, max: bool) -> Resu
     Ok(Tensor::from_i64_slice(crate::DType::I64, &shape, &vals))
 }
 
-/// Applies `f` to every lane along `axis` (as f64 values), in place.
-fn along_axis(x: &Tensor, axis: usize, f: impl Fn(&mut [f64])) -> Tensor {
-    let sh = x.shape().to_vec();
-    let r = sh.len();
-    let data = x.to_f64_array();
+/// The permutation that moves `axis` last, and its inverse.
+fn axis_last(r: usize, axis: usize) -> (Vec<usize>, Vec<usize>) {
     let mut perm: Vec<usize> = (0..r).filter(|&i| i != axis).collect();
     perm.push(axis);
+    let mut inv = vec![0usize; r];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    (perm, inv)
+}
+
+/// Applies `f` to every lane along `axis`, in place.
+fn map_lanes<T: Clone>(data: ArrayD<T>, axis: usize, f: impl Fn(&mut [T])) -> ArrayD<T> {
+    let n = data.shape()[axis];
+    let (perm, inv) = axis_last(data.ndim(), axis);
     let mut moved = data.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
-    let n = sh[axis];
     if n > 0 {
         for lane in moved.as_slice_mut().expect("standard layout").chunks_mut(n) {
             f(lane);
         }
     }
-    let mut inv = vec![0usize; r];
-    for (i, &p) in perm.iter().enumerate() {
-        inv[p] = i;
-    }
-    let back = moved.permuted_axes(IxDyn(&inv));
-    Tensor::F64(back.as_standard_layout().into_owned()).cast(x.dtype())
+    moved.permuted_axes(IxDyn(&inv)).as_standard_layout().into_owned()
+}
+
+/// Applies `f` to every lane along `axis` (as f64 values), in place.
+fn along_axis(x: &Tensor, axis: usize, f: impl Fn(&mut [f64])) -> Tensor {
+    Tensor::F64(map_lanes(x.to_f64_array(), axis, f)).cast(x.dtype())
 }
 
 pub fn softmax(x: &Tensor, axis: i64, log: bool) -> Result<Tensor, String> {
@@ -187,32 +194,18 @@ pub fn cumulative(x: &Tensor, axis: i64, exclusive: bool, reverse: bool, prod: b
     let a = norm_axis(axis, x.shape().len())?;
     if x.dtype().is_int() {
         // Exact integer path: i64 lanes with wrap-around, then back to the type (wrapping again).
-        let sh = x.shape().to_vec();
-        let data = x.to_i64_array();
-        let r = sh.len();
-        let mut perm: Vec<usize> = (0..r).filter(|&i| i != a).collect();
-        perm.push(a);
-        let mut moved = data.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
-        let n = sh[a];
-        if n > 0 {
-            for lane in moved.as_slice_mut().expect("standard layout").chunks_mut(n) {
-                let order: Vec<usize> = if reverse { (0..n).rev().collect() } else { (0..n).collect() };
-                let mut acc: i64 = if prod { 1 } else { 0 };
-                for &i in &order {
-                    let v = lane[i];
-                    let next = if prod { acc.wrapping_mul(v) } else { acc.wrapping_add(v) };
-                    lane[i] = if exclusive { acc } else { next };
-                    acc = next;
-                }
+        let lanes = map_lanes(x.to_i64_array(), a, |lane| {
+            let n = lane.len();
+            let order: Vec<usize> = if reverse { (0..n).rev().collect() } else { (0..n).collect() };
+            let mut acc: i64 = if prod { 1 } else { 0 };
+            for &i in &order {
+                let next = if prod { acc.wrapping_mul(lane[i]) } else { acc.wrapping_add(lane[i]) };
+                lane[i] = if exclusive { acc } else { next };
+                acc = next;
             }
-        }
-        let mut inv = vec![0usize; r];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
-        let back = moved.permuted_axes(IxDyn(&inv)).as_standard_layout().into_owned();
-        let v: Vec<i64> = back.iter().copied().collect();
-        return Ok(Tensor::from_i64_slice(x.dtype(), &sh, &v));
+        });
+        let v: Vec<i64> = lanes.iter().copied().collect();
+        return Ok(Tensor::from_i64_slice(x.dtype(), x.shape(), &v));
     }
     Ok(along_axis(x, a, |lane| {
         let n = lane.len();
@@ -237,8 +230,7 @@ pub fn topk(x: &Tensor, axis: i64, k: i64, largest: bool, _sorted: bool) -> Resu
     let sh = x.shape().to_vec();
     let r = sh.len();
     let data = x.to_f64_array();
-    let mut perm: Vec<usize> = (0..r).filter(|&i| i != a).collect();
-    perm.push(a);
+    let (perm, inv) = axis_last(r, a);
     let moved = data.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
     let n = sh[a];
     let mut vals = Vec::new();
@@ -259,10 +251,6 @@ pub fn topk(x: &Tensor, axis: i64, k: i64, largest: bool, _sorted: bool) -> Resu
     }
     let mut moved_shape: Vec<usize> = perm.iter().map(|&p| sh[p]).collect();
     *moved_shape.last_mut().expect("rank >= 1") = k;
-    let mut inv = vec![0usize; r];
-    for (i, &p) in perm.iter().enumerate() {
-        inv[p] = i;
-    }
     let v = ArrayD::from_shape_vec(IxDyn(&moved_shape), vals).map_err(|e| e.to_string())?;
     let ix = ArrayD::from_shape_vec(IxDyn(&moved_shape), idxs).map_err(|e| e.to_string())?;
     let v = Tensor::F64(v.permuted_axes(IxDyn(&inv)).as_standard_layout().into_owned()).cast(x.dtype());

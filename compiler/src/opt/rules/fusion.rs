@@ -121,9 +121,9 @@ fn centered(eg: &EG, d: Id) -> Option<(Id, i64)> {
     (same(eg, mch[0], x) && trailing).then_some((x, first))
 }
 
-/// The normalized value `(x - mean) / sqrt(var + eps)` (or `(x - mean) * rsqrt(var + eps)`, the form of
-/// sovc's own decomposition): returns (x, axis, eps).
-fn normalized(eg: &EG, id: Id) -> Option<(Id, i64, f64)> {
+/// `v / sqrt(m + eps)` or `v * rsqrt(m + eps)`, the shape of both normalizations: returns
+/// (v, the mean-of-squares class m, eps, m's reduce axes, m's reduce input).
+fn over_root_mean(eg: &EG, id: Id) -> Option<(Id, f64, Vec<i64>, Id)> {
     let by_div = find_node(eg, id, |op| matches!(op, Op::Binary(BinaryOp::Div))).and_then(|(_, ch)| {
         let (_, sq) = find_node(eg, ch[1], |op| matches!(op, Op::Unary(UnaryOp::Sqrt)))?;
         Some((ch[0], sq[0]))
@@ -135,25 +135,33 @@ fn normalized(eg: &EG, id: Id) -> Option<(Id, i64, f64)> {
             Some((ch[i], r[0]))
         })
     };
-    let (d, var_eps) = by_div.or_else(by_rsqrt)?;
-    let (x, axis) = centered(eg, d)?;
+    let (v, var_eps) = by_div.or_else(by_rsqrt)?;
     let (_, ve) = find_node(eg, var_eps, |op| matches!(op, Op::Binary(BinaryOp::Add)))?;
-    let (var, eps) = match (scalar(eg, ve[1]), scalar(eg, ve[0])) {
+    let (m, eps) = match (scalar(eg, ve[1]), scalar(eg, ve[0])) {
         (Some(e), _) => (ve[0], e),
         (None, Some(e)) => (ve[1], e),
         _ => return None,
     };
-    let (op, vch) = find_node(eg, var, |op| matches!(op, Op::Reduce { kind: ReduceKind::Mean, keepdims: true, .. }))?;
+    let (op, mch) = find_node(eg, m, |op| matches!(op, Op::Reduce { kind: ReduceKind::Mean, keepdims: true, .. }))?;
     let Op::Reduce { axes, .. } = op else { return None };
+    Some((v, eps, axes.clone(), mch[0]))
+}
+
+/// Whether class `sq` is `v * v` or `pow(v, 2)`.
+fn is_square_of(eg: &EG, sq: Id, v: Id) -> bool {
+    find_node(eg, sq, |op| matches!(op, Op::Binary(BinaryOp::Pow)))
+        .is_some_and(|(_, p)| same(eg, p[0], v) && scalar(eg, p[1]) == Some(2.0))
+        || find_node(eg, sq, |op| matches!(op, Op::Binary(BinaryOp::Mul)))
+            .is_some_and(|(_, p)| same(eg, p[0], v) && same(eg, p[1], v))
+}
+
+/// The normalized value `(x - mean) / sqrt(var + eps)` (or `(x - mean) * rsqrt(var + eps)`, the form of
+/// sovc's own decomposition), mean and variance over the same trailing axes: returns (x, axis, eps).
+fn normalized(eg: &EG, id: Id) -> Option<(Id, i64, f64)> {
+    let (d, eps, axes, sq) = over_root_mean(eg, id)?;
+    let (x, axis) = centered(eg, d)?;
     let rank = eg[x].data.ty().shape.rank() as i64;
-    if *axes != (axis..rank).collect::<Vec<i64>>() {
-        return None;
-    }
-    let sq_of_d = find_node(eg, vch[0], |op| matches!(op, Op::Binary(BinaryOp::Pow)))
-        .is_some_and(|(_, p)| same(eg, p[0], d) && scalar(eg, p[1]) == Some(2.0))
-        || find_node(eg, vch[0], |op| matches!(op, Op::Binary(BinaryOp::Mul)))
-            .is_some_and(|(_, p)| same(eg, p[0], d) && same(eg, p[1], d));
-    sq_of_d.then_some((x, axis, eps))
+    (axes == (axis..rank).collect::<Vec<i64>>() && is_square_of(eg, sq, d)).then_some((x, axis, eps))
 }
 
 /// A parameter of the normalized shape (trailing dims from `axis`), as layer norm takes it.
@@ -219,34 +227,10 @@ fn layer_norm(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
 
 /// `x * rsqrt(mean(x^2) + eps)` or `x / sqrt(mean(x^2) + eps)` over trailing axes: (x, axis, eps).
 fn rms_normalized(eg: &EG, z: Id) -> Option<(Id, i64, f64)> {
-    let by_div = find_node(eg, z, |op| matches!(op, Op::Binary(BinaryOp::Div))).and_then(|(_, ch)| {
-        let (_, s) = find_node(eg, ch[1], |op| matches!(op, Op::Unary(UnaryOp::Sqrt)))?;
-        Some((ch[0], s[0]))
-    });
-    let by_rsqrt = || {
-        let (_, ch) = find_node(eg, z, |op| matches!(op, Op::Binary(BinaryOp::Mul)))?;
-        (0..2).find_map(|i| {
-            let (_, r) = find_node(eg, ch[1 - i], |op| matches!(op, Op::Unary(UnaryOp::Rsqrt)))?;
-            Some((ch[i], r[0]))
-        })
-    };
-    let (x, var_eps) = by_div.or_else(by_rsqrt)?;
-    let (_, ve) = find_node(eg, var_eps, |op| matches!(op, Op::Binary(BinaryOp::Add)))?;
-    let (ms, eps) = match (scalar(eg, ve[1]), scalar(eg, ve[0])) {
-        (Some(e), _) => (ve[0], e),
-        (None, Some(e)) => (ve[1], e),
-        _ => return None,
-    };
-    let (op, mch) = find_node(eg, ms, |op| matches!(op, Op::Reduce { kind: ReduceKind::Mean, keepdims: true, .. }))?;
-    let Op::Reduce { axes, .. } = op else { return None };
+    let (x, eps, axes, sq) = over_root_mean(eg, z)?;
     let rank = eg[x].data.ty().shape.rank() as i64;
     let first = *axes.first()?;
-    let trailing = axes.iter().enumerate().all(|(i, &a)| a == first + i as i64) && *axes.last()? == rank - 1;
-    let squares = find_node(eg, mch[0], |op| matches!(op, Op::Binary(BinaryOp::Pow)))
-        .is_some_and(|(_, p)| same(eg, p[0], x) && scalar(eg, p[1]) == Some(2.0))
-        || find_node(eg, mch[0], |op| matches!(op, Op::Binary(BinaryOp::Mul)))
-            .is_some_and(|(_, p)| same(eg, p[0], x) && same(eg, p[1], x));
-    (trailing && squares).then_some((x, first, eps))
+    (axes == (first..rank).collect::<Vec<i64>>() && is_square_of(eg, sq, x)).then_some((x, first, eps))
 }
 
 fn rms_norm(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
