@@ -97,6 +97,16 @@ pub enum Cmd {
         #[arg(long)]
         no_opt: bool,
     },
+    /// Audit an artifact: for every kernel, the graph nodes it came from and the optimizer rules that
+    /// chose them, its FLOPs, the bytes it reads and writes, and a hash of its IR; then the weights,
+    /// the planned activation memory and the root hash.
+    Audit {
+        /// The `.sovc` artifact.
+        artifact: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Summarise a model: inputs, outputs, op counts, parameters.
     Inspect {
         #[command(flatten)]
@@ -266,6 +276,24 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", inspect(&m));
             }
         }
+        Cmd::Audit { artifact, json } => {
+            let a = sovc_runtime::Artifact::load(&artifact)?;
+            let plan =
+                a.plan()?.ok_or_else(|| anyhow!("{}: the artifact has no kernel plan to audit", artifact.display()))?;
+            if json {
+                let v = serde_json::json!({
+                    "root_sha256": sovc_runtime::artifact::hex(&a.root_hash),
+                    "producer": a.manifest.producer,
+                    "targets": a.manifest.targets,
+                    "weights_bytes": a.manifest.weights.iter().map(|w| w.size).sum::<u64>(),
+                    "activation_bytes": a.manifest.activation_bytes,
+                    "kernels": plan.kernels,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", audit_text(&a, &plan));
+            }
+        }
         Cmd::Compile { model, target, output, no_opt } => {
             let m = model.load()?;
             let t = Instant::now();
@@ -326,6 +354,36 @@ pub fn inspect_artifact(a: &sovc_runtime::Artifact) -> String {
             hex(&sec.sha256)
         );
     }
+    s
+}
+
+/// The text of `sovc audit`.
+pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::PlanRecord) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for k in &plan.kernels {
+        let _ = writeln!(
+            s,
+            "kernel {} ({}): {} FLOP, reads {} B, writes {} B, ir sha256 {}",
+            k.id,
+            k.anchor,
+            k.flops,
+            k.bytes_read,
+            k.bytes_written,
+            &k.ir_sha256[..16]
+        );
+        for n in &k.nodes {
+            let rules = if n.rules.is_empty() { String::new() } else { format!("  <- {}", n.rules.join(" -> ")) };
+            let _ = writeln!(s, "  node {} {} `{}`{rules}", n.node, n.op, n.name);
+        }
+        let _ = writeln!(s, "  reads  {}", k.reads.join(", "));
+        let _ = writeln!(s, "  writes {}", k.writes.join(", "));
+    }
+    let flops: u64 = plan.kernels.iter().map(|k| k.flops).sum();
+    let wbytes: u64 = a.manifest.weights.iter().map(|w| w.size).sum();
+    let _ = writeln!(s, "{} kernels, {flops} FLOP in all", plan.kernels.len());
+    let _ = writeln!(s, "weights: {wbytes} bytes; activation memory (planned): {} bytes", a.manifest.activation_bytes);
+    let _ = writeln!(s, "root sha256: {}", sovc_runtime::artifact::hex(&a.root_hash));
     s
 }
 

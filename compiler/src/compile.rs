@@ -44,6 +44,52 @@ pub struct Compiled {
     pub report: Option<crate::opt::Report>,
 }
 
+/// The kernel plan of a (canonical) graph: its partition into fused kernels, each with its nodes, the
+/// rules behind them, FLOPs, bytes read and written, and a hash of its IR.
+pub fn plan_record(g: &sovc_ir::Graph, explain: &[Vec<&'static str>]) -> sovc_runtime::artifact::PlanRecord {
+    use crate::opt::cost::{op_flops, type_bytes};
+    use sha2::{Digest, Sha256};
+    let kernels = crate::partition::partition(g)
+        .iter()
+        .enumerate()
+        .map(|(id, k)| {
+            let mut text = String::new();
+            let mut flops = 0.0;
+            let nodes = k
+                .nodes
+                .iter()
+                .map(|&n| {
+                    let node = &g.nodes[n];
+                    text.push_str(&sovc_ir::text::print_node(g, node));
+                    text.push('\n');
+                    let ins: Vec<&sovc_ir::TensorType> = node.inputs.iter().map(|&v| g.ty(v)).collect();
+                    let outs: Vec<sovc_ir::TensorType> = node.outputs.iter().map(|&v| g.ty(v).clone()).collect();
+                    flops += op_flops(&node.op, &ins, &outs);
+                    sovc_runtime::artifact::NodeRecord {
+                        node: n,
+                        op: node.op.name().to_string(),
+                        name: node.name.clone(),
+                        rules: explain.get(n).map(|r| r.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+                    }
+                })
+                .collect();
+            let describe = |v: &sovc_ir::ValueId| format!("{v}: {}", g.ty(*v));
+            sovc_runtime::artifact::KernelRecord {
+                id,
+                anchor: k.anchor(g).name().to_string(),
+                nodes,
+                reads: k.inputs.iter().map(describe).collect(),
+                writes: k.outputs.iter().map(describe).collect(),
+                flops: flops as u64,
+                bytes_read: k.inputs.iter().map(|&v| type_bytes(g.ty(v))).sum::<f64>() as u64,
+                bytes_written: k.outputs.iter().map(|&v| type_bytes(g.ty(v))).sum::<f64>() as u64,
+                ir_sha256: Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+            }
+        })
+        .collect();
+    sovc_runtime::artifact::PlanRecord { kernels }
+}
+
 /// Compiles `m` into artifact bytes (deterministic: the same model gives the same bytes).
 pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileError> {
     match TARGETS.iter().find(|t| t.0 == opts.target) {
@@ -51,16 +97,20 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         Some((_, false)) => return Err(CompileError::NotImplemented(opts.target.clone())),
         Some(_) => {}
     }
-    let (mut graph, mut weights, report) = if opts.optimize {
+    let (mut graph, mut weights, report, mut explain) = if opts.optimize {
         let desc = TargetDesc::by_name(&opts.target).unwrap_or_else(TargetDesc::cpu);
         let r = optimize(&m.graph, &m.weights, &OptOptions { target: desc, ..OptOptions::default() })?;
         let mut w = m.weights.clone();
         w.map.extend(r.weights.map);
-        (r.graph, w, Some(r.report))
+        (r.graph, w, Some(r.report), r.explain)
     } else {
-        (m.graph.clone(), m.weights.clone(), None)
+        let n = m.graph.nodes.len();
+        (m.graph.clone(), m.weights.clone(), None, vec![Vec::new(); n])
     };
-    sovc_ir::fold::fold_constants(&mut graph, &mut weights).map_err(|e| CompileError::Weights(e.to_string()))?;
+    let kept =
+        sovc_ir::fold::fold_constants(&mut graph, &mut weights).map_err(|e| CompileError::Weights(e.to_string()))?;
+    let mut k = kept.iter();
+    explain.retain(|_| *k.next().unwrap_or(&true));
     // Weights, stored once each, in the order the graph's constants name them.
     let mut blob: Vec<u8> = Vec::new();
     let mut index: Vec<WeightEntry> = Vec::new();
@@ -105,9 +155,12 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         activation_bytes: crate::memplan::plan_graph(&graph).0.arena_bytes,
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| CompileError::Weights(e.to_string()))?;
+    let plan =
+        serde_json::to_vec_pretty(&plan_record(&graph, &explain)).map_err(|e| CompileError::Weights(e.to_string()))?;
     let mut b = ArtifactBuilder::new();
     b.section(SectionKind::Manifest, "manifest", manifest_json);
     b.section(SectionKind::Graph, "graph", sovc_ir::text::print(&graph).into_bytes());
+    b.section(SectionKind::Plan, "plan", plan);
     b.section(SectionKind::Weights, "weights", blob);
     Ok(Compiled { bytes: b.build(), report })
 }

@@ -14,7 +14,9 @@
 //!                                  used in place), zero padding between
 //! ```
 //!
-//! Sections: `manifest` (JSON: producer, targets, inputs, outputs, the weight index), `weights` (each
+//! Sections: `manifest` (JSON: producer, targets, inputs, outputs, the weight index, the planned
+//! activation memory), `plan` (JSON: the fused kernels with their nodes, rules, FLOPs, bytes and IR
+//! hashes, which `sovc audit` reads), `weights` (each
 //! tensor 64-byte aligned), `graph` (the optimized graph in `.sov` text, which the reference device runs
 //! and every target's code was lowered from), and later `code/<target>` and `plan/<target>`.
 //! Everything is written in a fixed order with no timestamps, so the same input gives the same bytes.
@@ -82,6 +84,39 @@ pub struct Manifest {
     pub weights: Vec<WeightEntry>,
     /// Bytes of the activation arena the compiler planned (intermediates share memory by lifetime).
     pub activation_bytes: u64,
+}
+
+/// One node of a kernel in the `plan` section: its index in the graph section, its op, the source node
+/// name, and the optimizer rules that produced it (oldest first; empty when it comes from the model).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: usize,
+    pub op: String,
+    pub name: String,
+    pub rules: Vec<String>,
+}
+
+/// One fused kernel group of the `plan` section, with what it costs and what it touches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRecord {
+    pub id: usize,
+    /// The op that shapes the kernel (matmul, conv, attention, ...).
+    pub anchor: String,
+    pub nodes: Vec<NodeRecord>,
+    /// Values read and written, as `%N` of the graph section, with their types.
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+    pub flops: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// SHA-256 of the kernel's nodes in the IR text form: what its code is generated from.
+    pub ir_sha256: String,
+}
+
+/// The `plan` section: the kernels in execution order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub kernels: Vec<KernelRecord>,
 }
 
 /// A section as read from a file.
@@ -327,6 +362,16 @@ impl Artifact {
 
     pub fn section(&self, kind: SectionKind) -> Option<&Section> {
         self.sections.iter().find(|s| s.kind == kind)
+    }
+
+    /// The kernel plan, if the artifact has one.
+    pub fn plan(&self) -> Result<Option<PlanRecord>, ArtifactError> {
+        match self.section(SectionKind::Plan) {
+            None => Ok(None),
+            Some(s) => {
+                serde_json::from_slice(&s.data).map(Some).map_err(|e| ArtifactError::Malformed(format!("plan: {e}")))
+            }
+        }
     }
 
     /// Checks that the artifact carries code for `target`.

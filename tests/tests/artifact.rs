@@ -153,3 +153,29 @@ fn padding_overlap_and_duplicates_are_caught() {
     builder.section(sovc_runtime::SectionKind::Manifest, "manifest", m);
     assert!(matches!(Artifact::from_bytes(&builder.build()), Err(ArtifactError::Malformed(e)) if e.contains("twice")));
 }
+
+#[test]
+fn the_plan_audits_every_kernel() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let m =
+        sovc_ir::Model { graph: sovc_ir::decompose::decompose_all(&m.graph).expect("decomposes"), weights: m.weights };
+    let a = Artifact::from_bytes(&compile(&m, &null(true)).expect("compiles").bytes).expect("verifies");
+    let plan = a.plan().expect("parses").expect("has a plan");
+    let s = Session::new(&a, Device::Reference).expect("loads");
+    let mut covered: Vec<usize> = plan.kernels.iter().flat_map(|k| k.nodes.iter().map(|n| n.node)).collect();
+    covered.sort();
+    assert_eq!(covered, (0..s.graph().nodes.len()).collect::<Vec<_>>(), "every node in exactly one kernel");
+    // The recognized composites carry the rules that chose them.
+    let rules: Vec<&str> =
+        plan.kernels.iter().flat_map(|k| k.nodes.iter().flat_map(|n| n.rules.iter().map(|r| r.as_str()))).collect();
+    for r in ["layer-norm", "gelu-erf", "attention", "merge-matmuls"] {
+        assert!(rules.contains(&r), "{r} missing from the audit: {rules:?}");
+    }
+    assert!(plan.kernels.iter().any(|k| k.anchor == "attention" && k.flops > 0));
+    assert!(plan.kernels.iter().all(|k| k.ir_sha256.len() == 64));
+    let total: u64 = plan.kernels.iter().map(|k| k.flops).sum();
+    // Two 64x64 and one 64x256/256x64 pair of projections dominate: at least 2*16*64*64*(3+1) + 2*2*16*64*256.
+    assert!(total >= 2 * 16 * 64 * 64 * 4 + 2 * 2 * 16 * 64 * 256, "{total}");
+    let text = sovc_compiler::cli::audit_text(&a, &plan);
+    assert!(text.contains("kernels,") && text.contains("root sha256") && text.contains("<- "), "{text}");
+}

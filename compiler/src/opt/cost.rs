@@ -83,39 +83,70 @@ fn elementwise_weight(op: &Op) -> f64 {
     }
 }
 
-/// The cost in seconds of one op producing `out` from `ins` on `t`.
-pub fn op_cost(t: &TargetDesc, op: &Op, ins: &[&TensorType], out: &[TensorType]) -> f64 {
-    let out_bytes: f64 = out.iter().map(bytes).sum();
-    let in_bytes: f64 = ins.iter().map(|x| bytes(x)).sum();
-    let kernel = |flops: f64, traffic: f64| t.launch_s + (flops / t.peak_flops).max(traffic / t.mem_bw);
+fn dim(t: &TensorType, from_end: usize) -> f64 {
+    let r = t.shape.rank();
+    if from_end > r {
+        return 1.0;
+    }
+    t.shape.0[r - from_end].upper_bound().unwrap_or(128) as f64
+}
+
+/// Floating-point operations of one op (multiply-adds count two; transcendentals count more).
+pub fn op_flops(op: &Op, ins: &[&TensorType], out: &[TensorType]) -> f64 {
+    let n_out: f64 = out.iter().map(elements).sum();
     match op {
-        // Views: no data moves.
-        Op::Reshape { .. } | Op::Split { .. } => 0.0,
-        Op::Unary(sovc_ir::UnaryOp::Identity) => 0.0,
-        Op::MatMul {} => {
-            let k = ins[0].shape.0.last().map_or(1.0, |d| d.upper_bound().unwrap_or(128) as f64);
-            kernel(2.0 * elements(&out[0]) * k, in_bytes + out_bytes)
-        }
+        Op::Reshape { .. } | Op::Split { .. } | Op::Unary(sovc_ir::UnaryOp::Identity) => 0.0,
+        Op::MatMul {} => 2.0 * n_out * dim(ins[0], 1),
         Op::Conv { .. } | Op::ConvTranspose { .. } => {
             let w = elements(ins[1]);
             let cout = ins[1].shape.0.first().and_then(|d| d.upper_bound()).unwrap_or(1) as f64;
             let per_out = if matches!(op, Op::Conv { .. }) { w / cout.max(1.0) } else { w / elements(ins[0]).max(1.0) };
-            kernel(2.0 * elements(&out[0]) * per_out, in_bytes + out_bytes)
+            2.0 * n_out * per_out
         }
-        Op::Einsum { .. } => kernel(2.0 * elements(&out[0]) * 16.0, in_bytes + out_bytes),
+        Op::Einsum { .. } => 2.0 * n_out * 16.0,
+        // Per output row: q.k over D for every key, the softmax, then p.v over every key.
+        Op::Attention { .. } => {
+            let (d, skv, dv) = (dim(ins[0], 1), dim(ins[1], 2), dim(ins[2], 1));
+            n_out / dv * skv * (2.0 * d + 2.0 * dv + 8.0)
+        }
         _ => match op.info().kind {
-            // Fused into a neighbouring kernel: compute only, plus one unit per element for the op itself.
-            OpKind::Elementwise => {
-                let n: f64 = out.iter().map(elements).sum();
-                n * (elementwise_weight(op) + 1.0) / t.peak_flops
-            }
-            // Parameters (scale, bias) are small and read once; the main input and the output dominate.
-            OpKind::Normalization => kernel(8.0 * elements(&out[0]), bytes(ins[0]) + out_bytes),
-            // A reduction's input is materialized by its producer (written, then read back).
-            OpKind::Reduction => kernel(in_bytes / 4.0, 2.0 * in_bytes + out_bytes),
-            OpKind::Movement | OpKind::Contraction | OpKind::Other => kernel(0.0, in_bytes + out_bytes),
+            OpKind::Elementwise => n_out * elementwise_weight(op),
+            OpKind::Normalization => 8.0 * n_out,
+            OpKind::Reduction => ins.iter().map(|x| elements(x)).sum(),
+            OpKind::Movement | OpKind::Contraction | OpKind::Other => 0.0,
         },
     }
+}
+
+/// The cost in seconds of one op producing `out` from `ins` on `t`.
+pub fn op_cost(t: &TargetDesc, op: &Op, ins: &[&TensorType], out: &[TensorType]) -> f64 {
+    let out_bytes: f64 = out.iter().map(bytes).sum();
+    let in_bytes: f64 = ins.iter().map(|x| bytes(x)).sum();
+    let flops = op_flops(op, ins, out);
+    let kernel = |traffic: f64| t.launch_s + (flops / t.peak_flops).max(traffic / t.mem_bw);
+    match op {
+        // Views: no data moves.
+        Op::Reshape { .. } | Op::Split { .. } | Op::Unary(sovc_ir::UnaryOp::Identity) => 0.0,
+        Op::MatMul {} | Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Einsum { .. } | Op::Attention { .. } => {
+            kernel(in_bytes + out_bytes)
+        }
+        _ => match op.info().kind {
+            // Fused into a neighbouring kernel: compute only, plus one unit per element for the op itself.
+            OpKind::Elementwise => (flops + out.iter().map(elements).sum::<f64>()) / t.peak_flops,
+            // Parameters (scale, bias) are small and read once; the main input and the output dominate.
+            OpKind::Normalization => kernel(bytes(ins[0]) + out_bytes),
+            // A reduction's input is materialized by its producer (written, then read back).
+            OpKind::Reduction => {
+                t.launch_s + (in_bytes / 4.0 / t.peak_flops).max((2.0 * in_bytes + out_bytes) / t.mem_bw)
+            }
+            OpKind::Movement | OpKind::Contraction | OpKind::Other => kernel(in_bytes + out_bytes),
+        },
+    }
+}
+
+/// Bytes of a value of type `t` (symbols at their bound, or 128).
+pub fn type_bytes(t: &TensorType) -> f64 {
+    bytes(t)
 }
 
 /// Extraction cost: the sum over the chosen tree of each node's cost on the target.

@@ -18,7 +18,7 @@ mod parse;
 mod print;
 
 pub use parse::parse;
-pub use print::{print, print_tensor_literal};
+pub use print::{print, print_node, print_tensor_literal};
 
 /// The version line every file starts with.
 pub const HEADER: &str = "sov 1";

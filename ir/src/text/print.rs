@@ -24,36 +24,44 @@ pub fn print(g: &Graph) -> String {
         s.push('\n');
     }
     for n in &g.nodes {
-        for (i, o) in n.outputs.iter().enumerate() {
-            if i > 0 {
-                s.push_str(", ");
-            }
-            let _ = write!(s, "{o}: {}", g.ty(*o));
-        }
-        let _ = write!(s, " = {}(", n.op.name());
-        for (i, v) in n.inputs.iter().enumerate() {
-            if i > 0 {
-                s.push_str(", ");
-            }
-            let _ = write!(s, "{v}");
-        }
-        s.push(')');
-        let attrs = n.op.attrs();
-        if !attrs.is_empty() {
-            s.push_str(" {");
-            for (i, (k, v)) in attrs.iter().enumerate() {
-                if i > 0 {
-                    s.push_str(", ");
-                }
-                let _ = write!(s, "{k}={v}");
-            }
-            s.push('}');
-        }
-        let _ = writeln!(s, " {:?}", n.name);
+        s.push_str(&print_node(&g, n));
+        s.push('\n');
     }
     for o in &g.outputs {
         let _ = writeln!(s, "output {:?} = {}", o.name, o.value);
     }
+    s
+}
+
+/// Prints one node as its line of the text form (without the newline), with `g`'s value numbers.
+pub fn print_node(g: &Graph, n: &crate::Node) -> String {
+    let mut s = String::new();
+    for (i, o) in n.outputs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{o}: {}", g.ty(*o));
+    }
+    let _ = write!(s, " = {}(", n.op.name());
+    for (i, v) in n.inputs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{v}");
+    }
+    s.push(')');
+    let attrs = n.op.attrs();
+    if !attrs.is_empty() {
+        s.push_str(" {");
+        for (i, (k, v)) in attrs.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "{k}={v}");
+        }
+        s.push('}');
+    }
+    let _ = write!(s, " {:?}", n.name);
     s
 }
 
