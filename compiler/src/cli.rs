@@ -107,6 +107,32 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Time an artifact: warm-up runs, then the median, minimum and maximum latency.
+    Bench {
+        /// The `.sovc` artifact.
+        artifact: PathBuf,
+        /// An input as NAME=FILE.npy (repeat for each input).
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Device to run on (`reference`).
+        #[arg(long, default_value = "reference")]
+        device: String,
+        /// Timed runs after the warm-up.
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Untimed warm-up runs.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+    },
+    /// Write every kernel of an artifact as a file: today the kernel's IR (`kernel_<id>.sov`, what code is
+    /// generated from) and `plan.json`; targets add their source or disassembly.
+    Emit {
+        /// The `.sovc` artifact.
+        artifact: PathBuf,
+        /// Folder to write into.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Summarise a model: inputs, outputs, op counts, parameters.
     Inspect {
         #[command(flatten)]
@@ -275,6 +301,56 @@ pub fn run(cli: Cli) -> Result<()> {
                 let m = model.load()?;
                 print!("{}", inspect(&m));
             }
+        }
+        Cmd::Bench { artifact, inputs, device, iters, warmup } => {
+            if iters == 0 {
+                bail!("--iters must be at least 1");
+            }
+            let a = sovc_runtime::Artifact::load(&artifact)?;
+            let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::parse(&device)?)?;
+            let feeds = read_inputs_for(s.graph(), &inputs)?;
+            for _ in 0..warmup {
+                s.run(&feeds)?;
+            }
+            let mut times = Vec::with_capacity(iters);
+            for _ in 0..iters {
+                let t = Instant::now();
+                s.run(&feeds)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "{}: device {device}, {iters} runs after {warmup} warm-up: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                artifact.display(),
+                times[times.len() / 2],
+                times[0],
+                times[times.len() - 1]
+            );
+        }
+        Cmd::Emit { artifact, output } => {
+            let a = sovc_runtime::Artifact::load(&artifact)?;
+            let plan = a.plan()?.ok_or_else(|| anyhow!("{}: the artifact has no kernel plan", artifact.display()))?;
+            let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?;
+            std::fs::create_dir_all(&output).with_context(|| format!("cannot create {}", output.display()))?;
+            let g = s.graph();
+            for k in &plan.kernels {
+                let mut text = format!("# kernel {} ({}), ir sha256 {}\n", k.id, k.anchor, k.ir_sha256);
+                for r in &k.reads {
+                    text.push_str(&format!("# reads {r}\n"));
+                }
+                for n in &k.nodes {
+                    let node =
+                        g.nodes.get(n.node).ok_or_else(|| anyhow!("plan names node {} the graph lacks", n.node))?;
+                    text.push_str(&sovc_ir::text::print_node(g, node));
+                    text.push('\n');
+                }
+                for w in &k.writes {
+                    text.push_str(&format!("# writes {w}\n"));
+                }
+                std::fs::write(output.join(format!("kernel_{:04}.sov", k.id)), text)?;
+            }
+            std::fs::write(output.join("plan.json"), serde_json::to_string_pretty(&plan)?)?;
+            eprintln!("wrote {} kernels to {}", plan.kernels.len(), output.display());
         }
         Cmd::Audit { artifact, json } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;

@@ -134,6 +134,20 @@ fn compile_then_run_and_inspect_an_artifact() {
     let artifact = sovc_runtime::Artifact::load(&art).expect("loads");
     let text = sovc_compiler::cli::inspect_artifact(&artifact);
     assert!(text.contains("root hash") && text.contains("x: f32[1,16,64]") && text.contains("weights"), "{text}");
+    sovc(&["bench", art.to_str().expect("utf8"), "--input", &xarg, "--iters", "3"]).expect("bench");
+    assert!(sovc(&["bench", art.to_str().expect("utf8"), "--input", &xarg, "--iters", "0"]).is_err());
+    let emitted = d.join("emit");
+    sovc(&["emit", art.to_str().expect("utf8"), "-o", emitted.to_str().expect("utf8")]).expect("emit");
+    let plan = artifact.plan().expect("parses").expect("plan");
+    for k in &plan.kernels {
+        let text = std::fs::read_to_string(emitted.join(format!("kernel_{:04}.sov", k.id))).expect("kernel file");
+        // The audit's hash is the hash of the kernel's IR lines, so a reader can check it.
+        let ir: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        use sha2::Digest;
+        let h: String = sha2::Sha256::digest(ir.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(h, k.ir_sha256, "kernel {}", k.id);
+    }
+    assert!(emitted.join("plan.json").exists());
     let e = sovc(&[
         "run",
         art.to_str().expect("utf8"),
