@@ -81,6 +81,22 @@ fn bert_gets_fused_layer_norm_and_gelu() {
     assert!(text.contains("stopped: saturated") && text.contains("layer_norm: 0 -> 13"), "{text}");
 }
 
+/// GPT-2's masked attention (a `where` with the most negative f32) is recognized too.
+#[test]
+fn gpt2_gets_fused_attention() {
+    let dir = generated_models().join("gpt2_decoder");
+    if !require_generated(&dir) {
+        return;
+    }
+    let m = sovc_models::onnx::import_file(&dir.join("model.onnx"), &Default::default()).expect("imports");
+    let r = optimize(&m.graph, &m.weights, &OptOptions::default()).expect("optimizes");
+    let ops = &r.report.ops_after;
+    assert_eq!(ops.get("attention"), Some(&2), "{ops:?}");
+    assert_eq!(ops.get("gelu"), Some(&2), "{ops:?}");
+    assert_eq!(ops.get("layer_norm"), Some(&5), "{ops:?}");
+    assert_eq!(ops.get("softmax"), None, "{ops:?}");
+}
+
 #[test]
 fn optimizing_twice_gives_the_same_text() {
     let m = sovc_models::builtin::decoder_layer(16, 64, 4);

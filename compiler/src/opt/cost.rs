@@ -79,6 +79,8 @@ fn elementwise_weight(op: &Op) -> f64 {
         Op::Gelu { .. } => 6.0,
         Op::Unary(U::Sqrt | U::Rsqrt | U::Reciprocal) => 2.0,
         Op::Binary(sovc_ir::BinaryOp::Pow) => 4.0,
+        // A select reads a mask besides its operands.
+        Op::Where {} => 2.0,
         _ => 1.0,
     }
 }

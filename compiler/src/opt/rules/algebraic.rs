@@ -47,6 +47,12 @@ pub fn rules() -> Vec<Rule> {
             find: neutral,
         },
         Rule {
+            name: "where-mask-to-add",
+            group: Group::Simplify,
+            doc: "where(c, s, m) with a constant mask c and m <= -1e30 is s + where(c, 0, m) (exact in f32: s + m rounds to m), the additive-mask form attention matching expects",
+            find: where_mask_to_add,
+        },
+        Rule {
             name: "transpose-of-matmul",
             group: Group::Simplify,
             doc: "(a b)^T = b^T a^T on the last two dims, so transposes can cancel against their neighbours",
@@ -116,6 +122,30 @@ fn neutral(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
         BinaryOp::Div if all_equal(eg, c, 1.0) && keeps_shape(x) => Some(Term::Class(x)),
         _ => None,
     }
+}
+
+fn where_mask_to_add(eg: &EG, id: Id, n: &TNode) -> Option<Term> {
+    if !matches!(op_of(eg, n)?, Op::Where {}) {
+        return None;
+    }
+    let (c, s, m) = (n.children[0], n.children[1], n.children[2]);
+    let mv = scalar(eg, m)?;
+    let dtype = eg[s].data.ty().dtype;
+    // Only where s + m is exactly m: a mask value at the bottom of f32's range (or -inf).
+    if !(eg[c].data.constant && mv <= -1e30 && dtype == sovc_ir::DType::F32) {
+        return None;
+    }
+    let zero = Term::Const(sovc_ir::Tensor::scalar(0.0f32));
+    let bias = Term::Op(Op::Where {}, vec![Term::Class(c), zero, Term::Class(m)]);
+    // The bias must broadcast into s without changing the result's shape.
+    let bias_ty = sovc_ir::infer::infer(
+        &Op::Where {},
+        &[eg[c].data.ty(), &sovc_ir::TensorType::new(dtype, sovc_ir::Shape::scalar()), eg[m].data.ty()],
+    )
+    .ok()?
+    .remove(0);
+    let out = sovc_ir::infer::infer(&Op::Binary(BinaryOp::Add), &[eg[s].data.ty(), &bias_ty]).ok()?.remove(0);
+    (out == *eg[id].data.ty()).then(|| Term::Op(Op::Binary(BinaryOp::Add), vec![Term::Class(s), bias]))
 }
 
 fn transpose_of_matmul(eg: &EG, _id: Id, n: &TNode) -> Option<Term> {
@@ -254,6 +284,29 @@ mod tests {
         let r = crate::opt::optimize(&g, &sovc_ir::Weights::default(), &opts).unwrap();
         assert_eq!(ops(&r.graph), vec!["transpose", "matmul"]);
         check_rule("transpose-of-matmul", &g, &BTreeMap::from([feed("a", &[2, 5, 3]), feed("b", &[2, 5, 4])]));
+    }
+
+    #[test]
+    fn where_masks_become_additive() {
+        let mut g = Graph::new();
+        let s = f32_input(&mut g, "s", &[2, 4, 4]);
+        let c = g.add_inline("c", Tensor::from_vec(&[1, 2, 2], vec![true, false, true, true]).unwrap());
+        let c = g.add1(Op::Tile { repeats: vec![1, 2, 2] }, &[c], "tile").unwrap();
+        let m = g.add_inline("m", Tensor::scalar(f32::MIN));
+        let w = g.add1(Op::Where {}, &[c, s, m], "where").unwrap();
+        let y = g.add1(Op::Softmax { axis: -1 }, &[w], "softmax").unwrap();
+        g.add_output("y", y);
+        let out = check_rule("where-mask-to-add", &g, &BTreeMap::from([feed("s", &[2, 4, 4])]));
+        assert_eq!(ops(&out), vec!["add", "softmax"], "the mask is a folded constant");
+        // A mild mask value is not exact: no rewrite.
+        let mut g = Graph::new();
+        let s = f32_input(&mut g, "s", &[4]);
+        let c = g.add_inline("c", Tensor::from_vec(&[4], vec![true, false, true, true]).unwrap());
+        let m = g.add_inline("m", Tensor::scalar(-1e4f32));
+        let w = g.add1(Op::Where {}, &[c, s, m], "where").unwrap();
+        g.add_output("y", w);
+        let opts = crate::opt::OptOptions { only_rules: Some(vec!["where-mask-to-add".into()]), ..Default::default() };
+        assert!(crate::opt::optimize(&g, &sovc_ir::Weights::default(), &opts).unwrap().report.applied.is_empty());
     }
 
     #[test]
