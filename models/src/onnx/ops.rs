@@ -418,6 +418,37 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
         "Constant" => one(constant(cx)?),
         "Attention" => attention(imp, cx, ins),
         "RotaryEmbedding" => rotary_embedding(imp, cx, ins),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => {
+            let n = ints(cx, x()?)?.first().copied().ok_or_else(|| cx.err("size is empty"))?;
+            if !(0..=1 << 24).contains(&n) {
+                return Err(cx.err(format!("window size {n} is out of range")));
+            }
+            let dt = dtype_from_onnx(cx.i("output_datatype", 1) as i32, &cx.name)?;
+            let denom = if cx.i("periodic", 1) == 1 { n } else { n - 1 } as f64;
+            let pi = std::f64::consts::PI;
+            let t = cx.op_type;
+            one(Val::known(Tensor::from_f64_fn(dt, &[n as usize], |i| {
+                let i = i as f64;
+                match t {
+                    "HannWindow" => (i * pi / denom).sin().powi(2),
+                    "HammingWindow" => 25.0 / 46.0 - (21.0 / 46.0) * (2.0 * pi * i / denom).cos(),
+                    _ => 0.42 - 0.5 * (2.0 * pi * i / denom).cos() + 0.08 * (4.0 * pi * i / denom).cos(),
+                }
+            })))
+        }
+        "MeanVarianceNormalization" => {
+            let v = x()?;
+            let axes = axes_list(cx, &cx.ints("axes").unwrap_or_else(|| vec![0, 2, 3]), rank(v))?;
+            let mean =
+                imp.emit1(cx, Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])?;
+            let d = imp.emit1(cx, Op::Binary(BinaryOp::Sub), &[v, &mean])?;
+            let sq = imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&d, &d])?;
+            let var = imp.emit1(cx, Op::Reduce { kind: ReduceKind::Mean, axes, keepdims: true }, &[&sq])?;
+            let sd = imp.emit1(cx, Op::Unary(UnaryOp::Sqrt), &[&var])?;
+            let sde = imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&sd, &scalar(v.ty.dtype, 1e-9)])?;
+            one(imp.emit1(cx, Op::Binary(BinaryOp::Div), &[&d, &sde])?)
+        }
+        "QuantizeLinear" | "DequantizeLinear" => quantize(imp, cx, ins),
         "NegativeLogLikelihoodLoss" => {
             let w = opt(ins, 2);
             one(nll_loss(imp, cx, x()?, req(cx, ins, 1)?, w)?)
@@ -1384,6 +1415,61 @@ fn attention(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val
         m => return Err(cx.err(format!("qk_matmul_output_mode {m} is not supported"))),
     };
     Ok(vec![y, present_k, present_v, qk])
+}
+
+/// Linear (de)quantization to or from int8/uint8, per tensor or per axis (block quantization and the
+/// float8/int4 formats are refused).
+fn quantize(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, s) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+    if cx.i("block_size", 0) != 0 {
+        return Err(cx.err("block quantization is not supported"));
+    }
+    let zp = opt(ins, 2);
+    let r = rank(x);
+    // A 1-D scale (and zero point) applies along `axis`.
+    let along = |imp: &mut Importer, p: &Val| -> R<Val> {
+        if rank(p) != 1 || r <= 1 {
+            return Ok(p.clone());
+        }
+        let a = axis(cx, cx.i("axis", 1), r)? as usize;
+        let mut dims = vec![Dim::Const(1); r];
+        dims[a] = p.ty.shape.0[0].clone();
+        reshape(imp, cx, p, dims)
+    };
+    let s = along(imp, s)?;
+    if cx.op_type == "DequantizeLinear" {
+        let fdt = s.ty.dtype;
+        let xf = imp.emit1(cx, Op::Cast { to: fdt }, &[x])?;
+        let centered = match zp {
+            Some(z) => {
+                let z = along(imp, z)?;
+                let zf = imp.emit1(cx, Op::Cast { to: fdt }, &[&z])?;
+                imp.emit1(cx, Op::Binary(BinaryOp::Sub), &[&xf, &zf])?
+            }
+            None => xf,
+        };
+        return Ok(vec![imp.emit1(cx, Op::Binary(BinaryOp::Mul), &[&centered, &s])?]);
+    }
+    let out = match (zp, cx.attr("output_dtype").and_then(|a| a.i)) {
+        (Some(z), _) => z.ty.dtype,
+        (None, Some(c)) if c != 0 => dtype_from_onnx(c as i32, &cx.name)?,
+        _ => DType::U8,
+    };
+    let (lo, hi) = match out {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        d => return Err(cx.err(format!("quantizing to {d} is not supported (int8 and uint8 are)"))),
+    };
+    let fdt = x.ty.dtype;
+    let q = imp.emit1(cx, Op::Binary(BinaryOp::Div), &[x, &s])?;
+    let mut q = imp.emit1(cx, Op::Unary(UnaryOp::Round), &[&q])?;
+    if let Some(z) = zp {
+        let z = along(imp, z)?;
+        let zf = imp.emit1(cx, Op::Cast { to: fdt }, &[&z])?;
+        q = imp.emit1(cx, Op::Binary(BinaryOp::Add), &[&q, &zf])?;
+    }
+    let q = imp.emit1(cx, Op::Clip {}, &[&q, &scalar(fdt, lo), &scalar(fdt, hi)])?;
+    Ok(vec![imp.emit1(cx, Op::Cast { to: out }, &[&q])?])
 }
 
 /// Slices the last axis of `v` as `start:end:step`.
