@@ -72,6 +72,12 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> R<Vec<TensorType>> {
         Op::Unary(u) => unary(*u, x),
         Op::Binary(b) => binary(*b, x, ins[1]),
         Op::Cast { to } => Ok(vec![TensorType::new(*to, x.shape.clone())]),
+        Op::BitCast { to } => {
+            if to.size() != x.dtype.size() {
+                return Err(format!("bitcast: {} and {to} differ in size", x.dtype));
+            }
+            Ok(vec![TensorType::new(*to, x.shape.clone())])
+        }
         Op::Where {} => {
             if x.dtype != DType::Bool {
                 return Err(format!("where: condition must be bool, found {}", x.dtype));

@@ -214,6 +214,8 @@ fn get_attr<T: AttrType>(op: &str, attrs: &BTreeMap<String, AttrValue>, field: &
 define_ops! {
     /// Converts element type with ONNX Cast semantics.
     Cast { to: DType } = "cast", Elementwise, 1, 1, false;
+    /// Reinterprets the bits of each element as `to`, which must have the same size.
+    BitCast { to: DType } = "bitcast", Elementwise, 1, 1, false;
     /// `cond ? a : b`, broadcast.
     Where {} = "where", Elementwise, 3, 3, false;
     /// `min(max(x, lo), hi)` with scalar bounds as inputs 1 and 2.

@@ -349,3 +349,14 @@ fn softplus_decomposition_does_not_overflow() {
         assert!((p - q).abs() <= 1e-2 * (1.0 + p.abs()), "{a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn bitcast_reinterprets_bits() {
+    let x = f32s(&[2], &[1.0, -2.0]);
+    assert_eq!(
+        run1(Op::BitCast { to: DType::I32 }, &[&x]).to_i64_vec(),
+        vec![0x3f80_0000, 0xc000_0000u32 as i32 as i64]
+    );
+    let ty = TensorType::new(DType::F32, sovc_ir::Shape::from_consts(&[2]));
+    assert!(sovc_ir::infer::infer(&Op::BitCast { to: DType::I64 }, &[&ty]).is_err(), "sizes differ");
+}

@@ -147,6 +147,16 @@ pub fn eval(op: &Op, ins: &[&Tensor], b: &Bindings) -> Result<Vec<Tensor>, Strin
         Op::Unary(u) => one(elementwise::unary(*u, x)?),
         Op::Binary(bop) => one(elementwise::binary(*bop, x, ins[1])?),
         Op::Cast { to } => one(x.cast(*to)),
+        Op::BitCast { to } => {
+            let bytes = x.to_le_bytes();
+            let out = if *to == crate::DType::Bool {
+                // Only 0 and 1 are bools; any other byte is true.
+                Tensor::from_le_bytes(crate::DType::U8, x.shape(), &bytes).map(|t| t.cast(crate::DType::Bool))
+            } else {
+                Tensor::from_le_bytes(*to, x.shape(), &bytes)
+            };
+            one(out.ok_or("bitcast between types of different sizes")?)
+        }
         Op::Where {} => one(elementwise::where_(x, ins[1], ins[2])?),
         Op::Clip {} => one(elementwise::clip(x, ins[1], ins[2])?),
         Op::LeakyRelu { .. }

@@ -204,6 +204,9 @@ pub fn handle(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Va
             }
             one(imp.emit1(cx, Op::Cast { to }, &[v])?)
         }
+        "BitCast" => {
+            one(imp.emit1(cx, Op::BitCast { to: dtype_from_onnx(cx.i("to", 0) as i32, &cx.name)? }, &[x()?])?)
+        }
         "LeakyRelu" => one(imp.emit1(cx, Op::LeakyRelu { alpha: cx.f("alpha", 0.01) }, &[x()?])?),
         "Elu" => one(imp.emit1(cx, Op::Elu { alpha: cx.f("alpha", 1.0) }, &[x()?])?),
         "Selu" => one(imp.emit1(
