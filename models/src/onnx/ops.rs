@@ -706,14 +706,30 @@ fn auto_pads(cx: &NodeCtx, in_sp: &[i64], k: &[i64], strides: &[i64], dil: &[i64
     }
 }
 
-fn conv(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
-    let (x, w) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+/// The geometry both convolutions read: spatial dims, kernel shape, strides, dilations, input extent.
+struct ConvGeometry {
+    nsp: usize,
+    k: Vec<i64>,
+    strides: Vec<i64>,
+    dil: Vec<i64>,
+    in_sp: Vec<i64>,
+}
+
+fn conv_geometry(cx: &NodeCtx, x: &Val, w: &Val) -> R<ConvGeometry> {
     let nsp = rank(x).saturating_sub(2);
     let wd = static_dims(cx, w)?;
-    let k = cx.ints("kernel_shape").unwrap_or_else(|| wd.get(2..).unwrap_or(&[]).to_vec());
-    let strides = cx.ints("strides").unwrap_or_else(|| vec![1; nsp]);
-    let dil = cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]);
-    let in_sp = static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec();
+    Ok(ConvGeometry {
+        nsp,
+        k: cx.ints("kernel_shape").unwrap_or_else(|| wd.get(2..).unwrap_or(&[]).to_vec()),
+        strides: cx.ints("strides").unwrap_or_else(|| vec![1; nsp]),
+        dil: cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]),
+        in_sp: static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec(),
+    })
+}
+
+fn conv(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
+    let (x, w) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
+    let ConvGeometry { nsp, k, strides, dil, in_sp } = conv_geometry(cx, x, w)?;
     let pads = match auto_pads(cx, &in_sp, &k, &strides, &dil)? {
         Some(p) => p,
         None => cx.ints("pads").unwrap_or_else(|| vec![0; 2 * nsp]),
@@ -726,13 +742,8 @@ fn conv(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
 
 fn conv_transpose(imp: &mut Importer, cx: &NodeCtx, ins: &[Option<Val>]) -> R<Vec<Val>> {
     let (x, w) = (req(cx, ins, 0)?, req(cx, ins, 1)?);
-    let nsp = rank(x).saturating_sub(2);
-    let wd = static_dims(cx, w)?;
-    let k = cx.ints("kernel_shape").unwrap_or_else(|| wd.get(2..).unwrap_or(&[]).to_vec());
-    let strides = cx.ints("strides").unwrap_or_else(|| vec![1; nsp]);
-    let dil = cx.ints("dilations").unwrap_or_else(|| vec![1; nsp]);
+    let ConvGeometry { nsp, k, strides, dil, in_sp } = conv_geometry(cx, x, w)?;
     let mut out_pad = cx.ints("output_padding").unwrap_or_else(|| vec![0; nsp]);
-    let in_sp = static_dims(cx, x)?.get(2..).unwrap_or(&[]).to_vec();
     let mode = cx.s("auto_pad").unwrap_or_else(|| "NOTSET".into());
     let out_shape = cx.ints("output_shape").map(|o| o[o.len().saturating_sub(nsp)..].to_vec());
     let pads = if out_shape.is_some() || mode.starts_with("SAME") {
