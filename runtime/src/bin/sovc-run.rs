@@ -1,0 +1,51 @@
+//! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
+//! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
+//!
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device reference]`
+
+use sovc_runtime::{Artifact, Device, Session};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut artifact = None;
+    let mut out = PathBuf::from(".");
+    let mut device = "reference".to_string();
+    let mut inputs = BTreeMap::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device reference]");
+                return Ok(());
+            }
+            "-o" => out = PathBuf::from(args.next().ok_or("-o needs a folder")?),
+            "--device" => device = args.next().ok_or("--device needs a name")?,
+            _ if artifact.is_none() => artifact = Some(PathBuf::from(a)),
+            _ => {
+                let (name, file) = a.split_once('=').ok_or_else(|| format!("`{a}`: expected NAME=FILE.npy"))?;
+                inputs.insert(name.to_string(), sovc_runtime::read_npy(file.as_ref()).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    let artifact = artifact.ok_or("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR]")?;
+    let a = Artifact::load(&artifact).map_err(|e| e.to_string())?;
+    let s = Session::new(&a, Device::parse(&device).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let outs = s.run(&inputs).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, t) in &outs {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let p = out.join(format!("{safe}.npy"));
+        sovc_runtime::write_npy(&p, t).map_err(|e| e.to_string())?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
