@@ -17,14 +17,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn sovc_ms(dir: &Path, iters: usize) -> Result<f64, String> {
     let m = sovc_models::onnx::import_file(&dir.join("model.onnx"), &Default::default()).map_err(|e| e.to_string())?;
-    let mut feeds = BTreeMap::new();
-    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let p = e.map_err(|e| e.to_string())?.path();
-        let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("").to_string();
-        if let Some(n) = f.strip_prefix("input.").and_then(|n| n.strip_suffix(".npy")) {
-            feeds.insert(n.to_string(), sovc_runtime::read_npy(&p).map_err(|e| e.to_string())?);
-        }
-    }
+    let feeds = sovc_runtime::read_npy_dir(dir, "input.").map_err(|e| e.to_string())?;
     sovc_ir::interp::run(&m.graph, &m.weights, &feeds).map_err(|e| e.to_string())?;
     let times = (0..iters)
         .map(|_| {

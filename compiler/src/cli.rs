@@ -187,16 +187,7 @@ impl ModelArgs {
     }
 }
 
-/// Replaces characters outside `[A-Za-z0-9._-]` so an output name is a safe file name.
-pub fn file_safe(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-    if s.is_empty() || s == "." || s == ".." {
-        format!("_{s}")
-    } else {
-        s
-    }
-}
+pub use sovc_runtime::file_safe;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {

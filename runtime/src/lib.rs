@@ -10,7 +10,7 @@ pub mod npy;
 pub mod session;
 
 pub use artifact::{Artifact, ArtifactBuilder, ArtifactError, Manifest, SectionKind};
-pub use npy::{npy_bytes, parse_npy, read_npy, write_npy, NpyError};
+pub use npy::{file_safe, npy_bytes, parse_npy, read_npy, read_npy_dir, write_npy, NpyError};
 pub use session::{Device, Session};
 
 /// Errors of loading and running artifacts.

@@ -65,6 +65,33 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
     Ok(t)
 }
 
+/// Reads every `PREFIX<name>.npy` in `dir` as `name -> tensor` (the layout of exported test data:
+/// `input.<name>.npy`, `output.<name>.npy`).
+pub fn read_npy_dir(dir: &Path, prefix: &str) -> Result<std::collections::BTreeMap<String, Tensor>, NpyError> {
+    let io = |e: std::io::Error| NpyError::Io { path: dir.display().to_string(), msg: e.to_string() };
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let p = e.map_err(io)?.path();
+        let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        if let Some(name) = f.strip_prefix(prefix).and_then(|n| n.strip_suffix(".npy")) {
+            out.insert(name.to_string(), read_npy(&p)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A tensor name as a safe file name: characters outside `[A-Za-z0-9._-]` become `_` (and `.`/`..` are
+/// prefixed), so output names cannot escape the output folder.
+pub fn file_safe(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if s.is_empty() || s == "." || s == ".." {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
 /// Serializes a tensor as `.npy` bytes.
 pub fn npy_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
     use npyz::WriterBuilder;

@@ -10,15 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn npys(dir: &Path, prefix: &str) -> BTreeMap<String, Tensor> {
-    let mut m = BTreeMap::new();
-    for e in std::fs::read_dir(dir).expect("model folder") {
-        let p = e.expect("entry").path();
-        let f = p.file_name().and_then(|f| f.to_str()).unwrap_or("").to_string();
-        if let Some(name) = f.strip_prefix(prefix).and_then(|n| n.strip_suffix(".npy")) {
-            m.insert(name.to_string(), sovc_runtime::read_npy(&p).expect("readable npy"));
-        }
-    }
-    m
+    sovc_runtime::read_npy_dir(dir, prefix).expect("readable npy files")
 }
 
 /// How close to PyTorch: absolute, or relative to the largest reference value for deep nets whose fp32

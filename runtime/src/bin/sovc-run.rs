@@ -34,9 +34,7 @@ fn run() -> Result<(), String> {
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (name, t) in &outs {
-        let safe: String =
-            name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-        let p = out.join(format!("{safe}.npy"));
+        let p = out.join(format!("{}.npy", sovc_runtime::file_safe(name)));
         sovc_runtime::write_npy(&p, t).map_err(|e| e.to_string())?;
         eprintln!("wrote {}", p.display());
     }
