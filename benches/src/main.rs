@@ -6,7 +6,6 @@
 //!
 //! Run: `cargo run --release -p sovc-benches [-- ITERS]` after `scripts/setup-test-deps.sh`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
