@@ -41,9 +41,13 @@ pub enum Cmd {
         /// Folder for the outputs, written as `<output name>.npy`.
         #[arg(long, value_name = "DIR")]
         output_dir: PathBuf,
-        /// Device for a `.sovc` artifact: `reference` (the interpreter on the artifact's graph).
-        #[arg(long, default_value = "reference")]
-        device: String,
+        /// Device for a `.sovc` artifact: `cpu` (the artifact's machine code; the default for a `cpu`
+        /// artifact) or `reference` (the interpreter on the artifact's graph; the default otherwise).
+        #[arg(long)]
+        device: Option<String>,
+        /// Worker threads for the `cpu` device (default: every core this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Optimize a model with equality saturation and print (or write) the optimized IR.
     ///
@@ -80,10 +84,11 @@ pub enum Cmd {
     },
     /// Compile a model into a `.sovc` artifact.
     ///
-    /// Today only `--target null` is implemented: it optimizes and packs the graph and its weights, and
-    /// the artifact runs on the runtime's reference device (`sovc run M.sovc`). The hardware targets
-    /// (cpu, blackhole, wormhole_b0, riscv64-rvv, cuda, metal) are accepted names that report they are
-    /// not implemented yet.
+    /// `--target cpu` generates machine code for this machine (x86-64 with AVX2+FMA, or aarch64): the
+    /// artifact runs with `sovc run M.sovc --device cpu`. Shapes must be static: fix symbolic input
+    /// dimensions with `--shape NAME=DIMS`. `--target null` optimizes and packs the graph and weights with
+    /// no code; that artifact runs on the reference device. blackhole, wormhole_b0, riscv64-rvv, cuda and
+    /// metal are accepted names that report they are not implemented yet.
     Compile {
         #[command(flatten)]
         model: ModelArgs,
@@ -114,9 +119,12 @@ pub enum Cmd {
         /// An input as NAME=FILE.npy (repeat for each input).
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
         inputs: Vec<String>,
-        /// Device to run on (`reference`).
-        #[arg(long, default_value = "reference")]
-        device: String,
+        /// Device to run on: `cpu` or `reference` (default: `cpu` for a `cpu` artifact).
+        #[arg(long)]
+        device: Option<String>,
+        /// Worker threads for the `cpu` device (default: every core this process may use).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Timed runs after the warm-up.
         #[arg(long, default_value_t = 10)]
         iters: usize,
@@ -124,11 +132,16 @@ pub enum Cmd {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
     },
-    /// Write every kernel of an artifact as a file: today the kernel's IR (`kernel_<id>.sov`, what code is
-    /// generated from) and `plan.json`; targets add their source or disassembly.
+    /// Write every kernel of an artifact as files: its graph nodes (`kernel_<id>.sov`) and `plan.json`;
+    /// for a `cpu` artifact also, under `cpu/`, each kernel's kernel IR (`kernel_<id>.kir`) and the
+    /// disassembly of its machine code (`kernel_<id>.s`), the raw code (`code.bin`) and the execution
+    /// program (`program.json`).
     Emit {
         /// The `.sovc` artifact.
         artifact: PathBuf,
+        /// Only this target's code (default: every target the artifact carries).
+        #[arg(long)]
+        target: Option<String>,
         /// Folder to write into.
         #[arg(short, long)]
         output: PathBuf,
@@ -208,17 +221,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Run { model, inputs, output_dir, device } => {
+        Cmd::Run { model, inputs, output_dir, device, threads } => {
             let (outs, what) = if is_artifact(&model.model) {
                 if !model.shapes.is_empty() {
                     bail!("--shape applies when importing; an artifact's shapes are fixed when it is compiled");
                 }
                 let a = sovc_runtime::Artifact::load(&model.model)?;
-                let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::parse(&device)?)?;
+                let (s, device) = open_session(&a, device, threads)?;
                 let feeds = read_inputs_for(s.graph(), &inputs)?;
                 let t = Instant::now();
-                (s.run(&feeds)?, format!("on device {device} in {:.2} s", t.elapsed().as_secs_f64()))
+                (s.run(&feeds)?, format!("on device {device} in {:.3} s", t.elapsed().as_secs_f64()))
             } else {
+                if threads.is_some() {
+                    bail!("--threads applies to the cpu device; compile the model with --target cpu first");
+                }
+                let device = device.unwrap_or_else(|| "reference".into());
                 if device != "reference" {
                     bail!("--device {device}: a model file runs on the reference interpreter; compile it first");
                 }
@@ -293,12 +310,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", inspect(&m));
             }
         }
-        Cmd::Bench { artifact, inputs, device, iters, warmup } => {
+        Cmd::Bench { artifact, inputs, device, threads, iters, warmup } => {
             if iters == 0 {
                 bail!("--iters must be at least 1");
             }
             let a = sovc_runtime::Artifact::load(&artifact)?;
-            let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::parse(&device)?)?;
+            let (s, device) = open_session(&a, device, threads)?;
             let feeds = read_inputs_for(s.graph(), &inputs)?;
             for _ in 0..warmup {
                 s.run(&feeds)?;
@@ -310,15 +327,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(|a, b| a.total_cmp(b));
+            let th = if device == "cpu" { format!(" ({} threads)", s.threads()) } else { String::new() };
             println!(
-                "{}: device {device}, {iters} runs after {warmup} warm-up: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                "{}: device {device}{th}, {iters} runs after {warmup} warm-up: median {:.3} ms, min {:.3} ms, max {:.3} ms",
                 artifact.display(),
                 times[times.len() / 2],
                 times[0],
                 times[times.len() - 1]
             );
         }
-        Cmd::Emit { artifact, output } => {
+        Cmd::Emit { artifact, output, target } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;
             let plan = a.plan()?.ok_or_else(|| anyhow!("{}: the artifact has no kernel plan", artifact.display()))?;
             let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?;
@@ -342,6 +360,13 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             std::fs::write(output.join("plan.json"), serde_json::to_string_pretty(&plan)?)?;
             eprintln!("wrote {} kernels to {}", plan.kernels.len(), output.display());
+            if let Some(t) = &target {
+                a.require_target(t)?;
+            }
+            if a.manifest.targets.iter().any(|t| t == "cpu") && target.as_deref().is_none_or(|t| t == "cpu") {
+                let n = emit_cpu(&a, &output.join("cpu"))?;
+                eprintln!("wrote the cpu code of {n} kernels to {}", output.join("cpu").display());
+            }
         }
         Cmd::Audit { artifact, json } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;
@@ -443,6 +468,14 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
             let rules = if n.rules.is_empty() { String::new() } else { format!("  <- {}", n.rules.join(" -> ")) };
             let _ = writeln!(s, "  node {} {} `{}`{rules}", n.node, n.op, n.name);
         }
+        if !k.lowering.is_empty() {
+            let code = if k.code_bytes > 0 {
+                format!(", {} B of code, sha256 {}", k.code_bytes, &k.code_sha256[..16.min(k.code_sha256.len())])
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  runs as {}{code}", k.lowering);
+        }
         let _ = writeln!(s, "  reads  {}", k.reads.join(", "));
         let _ = writeln!(s, "  writes {}", k.writes.join(", "));
     }
@@ -507,4 +540,68 @@ pub fn inspect(m: &Model) -> String {
         s.push_str(&format!("  {op}: {n}\n"));
     }
     s
+}
+
+/// Opens a session on `device`, or on the artifact's own device when none is named.
+fn open_session(
+    a: &sovc_runtime::Artifact,
+    device: Option<String>,
+    threads: Option<usize>,
+) -> Result<(sovc_runtime::Session, String)> {
+    let device = device
+        .unwrap_or_else(|| if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string());
+    let d = sovc_runtime::Device::parse(&device)?;
+    if threads.is_some() && d != sovc_runtime::Device::Cpu {
+        bail!("--threads applies to the cpu device");
+    }
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let s = sovc_runtime::Session::with_threads(a, d, threads.unwrap_or_else(sovc_runtime::session::default_threads))?;
+    Ok((s, device))
+}
+
+fn named_section<'a>(a: &'a sovc_runtime::Artifact, name: &str) -> Result<&'a [u8]> {
+    a.sections
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.data.as_slice())
+        .ok_or_else(|| anyhow!("the artifact has no `{name}` section"))
+}
+
+/// Splits `text` at lines starting with `marker` followed by a kernel number; returns number -> text.
+fn split_by_kernel(text: &str, marker: &str) -> BTreeMap<usize, String> {
+    let mut out: BTreeMap<usize, String> = BTreeMap::new();
+    let mut cur = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(marker) {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            cur = digits.parse().ok();
+        }
+        if let Some(k) = cur {
+            let e = out.entry(k).or_default();
+            e.push_str(line);
+            e.push('\n');
+        }
+    }
+    out
+}
+
+/// Writes a `cpu` artifact's code: per kernel its kernel IR and disassembly, the raw code, the program.
+fn emit_cpu(a: &sovc_runtime::Artifact, dir: &Path) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let kir = String::from_utf8_lossy(named_section(a, "cpu.kir")?).into_owned();
+    let asm = String::from_utf8_lossy(named_section(a, "cpu.asm")?).into_owned();
+    let kirs = split_by_kernel(&kir, "# kernel ");
+    let asms = split_by_kernel(&asm, "; function k");
+    for (k, text) in &kirs {
+        std::fs::write(dir.join(format!("kernel_{k:04}.kir")), text)?;
+    }
+    for (k, text) in &asms {
+        std::fs::write(dir.join(format!("kernel_{k:04}.s")), text)?;
+    }
+    std::fs::write(dir.join("code.bin"), named_section(a, "cpu.code")?)?;
+    let program: serde_json::Value = serde_json::from_slice(named_section(a, "cpu.program")?)?;
+    std::fs::write(dir.join("program.json"), serde_json::to_string_pretty(&program)?)?;
+    Ok(kirs.len())
 }

@@ -1,7 +1,8 @@
 //! `sovc compile`: a model to a `.sovc` artifact. Phases: optimize (e-graph, the target's cost model),
-//! then pack the graph, its weights (each 64-byte aligned, stored once) and the manifest. Code
-//! generation per target slots in between; today the only target is `null`, which emits no code: its
-//! artifact runs on the runtime's reference device.
+//! fold constants, partition into kernel groups, lower them to kernel IR and generate code for the
+//! target (`cpu`: see `crate::cpu`; `null`: no code, the artifact runs on the reference device), then
+//! pack the graph, its weights (each 64-byte aligned, stored once), the manifest, the kernel plan and the
+//! target's sections (`cpu.program`, `cpu.code`, `cpu.kir`, `cpu.asm`).
 
 use crate::opt::{optimize, OptOptions, TargetDesc};
 use sovc_ir::{ConstData, Model, WeightRef};
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 /// Every target name `--target` accepts, and whether sovc can compile for it yet.
 pub const TARGETS: [(&str, bool); 7] = [
     ("null", true),
-    ("cpu", false),
+    ("cpu", true),
     ("blackhole", false),
     ("wormhole_b0", false),
     ("riscv64-rvv", false),
@@ -29,6 +30,8 @@ pub enum CompileError {
     Opt(#[from] crate::opt::OptError),
     #[error("{0}")]
     Weights(String),
+    #[error("{0}")]
+    Target(String),
 }
 
 /// Options of `sovc compile`.
@@ -84,6 +87,9 @@ pub fn plan_record(g: &sovc_ir::Graph, explain: &[Vec<&'static str>]) -> sovc_ru
                 bytes_read: k.inputs.iter().map(|&v| type_bytes(g.ty(v))).sum::<f64>() as u64,
                 bytes_written: k.outputs.iter().map(|&v| type_bytes(g.ty(v))).sum::<f64>() as u64,
                 ir_sha256: Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+                lowering: String::new(),
+                code_bytes: 0,
+                code_sha256: String::new(),
             }
         })
         .collect();
@@ -111,6 +117,20 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         sovc_ir::fold::fold_constants(&mut graph, &mut weights).map_err(|e| CompileError::Weights(e.to_string()))?;
     let mut k = kept.iter();
     explain.retain(|_| *k.next().unwrap_or(&true));
+    let cpu = opts.target == "cpu";
+    if cpu {
+        // Machine code reads every constant from the weights section, small ones included.
+        for c in &mut graph.consts {
+            if let ConstData::Inline(t) = &c.data {
+                let r = WeightRef { file: "inline".into(), key: format!("inline.{}", c.name) };
+                weights.insert(r.clone(), t.clone());
+                c.data = ConstData::Weight(r);
+            }
+        }
+    }
+    let graph_before = graph;
+    let mut graph = graph_before.canonical();
+    let mut const_offsets: BTreeMap<sovc_ir::ValueId, u64> = BTreeMap::new();
     // Weights, stored once each, in the order the graph's constants name them.
     let mut blob: Vec<u8> = Vec::new();
     let mut index: Vec<WeightEntry> = Vec::new();
@@ -143,24 +163,50 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
                 key
             }
         };
+        if let Some(w) = index.iter().find(|w| w.key == key) {
+            const_offsets.insert(c.value, w.offset);
+        }
         c.data = ConstData::Weight(WeightRef { file: "weights".into(), key });
     }
+    let cpu_build = if cpu {
+        let t = sovc_target_cpu::CpuTarget::host().map_err(CompileError::Target)?;
+        Some(crate::cpu::build(&graph, &const_offsets, &t).map_err(CompileError::Target)?)
+    } else {
+        None
+    };
     let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
     let manifest = Manifest {
         producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
-        targets: Vec::new(),
+        targets: if cpu { vec!["cpu".to_string()] } else { Vec::new() },
         inputs: graph.inputs.iter().map(|x| io(&x.name, x.value)).collect(),
         outputs: graph.outputs.iter().map(|o| io(&o.name, o.value)).collect(),
         weights: index,
-        activation_bytes: crate::memplan::plan_graph(&graph).0.arena_bytes,
+        activation_bytes: match &cpu_build {
+            Some(c) => c.program.arena_bytes,
+            None => crate::memplan::plan_graph(&graph).0.arena_bytes,
+        },
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| CompileError::Weights(e.to_string()))?;
-    let plan =
-        serde_json::to_vec_pretty(&plan_record(&graph, &explain)).map_err(|e| CompileError::Weights(e.to_string()))?;
+    let mut record = plan_record(&graph, &explain);
+    if let Some(c) = &cpu_build {
+        for (k, (how, bytes, sha)) in record.kernels.iter_mut().zip(&c.lowering) {
+            k.lowering = how.clone();
+            k.code_bytes = *bytes;
+            k.code_sha256 = sha.clone();
+        }
+    }
+    let plan = serde_json::to_vec_pretty(&record).map_err(|e| CompileError::Weights(e.to_string()))?;
     let mut b = ArtifactBuilder::new();
     b.section(SectionKind::Manifest, "manifest", manifest_json);
     b.section(SectionKind::Graph, "graph", sovc_ir::text::print(&graph).into_bytes());
     b.section(SectionKind::Plan, "plan", plan);
     b.section(SectionKind::Weights, "weights", blob);
+    if let Some(c) = cpu_build {
+        let program = serde_json::to_vec(&c.program).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "cpu.program", program);
+        b.section(SectionKind::Code, "cpu.code", c.code);
+        b.section(SectionKind::Code, "cpu.kir", c.kir.into_bytes());
+        b.section(SectionKind::Code, "cpu.asm", c.asm.into_bytes());
+    }
     Ok(Compiled { bytes: b.build(), report })
 }

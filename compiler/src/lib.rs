@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod compile;
+pub mod cpu;
+pub mod lower;
 pub mod memplan;
 pub mod opt;
 pub mod partition;

@@ -12,6 +12,7 @@ pub mod fold;
 mod graph;
 pub mod infer;
 pub mod interp;
+pub mod kernel;
 mod op;
 mod shape;
 mod tensor;

@@ -111,6 +111,15 @@ pub struct KernelRecord {
     pub bytes_written: u64,
     /// SHA-256 of the kernel's nodes in the IR text form: what its code is generated from.
     pub ir_sha256: String,
+    /// How the target runs it: `loop`, `gemm`, `gemm+epilogue`, `attention`, ... or `reference: WHY`
+    /// when no kernel of the target covers it yet (empty for `null`).
+    #[serde(default)]
+    pub lowering: String,
+    /// Generated machine code for it, in bytes, and the SHA-256 of that code.
+    #[serde(default)]
+    pub code_bytes: u64,
+    #[serde(default)]
+    pub code_sha256: String,
 }
 
 /// The `plan` section: the kernels in execution order.

@@ -6,6 +6,7 @@
 //! (tested by `tests/tests/artifact.rs`).
 
 pub mod artifact;
+pub mod cpu;
 pub mod npy;
 pub mod session;
 

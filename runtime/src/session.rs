@@ -1,5 +1,5 @@
-//! Running an artifact. Today one device exists: `reference`, which runs the artifact's graph section on
-//! the reference interpreter; compiled targets add devices that run their code sections instead.
+//! Running an artifact on a device: `reference` runs the artifact's graph section on the reference
+//! interpreter (any artifact); `cpu` runs the machine code of a `--target cpu` artifact (see [`crate::cpu`]).
 
 use crate::artifact::{Artifact, SectionKind};
 use crate::RuntimeError;
@@ -11,13 +11,16 @@ use std::collections::BTreeMap;
 pub enum Device {
     /// The reference interpreter on the artifact's graph: slow, exact, needs no target code.
     Reference,
+    /// The host CPU running the artifact's `cpu` code.
+    Cpu,
 }
 
 impl Device {
     pub fn parse(s: &str) -> Result<Device, RuntimeError> {
         match s {
             "reference" => Ok(Device::Reference),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference; cpu, tensix-sim, rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
+            "cpu" => Ok(Device::Cpu),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu; tensix-sim, rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
         }
     }
 }
@@ -27,11 +30,22 @@ pub struct Session {
     graph: Graph,
     weights: Weights,
     device: Device,
+    cpu: Option<crate::cpu::CpuModel>,
+}
+
+/// Threads to use when the caller does not say: every core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Session {
     /// Prepares `a` for `device`: parses the graph and maps every weight out of the weights section.
     pub fn new(a: &Artifact, device: Device) -> Result<Session, RuntimeError> {
+        Session::with_threads(a, device, default_threads())
+    }
+
+    /// As [`Session::new`], with `threads` worker threads for devices that use them (`cpu`).
+    pub fn with_threads(a: &Artifact, device: Device, threads: usize) -> Result<Session, RuntimeError> {
         let graph_text =
             a.section(SectionKind::Graph).ok_or_else(|| RuntimeError::Malformed("no graph section".into()))?;
         let text = std::str::from_utf8(&graph_text.data)
@@ -52,7 +66,27 @@ impl Session {
             weights.insert(WeightRef { file: "weights".into(), key: w.key.clone() }, t);
         }
         sovc_ir::verify(&graph).map_err(|e| RuntimeError::Malformed(format!("graph section: {}", e[0])))?;
-        Ok(Session { graph, weights, device })
+        let cpu = match device {
+            Device::Reference => None,
+            Device::Cpu => {
+                a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
+                let named = |n: &str| {
+                    a.sections
+                        .iter()
+                        .find(|s| s.kind == SectionKind::Code && s.name == n)
+                        .ok_or_else(|| RuntimeError::Malformed(format!("no `{n}` section")))
+                };
+                let program: crate::cpu::program::Program = serde_json::from_slice(&named("cpu.program")?.data)
+                    .map_err(|e| RuntimeError::Malformed(format!("cpu.program: {e}")))?;
+                Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
+            }
+        };
+        Ok(Session { graph, weights, device, cpu })
+    }
+
+    /// Worker threads of the device (1 for `reference`).
+    pub fn threads(&self) -> usize {
+        self.cpu.as_ref().map_or(1, |m| m.threads())
     }
 
     pub fn device(&self) -> Device {
@@ -67,6 +101,10 @@ impl Session {
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         match self.device {
             Device::Reference => sovc_ir::interp::run(&self.graph, &self.weights, inputs).map_err(RuntimeError::Run),
+            Device::Cpu => match &self.cpu {
+                Some(m) => m.run(inputs),
+                None => Err(RuntimeError::Device("the cpu device was not prepared".into())),
+            },
         }
     }
 }

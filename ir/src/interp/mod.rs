@@ -2,7 +2,7 @@
 //! compared with. Straightforward code; matmul and convolution use ndarray's kernels so real models run in
 //! seconds. Floating-point math for f16/bf16 is done in f32 (or f64) and rounded once per op.
 
-mod elementwise;
+pub(crate) mod elementwise;
 mod linalg;
 mod movement;
 mod pool;

@@ -1,0 +1,223 @@
+//! The kernel IR: what every target lowers from. A [`KernelOp`] is one fused kernel group of the graph,
+//! in one of three forms:
+//!
+//! - a **loop kernel** ([`Kernel`]): a parallel outer dimension (iterations `lo..hi` of `0..extent`, so a
+//!   device can split it over threads, blocks or cores), nested `for` loops, `let` values, and `store`s of
+//!   expressions over `load`s whose element offsets are affine in the loop variables. Elementwise chains,
+//!   broadcasts, transposes, row reductions, softmax and normalizations are loop kernels.
+//! - a **contraction** ([`Gemm`]): a (batched) matrix product over strided operands with an optional
+//!   loop-kernel epilogue applied to finished rows of the result (bias, activation, residual add).
+//! - **attention** ([`Attention`]): `softmax(scale * Q·Kᵀ + mask)·V` per batch and head, the online-softmax
+//!   unit targets tile as they can.
+//!
+//! Buffers are numbered per kernel; each has an element count and an access mode, and every affine access
+//! is checked against it by [`verify`]. [`print`] gives the text form (`sovc emit` writes it as `.kir`),
+//! and [`eval`] runs a loop kernel on plain vectors: the oracle the code generators are tested against.
+//! Elements are f32; other element types stay on the reference path for now.
+
+mod eval;
+mod print;
+mod verify;
+
+pub use eval::{eval, eval_op};
+pub use print::{print, print_op};
+pub use verify::{verify, verify_op};
+
+use crate::{BinaryOp, UnaryOp};
+
+/// A loop variable. Variable 0 is the kernel's parallel dimension.
+pub type Var = u32;
+
+/// An element offset `offset + Σ coeff·var`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Index {
+    pub offset: i64,
+    pub terms: Vec<(Var, i64)>,
+}
+
+impl Index {
+    pub fn new(offset: i64, terms: &[(Var, i64)]) -> Index {
+        let mut terms: Vec<(Var, i64)> = terms.iter().copied().filter(|t| t.1 != 0).collect();
+        terms.sort();
+        Index { offset, terms }
+    }
+
+    /// The coefficient of `v`.
+    pub fn coeff(&self, v: Var) -> i64 {
+        self.terms.iter().filter(|t| t.0 == v).map(|t| t.1).sum()
+    }
+}
+
+/// How a kernel uses a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+/// A buffer parameter of a kernel: f32 elements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buf {
+    pub name: String,
+    pub len: u64,
+    pub access: Access,
+}
+
+/// Combining function of a reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    Add,
+    Max,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Const(f32),
+    Load {
+        buf: u32,
+        index: Index,
+    },
+    /// The value of a `let`.
+    Get(u32),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `body` combined over `var` in `0..extent`.
+    Reduce {
+        op: Reduce,
+        var: Var,
+        extent: u64,
+        body: Box<Expr>,
+    },
+}
+
+impl Expr {
+    pub fn unary(op: UnaryOp, a: Expr) -> Expr {
+        Expr::Unary(op, Box::new(a))
+    }
+
+    pub fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(b))
+    }
+
+    /// Calls `f` on this expression and every sub-expression.
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Unary(_, a) => a.visit(f),
+            Expr::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Reduce { body, .. } => body.visit(f),
+            Expr::Const(_) | Expr::Load { .. } | Expr::Get(_) => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    For { var: Var, extent: u64, body: Vec<Stmt> },
+    Let { id: u32, value: Expr },
+    Store { buf: u32, index: Index, value: Expr },
+}
+
+/// A loop kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    pub bufs: Vec<Buf>,
+    /// Iterations of the parallel dimension (variable 0).
+    pub extent: u64,
+    pub body: Vec<Stmt>,
+}
+
+/// A strided matrix operand: element `(batch b, row i, column j)` at
+/// `offset + b·batch + i·rows + j·cols` of buffer `buf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operand {
+    pub buf: u32,
+    pub offset: u64,
+    pub batch: i64,
+    pub rows: i64,
+    pub cols: i64,
+}
+
+/// `C[b] = A[b]·B[b]` for `b < batch`, `A: m x k`, `B: k x n`; C is dense row-major per batch. When B is a
+/// constant (`b_const`) a device may pack it once at load time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub name: String,
+    pub bufs: Vec<Buf>,
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub a: Operand,
+    pub b: Operand,
+    pub b_const: bool,
+    pub c: Operand,
+    /// Applied in place to rows of C (all batches flattened: `batch·m` rows of `n`) once they are final;
+    /// its parallel variable is the row, its buffers are the gemm's.
+    pub epilogue: Option<Kernel>,
+}
+
+/// `O = softmax(scale·Q·Kᵀ + mask)·V` for `heads` independent (batch·head) slices: Q `[sq, d]`, K `[sk, d]`,
+/// V `[sk, dv]`, O `[sq, dv]`, dense per slice; the mask (if any) `[sq, sk]` with its own slice stride
+/// (0 when broadcast over slices).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    pub name: String,
+    pub bufs: Vec<Buf>,
+    pub heads: u64,
+    pub sq: u64,
+    pub sk: u64,
+    pub d: u64,
+    pub dv: u64,
+    pub scale: f32,
+    /// Buffers of Q, K, V and O.
+    pub q: u32,
+    pub k: u32,
+    pub v: u32,
+    pub o: u32,
+    /// Mask buffer and its stride between slices, its row stride and its column stride.
+    pub mask: Option<(u32, i64, i64, i64)>,
+}
+
+/// One kernel of a compiled model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelOp {
+    Loop(Kernel),
+    Gemm(Gemm),
+    Attention(Attention),
+}
+
+impl KernelOp {
+    pub fn name(&self) -> &str {
+        match self {
+            KernelOp::Loop(k) => &k.name,
+            KernelOp::Gemm(g) => &g.name,
+            KernelOp::Attention(a) => &a.name,
+        }
+    }
+
+    pub fn bufs(&self) -> &[Buf] {
+        match self {
+            KernelOp::Loop(k) => &k.bufs,
+            KernelOp::Gemm(g) => &g.bufs,
+            KernelOp::Attention(a) => &a.bufs,
+        }
+    }
+}
+
+/// Whether loop kernels may use this unary op (what every code generator implements).
+pub fn unary_supported(op: UnaryOp) -> bool {
+    use UnaryOp::*;
+    matches!(op, Neg | Abs | Exp | Sqrt | Rsqrt | Reciprocal | Tanh | Sigmoid | Erf | Relu | Identity)
+}
+
+/// Whether loop kernels may use this binary op.
+pub fn binary_supported(op: BinaryOp) -> bool {
+    use BinaryOp::*;
+    matches!(op, Add | Sub | Mul | Div | Max | Min)
+}

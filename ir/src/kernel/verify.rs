@@ -1,0 +1,182 @@
+//! Checks of the kernel IR: variables bound once and in scope, `let`s defined before use, ops that
+//! every code generator implements, access modes respected, and every affine access inside its buffer
+//! for every value of the loop variables.
+
+use super::*;
+
+struct Ctx<'a> {
+    bufs: &'a [Buf],
+    /// Extent of each variable in scope.
+    vars: Vec<(Var, u64)>,
+    lets: Vec<u32>,
+    errors: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn access(&mut self, buf: u32, ix: &Index, write: bool, what: &str) {
+        let Some(b) = self.bufs.get(buf as usize) else {
+            self.errors.push(format!("{what}: no buffer %{buf}"));
+            return;
+        };
+        match (write, b.access) {
+            (true, Access::Read) => self.errors.push(format!("{what}: stores to read-only buffer %{buf}")),
+            (false, Access::Write) => self.errors.push(format!("{what}: loads from write-only buffer %{buf}")),
+            _ => {}
+        }
+        let (mut lo, mut hi) = (ix.offset as i128, ix.offset as i128);
+        for &(v, c) in &ix.terms {
+            let Some(&(_, ext)) = self.vars.iter().find(|x| x.0 == v) else {
+                self.errors.push(format!("{what}: variable i{v} is not in scope"));
+                return;
+            };
+            let span = c as i128 * (ext as i128 - 1).max(0);
+            if span < 0 {
+                lo += span;
+            } else {
+                hi += span;
+            }
+        }
+        if lo < 0 || hi >= b.len as i128 {
+            self.errors.push(format!("{what}: %{buf}[{lo}..={hi}] is outside the buffer's {} elements", b.len));
+        }
+    }
+
+    fn bind(&mut self, v: Var, extent: u64, what: &str) {
+        if self.vars.iter().any(|x| x.0 == v) {
+            self.errors.push(format!("{what}: variable i{v} is bound twice"));
+        }
+        if extent == 0 {
+            self.errors.push(format!("{what}: loop over i{v} has no iterations"));
+        }
+        self.vars.push((v, extent));
+    }
+
+    fn expr(&mut self, e: &Expr, what: &str) {
+        match e {
+            Expr::Const(_) => {}
+            Expr::Load { buf, index } => self.access(*buf, index, false, what),
+            Expr::Get(id) => {
+                if !self.lets.contains(id) {
+                    self.errors.push(format!("{what}: ${id} is used before its let"));
+                }
+            }
+            Expr::Unary(op, a) => {
+                if !unary_supported(*op) {
+                    self.errors.push(format!("{what}: unary `{}` is not a kernel op", op.as_str()));
+                }
+                self.expr(a, what);
+            }
+            Expr::Binary(op, a, b) => {
+                if !binary_supported(*op) {
+                    self.errors.push(format!("{what}: binary `{}` is not a kernel op", op.as_str()));
+                }
+                self.expr(a, what);
+                self.expr(b, what);
+            }
+            Expr::Reduce { var, extent, body, .. } => {
+                self.bind(*var, *extent, what);
+                self.expr(body, what);
+                self.vars.pop();
+            }
+        }
+    }
+
+    fn stmts(&mut self, body: &[Stmt], what: &str) {
+        let lets = self.lets.len();
+        for s in body {
+            match s {
+                Stmt::For { var, extent, body } => {
+                    self.bind(*var, *extent, what);
+                    self.stmts(body, what);
+                    self.vars.pop();
+                }
+                Stmt::Let { id, value } => {
+                    self.expr(value, what);
+                    if self.lets.contains(id) {
+                        self.errors.push(format!("{what}: ${id} is defined twice"));
+                    }
+                    self.lets.push(*id);
+                }
+                Stmt::Store { buf, index, value } => {
+                    self.expr(value, what);
+                    self.access(*buf, index, true, what);
+                }
+            }
+        }
+        self.lets.truncate(lets);
+    }
+}
+
+/// Checks a loop kernel; returns every problem found.
+pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
+    let what = format!("kernel `{}`", k.name);
+    let mut c = Ctx { bufs: &k.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
+    c.bind(0, k.extent, &what);
+    c.stmts(&k.body, &what);
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn operand(c: &mut Ctx, o: &Operand, batch: u64, rows: u64, cols: u64, write: bool, what: &str) {
+    c.vars = vec![(1, batch), (2, rows), (3, cols)];
+    let ix = Index::new(o.offset as i64, &[(1, o.batch), (2, o.rows), (3, o.cols)]);
+    c.access(o.buf, &ix, write, what);
+    c.vars.clear();
+}
+
+/// Checks any kernel.
+pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
+    match k {
+        KernelOp::Loop(k) => verify(k),
+        KernelOp::Gemm(g) => {
+            let what = format!("gemm `{}`", g.name);
+            let mut c = Ctx { bufs: &g.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
+            operand(&mut c, &g.a, g.batch, g.m, g.k, false, &what);
+            operand(&mut c, &g.b, g.batch, g.k, g.n, false, &what);
+            operand(&mut c, &g.c, g.batch, g.m, g.n, true, &what);
+            if g.c.cols != 1 || g.c.rows != g.n as i64 || g.c.batch != (g.m * g.n) as i64 {
+                c.errors.push(format!("{what}: C must be dense row-major"));
+            }
+            if let Some(e) = &g.epilogue {
+                if e.extent != g.batch * g.m || e.bufs != g.bufs {
+                    c.errors.push(format!("{what}: the epilogue must run over the rows of C with the gemm's buffers"));
+                }
+                if let Err(es) = verify(e) {
+                    c.errors.extend(es);
+                }
+            }
+            if c.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(c.errors)
+            }
+        }
+        KernelOp::Attention(a) => {
+            let what = format!("attention `{}`", a.name);
+            let mut c = Ctx { bufs: &a.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
+            let dense = |buf, r: u64, cols: u64| Operand {
+                buf,
+                offset: 0,
+                batch: (r * cols) as i64,
+                rows: cols as i64,
+                cols: 1,
+            };
+            operand(&mut c, &dense(a.q, a.sq, a.d), a.heads, a.sq, a.d, false, &what);
+            operand(&mut c, &dense(a.k, a.sk, a.d), a.heads, a.sk, a.d, false, &what);
+            operand(&mut c, &dense(a.v, a.sk, a.dv), a.heads, a.sk, a.dv, false, &what);
+            operand(&mut c, &dense(a.o, a.sq, a.dv), a.heads, a.sq, a.dv, true, &what);
+            if let Some((m, s, r, col)) = a.mask {
+                let o = Operand { buf: m, offset: 0, batch: s, rows: r, cols: col };
+                operand(&mut c, &o, a.heads, a.sq, a.sk, false, &what);
+            }
+            if c.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(c.errors)
+            }
+        }
+    }
+}

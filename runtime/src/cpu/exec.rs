@@ -1,0 +1,506 @@
+//! Running a `cpu` artifact: checks its program against the graph, the code and this machine, maps the
+//! code executable, packs constant matmul operands once, then runs steps over one activation arena.
+
+use super::gemm::{pack_b, sgemm, Isa, Mat, PackedB};
+use super::jit::{AlignedBuf, ExecCode, KernelFn};
+use super::pool::Pool;
+use super::program::{Operand, Program, Slot, Step};
+use crate::RuntimeError;
+use sovc_ir::{DType, Graph, Tensor};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A `cpu` artifact ready to run.
+pub struct CpuModel {
+    graph: Graph,
+    program: Program,
+    _code: ExecCode,
+    funcs: Vec<KernelFn>,
+    weights: AlignedBuf,
+    /// Per step: constant B operands packed at load time, one per batch.
+    packed: Vec<Vec<PackedB>>,
+    isa: Isa,
+    pool: Pool,
+    /// Element count of each graph value (static shapes).
+    elems: Vec<u64>,
+    arena: Mutex<Option<AlignedBuf>>,
+}
+
+fn bad(msg: String) -> RuntimeError {
+    RuntimeError::Malformed(format!("cpu program: {msg}"))
+}
+
+fn feature_present(f: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match f {
+            "sse4.2" => std::arch::is_x86_feature_detected!("sse4.2"),
+            "popcnt" => std::arch::is_x86_feature_detected!("popcnt"),
+            "avx" => std::arch::is_x86_feature_detected!("avx"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            "fma" => std::arch::is_x86_feature_detected!("fma"),
+            _ => false,
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        f == "neon"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = f;
+        false
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ptrs<'a>(&'a [*mut f32]);
+// SAFETY: the pointers address disjoint or read-only parts of the arena and weights for the duration of a
+// step; kernels write only their own output ranges.
+unsafe impl Send for Ptrs<'_> {}
+unsafe impl Sync for Ptrs<'_> {}
+
+impl Ptrs<'_> {
+    /// The table (a method, so closures capture the `Sync` wrapper rather than the slice).
+    fn get(&self) -> *const *mut f32 {
+        self.0.as_ptr()
+    }
+
+    fn slice(&self) -> &[*mut f32] {
+        self.0
+    }
+}
+
+impl CpuModel {
+    /// Checks `program` and prepares it. `code` and `weights` are the artifact's sections.
+    pub fn new(
+        graph: Graph,
+        program: Program,
+        code: &[u8],
+        weights: &[u8],
+        threads: usize,
+    ) -> Result<CpuModel, RuntimeError> {
+        let host = std::env::consts::ARCH;
+        if program.arch != host {
+            return Err(RuntimeError::Device(format!(
+                "the artifact's cpu code is for {}, this machine is {host}; compile it here with --target cpu",
+                program.arch
+            )));
+        }
+        if let Some(f) = program.features.iter().find(|f| !feature_present(f)) {
+            return Err(RuntimeError::Device(format!(
+                "the artifact's cpu code needs the `{f}` feature, which this machine lacks"
+            )));
+        }
+        if program.slots.len() != graph.values.len() {
+            return Err(bad(format!("{} slots for {} graph values", program.slots.len(), graph.values.len())));
+        }
+        let mut elems = Vec::with_capacity(graph.values.len());
+        for (i, slot) in program.slots.iter().enumerate() {
+            let ty = &graph.values[i];
+            let n = ty.shape.num_elements();
+            if *slot == Slot::None {
+                elems.push(n.unwrap_or(0));
+                continue;
+            }
+            let n = n.ok_or_else(|| bad(format!("value %{i} has a symbolic shape; cpu code needs static shapes")))?;
+            let bytes = n.checked_mul(ty.dtype.size() as u64).ok_or_else(|| bad(format!("value %{i} is too large")))?;
+            let (off, limit, what) = match slot {
+                Slot::Arena(o) => (*o, program.arena_bytes, "arena"),
+                Slot::Weight(o) => (*o, weights.len() as u64, "weights section"),
+                Slot::None => unreachable!(),
+            };
+            if off.checked_add(bytes).is_none_or(|e| e > limit) || off % 4 != 0 {
+                return Err(bad(format!("value %{i} ({bytes} bytes at {off}) does not fit the {what}")));
+            }
+            elems.push(n);
+        }
+        for f in &program.functions {
+            if f.offset.checked_add(f.len).is_none_or(|e| e > code.len() as u64) || f.len == 0 {
+                return Err(bad(format!("function `{}` lies outside the code section", f.name)));
+            }
+        }
+        for x in &graph.inputs {
+            if !matches!(program.slots[x.value.index()], Slot::Arena(_)) {
+                return Err(bad(format!("input `{}` has no arena slot", x.name)));
+            }
+        }
+        for o in &graph.outputs {
+            if program.slots[o.value.index()] == Slot::None {
+                return Err(bad(format!("output `{}` has no slot", o.name)));
+            }
+        }
+        let m = CpuModel {
+            _code: ExecCode::new(code).map_err(RuntimeError::Device)?,
+            funcs: Vec::new(),
+            weights: AlignedBuf::from_bytes(weights),
+            packed: Vec::new(),
+            isa: Isa::detect(),
+            pool: Pool::new(threads),
+            elems,
+            arena: Mutex::new(None),
+            graph,
+            program,
+        };
+        m.check_steps()?;
+        let mut m = m;
+        // SAFETY: offsets checked above; the code was generated for this architecture and feature set.
+        m.funcs = m.program.functions.iter().map(|f| unsafe { m._code.func(f.offset as usize) }).collect();
+        let mut packed = Vec::new();
+        for step in &m.program.steps {
+            let mut per = Vec::new();
+            if let Step::Gemm { bufs, batch, n, k, b, b_const: true, .. } = step {
+                let base = m.ptr_const(bufs[b.buf as usize])?;
+                for bi in 0..*batch {
+                    let p = base.wrapping_offset(b.offset as isize + bi as isize * b.batch as isize);
+                    // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
+                    per.push(unsafe {
+                        pack_b(&m.isa, Some(&m.pool), *k as usize, *n as usize, p, b.rows as isize, b.cols as isize)
+                    });
+                }
+            }
+            packed.push(per);
+        }
+        m.packed = packed;
+        Ok(m)
+    }
+
+    fn ptr_const(&self, v: u32) -> Result<*const f32, RuntimeError> {
+        match self.program.slots[v as usize] {
+            Slot::Weight(o) => Ok(self.weights.as_ptr().wrapping_add(o as usize) as *const f32),
+            _ => Err(bad(format!("constant operand %{v} is not in the weights section"))),
+        }
+    }
+
+    fn check_buf(&self, v: u32, what: &str) -> Result<u64, RuntimeError> {
+        let i = v as usize;
+        if i >= self.program.slots.len() || self.program.slots[i] == Slot::None {
+            return Err(bad(format!("{what}: value %{v} has no slot")));
+        }
+        if self.graph.values[i].dtype != DType::F32 {
+            return Err(bad(format!("{what}: value %{v} is not f32")));
+        }
+        Ok(self.elems[i])
+    }
+
+    fn check_operand(&self, bufs: &[u32], o: &Operand, dims: [u64; 3], what: &str) -> Result<(), RuntimeError> {
+        let v = *bufs.get(o.buf as usize).ok_or_else(|| bad(format!("{what}: no buffer {}", o.buf)))?;
+        let len = self.check_buf(v, what)? as i128;
+        let (mut lo, mut hi) = (o.offset as i128, o.offset as i128);
+        for (s, d) in [(o.batch, dims[0]), (o.rows, dims[1]), (o.cols, dims[2])] {
+            let span = s as i128 * (d as i128 - 1).max(0);
+            if span < 0 {
+                lo += span
+            } else {
+                hi += span
+            }
+        }
+        if lo < 0 || hi >= len {
+            return Err(bad(format!("{what}: operand reaches outside its buffer of {len} elements")));
+        }
+        Ok(())
+    }
+
+    fn check_steps(&self) -> Result<(), RuntimeError> {
+        let nf = self.program.functions.len();
+        for (si, step) in self.program.steps.iter().enumerate() {
+            let what = format!("step {si}");
+            match step {
+                Step::Loop { func, bufs, grain, .. } => {
+                    if *func >= nf || *grain == 0 {
+                        return Err(bad(format!("{what}: bad function or grain")));
+                    }
+                    for &b in bufs {
+                        self.check_buf(b, &what)?;
+                    }
+                }
+                Step::Gemm { bufs, batch, m, n, k, a, b, c, epilogue, .. } => {
+                    for &x in bufs {
+                        self.check_buf(x, &what)?;
+                    }
+                    self.check_operand(bufs, a, [*batch, *m, *k], &what)?;
+                    self.check_operand(bufs, b, [*batch, *k, *n], &what)?;
+                    self.check_operand(bufs, c, [*batch, *m, *n], &what)?;
+                    if c.cols != 1 || c.rows != *n as i64 || c.batch != (*m * *n) as i64 {
+                        return Err(bad(format!("{what}: C must be dense row-major")));
+                    }
+                    if epilogue.is_some_and(|f| f >= nf) {
+                        return Err(bad(format!("{what}: bad epilogue function")));
+                    }
+                }
+                Step::Attention { bufs, heads, sq, sk, d, dv, q, k, v, o, mask, .. } => {
+                    for &x in bufs {
+                        self.check_buf(x, &what)?;
+                    }
+                    let dense = |buf: u32, r: u64, c: u64| Operand {
+                        buf,
+                        offset: 0,
+                        batch: (r * c) as i64,
+                        rows: c as i64,
+                        cols: 1,
+                    };
+                    self.check_operand(bufs, &dense(*q, *sq, *d), [*heads, *sq, *d], &what)?;
+                    self.check_operand(bufs, &dense(*k, *sk, *d), [*heads, *sk, *d], &what)?;
+                    self.check_operand(bufs, &dense(*v, *sk, *dv), [*heads, *sk, *dv], &what)?;
+                    self.check_operand(bufs, &dense(*o, *sq, *dv), [*heads, *sq, *dv], &what)?;
+                    if let Some((mb, hs, rs, cs)) = mask {
+                        let op = Operand { buf: *mb, offset: 0, batch: *hs, rows: *rs, cols: *cs };
+                        self.check_operand(bufs, &op, [*heads, *sq, *sk], &what)?;
+                    }
+                }
+                Step::Reference { nodes, .. } => {
+                    for &n in nodes {
+                        if n >= self.graph.nodes.len() {
+                            return Err(bad(format!("{what}: no node {n}")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    pub fn isa_name(&self) -> &'static str {
+        self.isa.name
+    }
+
+    fn ptr(&self, arena: &AlignedBuf, v: u32) -> *mut f32 {
+        match self.program.slots[v as usize] {
+            Slot::Arena(o) => arena.as_ptr().wrapping_add(o as usize) as *mut f32,
+            Slot::Weight(o) => self.weights.as_ptr().wrapping_add(o as usize) as *mut f32,
+            Slot::None => std::ptr::null_mut(),
+        }
+    }
+
+    fn bytes_of<'a>(&'a self, arena: &'a AlignedBuf, v: usize) -> &'a [u8] {
+        let n = self.elems[v] as usize * self.graph.values[v].dtype.size();
+        match self.program.slots[v] {
+            Slot::Arena(o) => &arena.as_slice()[o as usize..o as usize + n],
+            Slot::Weight(o) => &self.weights.as_slice()[o as usize..o as usize + n],
+            Slot::None => &[],
+        }
+    }
+
+    /// Runs on named inputs; returns the named outputs.
+    pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
+        let g = &self.graph;
+        if let Some(extra) = inputs.keys().find(|k| !g.inputs.iter().any(|x| &x.name == *k)) {
+            let known: Vec<&str> = g.inputs.iter().map(|x| x.name.as_str()).collect();
+            return Err(RuntimeError::Device(format!("unknown input `{extra}` (the model's inputs are {known:?})")));
+        }
+        let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut arena = match arena.take() {
+            Some(a) if a.len() as u64 >= self.program.arena_bytes => a,
+            _ => AlignedBuf::zeroed(self.program.arena_bytes as usize),
+        };
+        for x in &g.inputs {
+            let t = inputs.get(&x.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", x.name)))?;
+            let ty = g.ty(x.value);
+            let want: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
+            if t.dtype() != ty.dtype || t.shape() != want.as_slice() {
+                return Err(RuntimeError::Device(format!(
+                    "input `{}` is {} {:?}; the compiled model takes {ty}",
+                    x.name,
+                    t.dtype().name(),
+                    t.shape()
+                )));
+            }
+            let Slot::Arena(o) = self.program.slots[x.value.index()] else { unreachable!("checked at load") };
+            let b = t.to_le_bytes();
+            arena.as_mut_slice()[o as usize..o as usize + b.len()].copy_from_slice(&b);
+        }
+        for (si, step) in self.program.steps.iter().enumerate() {
+            self.step(si, step, &mut arena)?;
+        }
+        let mut out = BTreeMap::new();
+        for o in &g.outputs {
+            let v = o.value.index();
+            let ty = g.ty(o.value);
+            let shape: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
+            let t = Tensor::from_le_bytes(ty.dtype, &shape, self.bytes_of(&arena, v))
+                .ok_or_else(|| bad(format!("output `{}` has the wrong size", o.name)))?;
+            out.insert(o.name.clone(), t);
+        }
+        *self.arena.lock().unwrap_or_else(|e| e.into_inner()) = Some(arena);
+        Ok(out)
+    }
+
+    fn step(&self, si: usize, step: &Step, arena: &mut AlignedBuf) -> Result<(), RuntimeError> {
+        match step {
+            Step::Loop { func, bufs, extent, grain, .. } => {
+                let ptrs: Vec<*mut f32> = bufs.iter().map(|&b| self.ptr(arena, b)).collect();
+                let f = self.funcs[*func];
+                let tasks = extent.div_ceil(*grain).clamp(1, 4 * self.pool.threads() as u64);
+                let chunk = extent.div_ceil(tasks);
+                let p = Ptrs(&ptrs);
+                self.pool.run(tasks as usize, &|t| {
+                    let lo = t as u64 * chunk;
+                    let hi = (lo + chunk).min(*extent);
+                    if lo < hi {
+                        // SAFETY: the program was checked at load; tasks cover disjoint iterations.
+                        unsafe { f(p.get(), lo as i64, hi as i64) };
+                    }
+                });
+            }
+            Step::Gemm { bufs, batch, m, n, k, a, b, b_const, c, epilogue, .. } => {
+                let ptrs: Vec<*mut f32> = bufs.iter().map(|&x| self.ptr(arena, x)).collect();
+                let p = Ptrs(&ptrs);
+                let at = |o: &Operand, bi: u64| {
+                    ptrs[o.buf as usize].wrapping_offset(o.offset as isize + bi as isize * o.batch as isize)
+                };
+                for bi in 0..*batch {
+                    let fresh;
+                    let pb = if *b_const {
+                        &self.packed[si][bi as usize]
+                    } else {
+                        // SAFETY: bounds checked at load.
+                        fresh = unsafe {
+                            pack_b(
+                                &self.isa,
+                                Some(&self.pool),
+                                *k as usize,
+                                *n as usize,
+                                at(b, bi),
+                                b.rows as isize,
+                                b.cols as isize,
+                            )
+                        };
+                        &fresh
+                    };
+                    let amat = Mat { ptr: at(a, bi), rs: a.rows as isize, cs: a.cols as isize };
+                    let row0 = bi * m;
+                    let epi = epilogue.map(|f| self.funcs[f]);
+                    let run_epi = |lo: usize, hi: usize| {
+                            if let Some(f) = epi {
+                            // SAFETY: the epilogue touches only rows lo..hi of this batch, which are final.
+                            unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
+                        }
+                    };
+                    // SAFETY: operands checked at load.
+                    unsafe {
+                        sgemm(
+                            &self.isa,
+                            Some(&self.pool),
+                            *m as usize,
+                            amat,
+                            pb,
+                            at(c, bi),
+                            *n as usize,
+                            false,
+                            Some(&run_epi),
+                        )
+                    };
+                }
+            }
+            Step::Attention { bufs, heads, sq, sk, d, dv, scale, q, k, v, o, mask, .. } => {
+                let ptrs: Vec<*mut f32> = bufs.iter().map(|&x| self.ptr(arena, x)).collect();
+                let p = Ptrs(&ptrs);
+                let (sq, sk, d, dv) = (*sq as usize, *sk as usize, *d as usize, *dv as usize);
+                self.pool.run(*heads as usize, &|h| {
+                    // SAFETY: slice h of every operand was bounds-checked at load; each task writes only its own slice of O.
+                    unsafe { self.attention_slice(p.slice(), h, sq, sk, d, dv, *scale, [*q, *k, *v, *o], *mask) };
+                });
+            }
+            Step::Reference { nodes, .. } => self.reference(nodes, arena)?,
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn attention_slice(
+        &self,
+        ptrs: &[*mut f32],
+        h: usize,
+        sq: usize,
+        sk: usize,
+        d: usize,
+        dv: usize,
+        scale: f32,
+        qkvo: [u32; 4],
+        mask: Option<(u32, i64, i64, i64)>,
+    ) {
+        let q = ptrs[qkvo[0] as usize].wrapping_add(h * sq * d);
+        let k = ptrs[qkvo[1] as usize].wrapping_add(h * sk * d);
+        let v = ptrs[qkvo[2] as usize].wrapping_add(h * sk * dv);
+        let o = ptrs[qkvo[3] as usize].wrapping_add(h * sq * dv);
+        let mut s = vec![0f32; sq * sk];
+        // S = Q·Kᵀ: B(kk, j) = K[j, kk].
+        let kt = unsafe { pack_b(&self.isa, None, d, sk, k, 1, d as isize) };
+        unsafe {
+            sgemm(&self.isa, None, sq, Mat { ptr: q, rs: d as isize, cs: 1 }, &kt, s.as_mut_ptr(), sk, false, None)
+        };
+        for i in 0..sq {
+            let row = &mut s[i * sk..(i + 1) * sk];
+            let mut mx = f32::NEG_INFINITY;
+            for (j, x) in row.iter_mut().enumerate() {
+                let mv = match mask {
+                    Some((mb, hs, rs, cs)) => unsafe {
+                        *ptrs[mb as usize]
+                            .offset(h as isize * hs as isize + i as isize * rs as isize + j as isize * cs as isize)
+                    },
+                    None => 0.0,
+                };
+                *x = *x * scale + mv;
+                mx = mx.max(*x);
+            }
+            let mut tot = 0f32;
+            for x in row.iter_mut() {
+                *x = (*x - mx).exp();
+                tot += *x;
+            }
+            let inv = 1.0 / tot;
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+        }
+        let vp = unsafe { pack_b(&self.isa, None, sk, dv, v, dv as isize, 1) };
+        unsafe { sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, &vp, o, dv, false, None) };
+    }
+
+    fn reference(&self, nodes: &[usize], arena: &mut AlignedBuf) -> Result<(), RuntimeError> {
+        let g = &self.graph;
+        let mut local: BTreeMap<usize, Tensor> = BTreeMap::new();
+        let bindings = Default::default();
+        for &n in nodes {
+            let node = &g.nodes[n];
+            let mut ins = Vec::new();
+            for &v in &node.inputs {
+                let i = v.index();
+                if let std::collections::btree_map::Entry::Vacant(e) = local.entry(i) {
+                    let ty = g.ty(v);
+                    let shape: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
+                    let t = Tensor::from_le_bytes(ty.dtype, &shape, self.bytes_of(arena, i))
+                        .ok_or_else(|| bad(format!("node `{}` reads value %{i}, which has no slot", node.name)))?;
+                    e.insert(t);
+                }
+            }
+            for &v in &node.inputs {
+                ins.push(&local[&v.index()]);
+            }
+            let outs = sovc_ir::interp::eval(&node.op, &ins, &bindings).map_err(|msg| {
+                RuntimeError::Run(sovc_ir::IrError::Eval { node: node.name.clone(), op: node.op.name(), msg })
+            })?;
+            for (&v, t) in node.outputs.iter().zip(outs) {
+                let i = v.index();
+                if let Slot::Arena(o) = self.program.slots[i] {
+                    let b = t.to_le_bytes();
+                    let n = self.elems[i] as usize * g.values[i].dtype.size();
+                    if b.len() != n {
+                        return Err(bad(format!(
+                            "node `{}` gave {} bytes for value %{i}, planned {n}",
+                            node.name,
+                            b.len()
+                        )));
+                    }
+                    arena.as_mut_slice()[o as usize..o as usize + n].copy_from_slice(&b);
+                }
+                local.insert(i, t);
+            }
+        }
+        Ok(())
+    }
+}
