@@ -131,6 +131,9 @@ pub enum Cmd {
         /// Untimed warm-up runs.
         #[arg(long, default_value_t = 2)]
         warmup: usize,
+        /// Also print the time per kernel (cpu device), largest first.
+        #[arg(long)]
+        profile: bool,
     },
     /// Write every kernel of an artifact as files: its graph nodes (`kernel_<id>.sov`) and `plan.json`;
     /// for a `cpu` artifact also, under `cpu/`, each kernel's kernel IR (`kernel_<id>.kir`) and the
@@ -310,7 +313,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", inspect(&m));
             }
         }
-        Cmd::Bench { artifact, inputs, device, threads, iters, warmup } => {
+        Cmd::Bench { artifact, inputs, device, threads, iters, warmup, profile } => {
             if iters == 0 {
                 bail!("--iters must be at least 1");
             }
@@ -319,6 +322,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let feeds = read_inputs_for(s.graph(), &inputs)?;
             for _ in 0..warmup {
                 s.run(&feeds)?;
+            }
+            if profile {
+                s.cpu_model().ok_or_else(|| anyhow!("--profile needs the cpu device"))?.start_profile();
             }
             let mut times = Vec::with_capacity(iters);
             for _ in 0..iters {
@@ -335,6 +341,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 times[0],
                 times[times.len() - 1]
             );
+            if let Some(m) = s.cpu_model().filter(|_| profile) {
+                let mut p = m.profile();
+                let total: f64 = p.iter().map(|x| x.2).sum();
+                p.sort_by(|a, b| b.2.total_cmp(&a.2));
+                let plan = a.plan()?.unwrap_or_default();
+                println!("{:>8} {:>6} {:>7}  kernel", "ms/run", "share", "step");
+                for (k, kind, t) in p {
+                    let anchor = plan.kernels.get(k).map(|r| r.anchor.as_str()).unwrap_or("?");
+                    println!(
+                        "{:>8.3} {:>5.1}% {kind:>9}  {k} ({anchor})",
+                        t * 1e3 / iters as f64,
+                        100.0 * t / total.max(1e-12)
+                    );
+                }
+            }
         }
         Cmd::Emit { artifact, output, target } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;

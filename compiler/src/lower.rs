@@ -287,6 +287,15 @@ impl<'a> Build<'a> {
                 self.expr(x, &Coords::Flat(flat(&out, c)))?
             }
             Op::Expand { .. } => self.operand(node, 0, c, &out)?,
+            Op::Split { axis, sizes } => {
+                let Coords::Dims(ds) = c else { return Err("a split after a reshape in one kernel".into()) };
+                let Some(ValueDef::Node { output, .. }) = self.defs[v.index()] else { unreachable!("split result") };
+                let x = self.g.nodes[node].inputs[0];
+                let a = norm_axis(*axis, ds.len());
+                let mut ci = ds.clone();
+                ci[a] = ix_add(&ci[a], &Index::new(sizes[..output].iter().sum(), &[]));
+                self.expr(x, &Coords::Dims(ci))?
+            }
             Op::Transpose { perm } => {
                 let Coords::Dims(ds) = c else { return Err("a transpose after a reshape in one kernel".into()) };
                 let mut ci = vec![Index::default(); ds.len()];
@@ -355,6 +364,17 @@ impl<'a> Build<'a> {
     /// A loop kernel storing every element of `out` (into `out_buf`), with `lead` outer dimensions
     /// running `pre(lead coords)` statements before the innermost loop.
     fn elementwise_kernel(&mut self, name: &str, out: ValueId, out_buf: u32) -> R<Kernel> {
+        // A trailing reshape moves no data: iterate over the shape before it (same flat layout).
+        let mut out = out;
+        while let Some(ValueDef::Node { node, .. }) = self.defs[out.index()] {
+            if !self.in_group[node]
+                || !matches!(self.g.nodes[node].op, Op::Reshape { .. })
+                || self.leaves.contains_key(&out)
+            {
+                break;
+            }
+            out = self.g.nodes[node].inputs[0];
+        }
         let shape = self.shape(out)?;
         let vars: Vec<Var> = (0..shape.len()).map(|d| if d == 0 { 0 } else { self.fresh_var() }).collect();
         let coords = Coords::Dims(vars.iter().map(|&v| var(v)).collect());
@@ -487,30 +507,38 @@ fn norm_axis(axis: i64, rank: usize) -> usize {
 
 /// Lowers one group, or says why it stays on the reference path.
 pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<ValueId, f32>) -> R<Vec<Lowered>> {
-    if k.outputs.len() != 1 {
-        return Err(format!("{} outputs", k.outputs.len()));
-    }
-    let out = k.outputs[0];
     let mut in_group = vec![false; g.nodes.len()];
     for &n in &k.nodes {
         in_group[n] = true;
     }
-    let mut b = Build {
+    let defs = g.defs();
+    let new_build = || Build {
         g,
-        defs: g.defs(),
-        in_group,
+        defs: defs.clone(),
+        in_group: in_group.clone(),
         scalars,
         bufs: Vec::new(),
         leaves: BTreeMap::new(),
         next_var: 0,
         next_let: 0,
     };
+    let mut b = new_build();
     for &v in k.inputs.iter().chain(&k.outputs) {
         b.shape(v)?;
     }
-    let anchor_node = k.nodes.iter().copied().find(|&n| {
-        g.nodes[n].op.info().kind != sovc_ir::OpKind::Elementwise && !matches!(g.nodes[n].op, Op::Reshape { .. })
-    });
+    let is_reshape = |n: usize| matches!(g.nodes[n].op, Op::Reshape { .. });
+    let anchor_node =
+        k.nodes.iter().copied().find(|&n| g.nodes[n].op.info().kind != sovc_ir::OpKind::Elementwise && !is_reshape(n));
+    // Nodes after the anchor that compute something (reshapes move no data).
+    let epilogue_nodes = k.nodes.iter().filter(|&&n| Some(n) != anchor_node && !is_reshape(n)).count();
+    let out = k.outputs[0];
+    let movement = matches!(
+        anchor_node.map(|n| &g.nodes[n].op),
+        None | Some(Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Reduce { .. } | Op::Split { .. })
+    );
+    if k.outputs.len() != 1 && !movement {
+        return Err(format!("{} outputs", k.outputs.len()));
+    }
     let finish = |b: &Build, mut kern: Kernel, max_extent: u64| -> R<Kernel> {
         kern.bufs = b.kbufs()?;
         collapse(&mut kern, max_extent);
@@ -520,11 +548,18 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
     let values = |b: &Build| b.bufs.iter().map(|x| x.0).collect::<Vec<_>>();
     let anchor = anchor_node.map(|n| g.nodes[n].op.clone());
     match anchor {
-        None | Some(Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Reduce { .. }) => {
-            let ob = b.buf(out, Access::Write);
-            let kern = b.elementwise_kernel(name, out, ob)?;
-            let kern = finish(&b, kern, u64::MAX)?;
-            Ok(vec![Lowered { op: KernelOp::Loop(kern), values: values(&b) }])
+        _ if movement => {
+            // One loop kernel per output.
+            let mut res = Vec::new();
+            for (i, &o) in k.outputs.iter().enumerate() {
+                let mut b = new_build();
+                let ob = b.buf(o, Access::Write);
+                let kname = if k.outputs.len() == 1 { name.to_string() } else { format!("{name}.{i}") };
+                let kern = b.elementwise_kernel(&kname, o, ob)?;
+                let kern = finish(&b, kern, u64::MAX)?;
+                res.push(Lowered { op: KernelOp::Loop(kern), values: values(&b) });
+            }
+            Ok(res)
         }
         Some(Op::MatMul {}) => {
             let n = anchor_node.unwrap_or_default();
@@ -549,7 +584,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             }
             let ab = b.buf(av, Access::Read);
             let bb = b.buf(bv, Access::Read);
-            let has_epilogue = out != mv;
+            let has_epilogue = epilogue_nodes > 0;
             let cb = b.buf(out, if has_epilogue { Access::ReadWrite } else { Access::Write });
             let b_const = matches!(b.defs[bv.index()], Some(ValueDef::Const(_)));
             let _ = msh;
@@ -676,7 +711,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             }
             let heads: usize = qs[..r - 2].iter().product();
             let (sq, d, sk, dv) = (qs[r - 2], qs[r - 1], ks[r - 2], vs[r - 1]);
-            let has_epilogue = out != ov;
+            let has_epilogue = epilogue_nodes > 0;
             let (qb, kb, vb) = (b.buf(q, Access::Read), b.buf(kv, Access::Read), b.buf(v, Access::Read));
             let ob = b.buf(out, if has_epilogue { Access::ReadWrite } else { Access::Write });
             let mask = match node.inputs.get(3) {
@@ -734,6 +769,6 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             }
             Ok(res)
         }
-        Some(other) => Err(format!("`{}` has no cpu kernel yet", other.name())),
+        other => Err(format!("`{}` has no cpu kernel yet", other.map_or("?", |o| o.name()))),
     }
 }

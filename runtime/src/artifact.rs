@@ -123,7 +123,7 @@ pub struct KernelRecord {
 }
 
 /// The `plan` section: the kernels in execution order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRecord {
     pub kernels: Vec<KernelRecord>,
 }

@@ -84,6 +84,11 @@ impl Session {
         Ok(Session { graph, weights, device, cpu })
     }
 
+    /// The cpu device's model, for profiling.
+    pub fn cpu_model(&self) -> Option<&crate::cpu::CpuModel> {
+        self.cpu.as_ref()
+    }
+
     /// Worker threads of the device (1 for `reference`).
     pub fn threads(&self) -> usize {
         self.cpu.as_ref().map_or(1, |m| m.threads())

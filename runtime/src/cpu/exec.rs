@@ -24,6 +24,8 @@ pub struct CpuModel {
     /// Element count of each graph value (static shapes).
     elems: Vec<u64>,
     arena: Mutex<Option<AlignedBuf>>,
+    /// Seconds spent in each step since profiling was switched on.
+    step_times: Mutex<Option<Vec<f64>>>,
 }
 
 fn bad(msg: String) -> RuntimeError {
@@ -139,6 +141,7 @@ impl CpuModel {
             pool: Pool::new(threads),
             elems,
             arena: Mutex::new(None),
+            step_times: Mutex::new(None),
             graph,
             program,
         };
@@ -260,6 +263,27 @@ impl CpuModel {
         Ok(())
     }
 
+    /// Starts (or restarts) timing each step of every run.
+    pub fn start_profile(&self) {
+        *self.step_times.lock().unwrap_or_else(|e| e.into_inner()) = Some(vec![0.0; self.program.steps.len()]);
+    }
+
+    /// Time per step since [`CpuModel::start_profile`]: (plan kernel, step kind, seconds).
+    pub fn profile(&self) -> Vec<(usize, &'static str, f64)> {
+        let times = self.step_times.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        self.program
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(s, t)| match s {
+                Step::Loop { kernel, .. } => (*kernel, "loop", t),
+                Step::Gemm { kernel, .. } => (*kernel, "gemm", t),
+                Step::Attention { kernel, .. } => (*kernel, "attention", t),
+                Step::Reference { kernel, .. } => (*kernel, "reference", t),
+            })
+            .collect()
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }
@@ -313,8 +337,16 @@ impl CpuModel {
             let b = t.to_le_bytes();
             arena.as_mut_slice()[o as usize..o as usize + b.len()].copy_from_slice(&b);
         }
+        let mut times = self.step_times.lock().unwrap_or_else(|e| e.into_inner()).take();
         for (si, step) in self.program.steps.iter().enumerate() {
+            let t = std::time::Instant::now();
             self.step(si, step, &mut arena)?;
+            if let Some(ts) = times.as_mut() {
+                ts[si] += t.elapsed().as_secs_f64();
+            }
+        }
+        if times.is_some() {
+            *self.step_times.lock().unwrap_or_else(|e| e.into_inner()) = times;
         }
         let mut out = BTreeMap::new();
         for o in &g.outputs {
@@ -375,7 +407,7 @@ impl CpuModel {
                     let row0 = bi * m;
                     let epi = epilogue.map(|f| self.funcs[f]);
                     let run_epi = |lo: usize, hi: usize| {
-                            if let Some(f) = epi {
+                        if let Some(f) = epi {
                             // SAFETY: the epilogue touches only rows lo..hi of this batch, which are final.
                             unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
                         }
@@ -433,30 +465,16 @@ impl CpuModel {
         unsafe {
             sgemm(&self.isa, None, sq, Mat { ptr: q, rs: d as isize, cs: 1 }, &kt, s.as_mut_ptr(), sk, false, None)
         };
-        for i in 0..sq {
-            let row = &mut s[i * sk..(i + 1) * sk];
-            let mut mx = f32::NEG_INFINITY;
-            for (j, x) in row.iter_mut().enumerate() {
-                let mv = match mask {
-                    Some((mb, hs, rs, cs)) => unsafe {
-                        *ptrs[mb as usize]
-                            .offset(h as isize * hs as isize + i as isize * rs as isize + j as isize * cs as isize)
-                    },
-                    None => 0.0,
-                };
-                *x = *x * scale + mv;
-                mx = mx.max(*x);
+        let add_mask = |i: usize, row: &mut [f32]| {
+            if let Some((mb, hs, rs, cs)) = mask {
+                let base = ptrs[mb as usize].wrapping_offset(h as isize * hs as isize + i as isize * rs as isize);
+                for (j, x) in row.iter_mut().enumerate() {
+                    // SAFETY: the mask operand was bounds-checked at load.
+                    *x += unsafe { *base.offset(j as isize * cs as isize) };
+                }
             }
-            let mut tot = 0f32;
-            for x in row.iter_mut() {
-                *x = (*x - mx).exp();
-                tot += *x;
-            }
-            let inv = 1.0 / tot;
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
-        }
+        };
+        super::math::softmax_rows(&mut s, sk, scale, &add_mask);
         let vp = unsafe { pack_b(&self.isa, None, sk, dv, v, dv as isize, 1) };
         unsafe { sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, &vp, o, dv, false, None) };
     }

@@ -150,17 +150,51 @@ pub unsafe fn sgemm(
         return;
     }
     let threads = pool.map_or(1, |p| p.threads());
-    let mc = (m.div_ceil(threads).div_ceil(isa.mr) * isa.mr).clamp(isa.mr, MC_MAX);
-    let blocks = m.div_ceil(mc);
     let cp = SendPtr(c);
     let ap = SendPtr(a.ptr as *mut f32);
+    let (ars, acs) = (a.rs, a.cs);
+    let panels = n.div_ceil(isa.nr);
+    if threads > 1 && panels >= threads && (n > 4 * m || m < 2 * threads * isa.mr) {
+        // Few rows: split the columns, so each thread streams only its part of B; the epilogue (which
+        // works on whole rows) runs once every column is done.
+        let per = panels.div_ceil(threads);
+        let task = |t: usize| {
+            let (cp, ap) = (cp, ap);
+            let (p0, p1) = (t * per, ((t + 1) * per).min(panels));
+            if p0 < p1 {
+                let a = Mat { ptr: ap.0, rs: ars, cs: acs };
+                // SAFETY: each task writes only its own columns of C.
+                unsafe { block(isa, 0, m, a, b, cp.0, ldc, accumulate, k, n, p0, p1) };
+            }
+        };
+        match pool {
+            Some(p) => p.run(threads, &task),
+            None => (0..threads).for_each(task),
+        }
+        if let Some(e) = epilogue {
+            let rows = m.div_ceil(threads);
+            let epi = |t: usize| {
+                let lo = t * rows;
+                if lo < m {
+                    e(lo, (lo + rows).min(m));
+                }
+            };
+            match pool {
+                Some(p) => p.run(threads, &epi),
+                None => (0..threads).for_each(epi),
+            }
+        }
+        return;
+    }
+    let mc = (m.div_ceil(threads).div_ceil(isa.mr) * isa.mr).clamp(isa.mr, MC_MAX);
+    let blocks = m.div_ceil(mc);
     let task = |blk: usize| {
         let (cp, ap) = (cp, ap);
         let i0 = blk * mc;
         let rows = mc.min(m - i0);
-        let a = Mat { ptr: ap.0, rs: a.rs, cs: a.cs };
+        let a = Mat { ptr: ap.0, rs: ars, cs: acs };
         // SAFETY: each task writes only its own rows of C.
-        unsafe { block(isa, i0, rows, a, b, cp.0, ldc, accumulate, k, n) };
+        unsafe { block(isa, i0, rows, a, b, cp.0, ldc, accumulate, k, n, 0, panels) };
         if let Some(e) = epilogue {
             e(i0, i0 + rows);
         }
@@ -175,7 +209,7 @@ thread_local! {
     static PACK_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Rows `i0..i0+rows` of C.
+/// Rows `i0..i0+rows` of C, column panels `pc0..pc1`.
 unsafe fn block(
     isa: &Isa,
     i0: usize,
@@ -187,10 +221,12 @@ unsafe fn block(
     accumulate: bool,
     k: usize,
     n: usize,
+    pc0: usize,
+    pc1: usize,
 ) {
     let (mr, nr) = (isa.mr, isa.nr);
     let rpanels = rows.div_ceil(mr);
-    let cpanels = n.div_ceil(nr);
+    let cpanels = pc0..pc1;
     PACK_A.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.resize(rpanels * mr * KC.min(k.max(1)), 0.0);
@@ -198,9 +234,10 @@ unsafe fn block(
         let mut p0 = 0;
         if k == 0 {
             if !accumulate {
+                let (j0, j1) = (pc0 * nr, (pc1 * nr).min(n));
                 for i in 0..rows {
-                    // SAFETY: rows of C owned by this task.
-                    unsafe { std::ptr::write_bytes(c.add((i0 + i) * ldc), 0, n) };
+                    // SAFETY: the part of C owned by this task.
+                    unsafe { std::ptr::write_bytes(c.add((i0 + i) * ldc + j0), 0, j1 - j0) };
                 }
             }
             return;
@@ -210,20 +247,31 @@ unsafe fn block(
             // Pack A rows i0.., depth p0.. into MR-row panels.
             for rp in 0..rpanels {
                 let dst = &mut buf[rp * kc * mr..(rp + 1) * kc * mr];
-                for kk in 0..kc {
-                    for ii in 0..mr {
-                        let i = rp * mr + ii;
-                        dst[kk * mr + ii] = if i < rows {
-                            // SAFETY: in bounds by `sgemm`'s contract.
-                            unsafe { *a.ptr.offset((i0 + i) as isize * a.rs + (p0 + kk) as isize * a.cs) }
-                        } else {
-                            0.0
-                        };
+                for ii in 0..mr {
+                    let i = rp * mr + ii;
+                    if i >= rows {
+                        for kk in 0..kc {
+                            dst[kk * mr + ii] = 0.0;
+                        }
+                        continue;
+                    }
+                    let src = a.ptr.wrapping_offset((i0 + i) as isize * a.rs + p0 as isize * a.cs);
+                    if a.cs == 1 {
+                        // SAFETY: row i, depths p0..p0+kc, in bounds by `sgemm`'s contract.
+                        let row = unsafe { std::slice::from_raw_parts(src, kc) };
+                        for (kk, &v) in row.iter().enumerate() {
+                            dst[kk * mr + ii] = v;
+                        }
+                    } else {
+                        for kk in 0..kc {
+                            // SAFETY: as above, at column stride `cs`.
+                            dst[kk * mr + ii] = unsafe { *src.offset(kk as isize * a.cs) };
+                        }
                     }
                 }
             }
             let acc = accumulate || p0 > 0;
-            for cpn in 0..cpanels {
+            for cpn in cpanels.clone() {
                 let bp = b.panel(p0, cpn, kc);
                 let j0 = cpn * nr;
                 let cols = nr.min(n - j0);

@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod gemm;
 pub mod jit;
+pub mod math;
 pub mod pool;
 pub mod program;
 

@@ -1,7 +1,7 @@
 //! Kernel IR loop kernels to Cranelift IR to machine code.
 
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I32X4, I64};
 use cranelift_codegen::ir::{
     AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
@@ -375,8 +375,7 @@ impl Gen<'_> {
                 // 1 - 2 / (exp(2x) + 1), with x clamped where tanh is ±1 in f32.
                 let lo = self.splat(-9.0);
                 let hi = self.splat(9.0);
-                let x = self.b.ins().fmax(x, lo);
-                let x = self.b.ins().fmin(x, hi);
+                let x = self.clamp(x, lo, hi);
                 let x2 = self.b.ins().fadd(x, x);
                 let e = self.exp(x2);
                 let one = self.splat(1.0);
@@ -388,6 +387,16 @@ impl Gen<'_> {
             UnaryOp::Erf => self.erf(x),
             _ => unreachable!("unary `{}` in a verified kernel", op.as_str()),
         }
+    }
+
+    /// `min(max(x, lo), hi)` by compare and select (a NaN stays NaN: both compares are false).
+    fn clamp(&mut self, x: Value, lo: Value, hi: Value) -> Value {
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        let below = self.b.ins().bitcast(F32X4, self.flags.lanes, below);
+        let x = self.b.ins().bitselect(below, lo, x);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let above = self.b.ins().bitcast(F32X4, self.flags.lanes, above);
+        self.b.ins().bitselect(above, hi, x)
     }
 
     fn poly(&mut self, x: Value, coeffs: &[f32]) -> Value {
@@ -402,12 +411,14 @@ impl Gen<'_> {
     }
 
     /// exp by range reduction to `r` in [-ln2/2, ln2/2], a degree-7 polynomial, and scaling by 2^n built
-    /// in the exponent bits. Relative error about 2 ulp; inputs clamped to [-87.3, 88.3].
+    /// in the exponent bits. Relative error about 2 ulp; infinite above ln(f32::MAX), and 0 below -87
+    /// (flushed, not denormal: denormals would slow every later multiply).
     fn exp(&mut self, x: Value) -> Value {
-        let lo = self.splat(-87.3);
+        let x0 = x;
+        let lo = self.splat(-87.0);
         let hi = self.splat(88.3);
-        let x = self.b.ins().fmax(x, lo);
-        let x = self.b.ins().fmin(x, hi);
+        let keep = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, lo);
+        let x = self.clamp(x, lo, hi);
         let l2e = self.splat(std::f32::consts::LOG2_E);
         let t = self.b.ins().fmul(x, l2e);
         let n = self.b.ins().nearest(t);
@@ -417,8 +428,7 @@ impl Gen<'_> {
         let r = self.b.ins().fsub(x, a);
         let a = self.b.ins().fmul(n, c2);
         let r = self.b.ins().fsub(r, a);
-        let p = self
-            .poly(r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]);
+        let p = self.poly(r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]);
         let r2 = self.b.ins().fmul(r, r);
         let p = self.b.ins().fmul(p, r2);
         let p = self.b.ins().fadd(p, r);
@@ -430,24 +440,31 @@ impl Gen<'_> {
         let e = self.b.ins().iadd(ni, bias);
         let e = self.b.ins().ishl_imm_s(e, 23);
         let scale = self.b.ins().bitcast(F32X4, self.flags.lanes, e);
-        self.b.ins().fmul(p, scale)
+        let y = self.b.ins().fmul(p, scale);
+        let yi = self.b.ins().bitcast(I32X4, self.flags.lanes, y);
+        let yi = self.b.ins().band(yi, keep);
+        let y = self.b.ins().bitcast(F32X4, self.flags.lanes, yi);
+        // Above ln(f32::MAX) the result is infinite.
+        let top = self.splat(88.722_84);
+        let big = self.b.ins().fcmp(FloatCC::GreaterThan, x0, top);
+        let big = self.b.ins().bitcast(F32X4, self.flags.lanes, big);
+        let inf = self.splat(f32::INFINITY);
+        self.b.ins().bitselect(big, inf, y)
     }
 
-    /// erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7), odd extension by the sign bit.
+    /// erf by Abramowitz and Stegun 7.1.28 (absolute error below 3e-7): `1 - 1/p(|x|)^16` with a degree-6
+    /// polynomial `p`, no exp and one division; odd extension by the sign bit.
     fn erf(&mut self, x: Value) -> Value {
         let ax = self.b.ins().fabs(x);
-        let p = self.splat(0.327_591_1);
+        let p = self
+            .poly(ax, &[4.306_38e-5, 2.765_672e-4, 1.520_143e-4, 9.270_527_2e-3, 4.228_201_2e-2, 7.052_307_8e-2, 1.0]);
+        let mut q = p;
+        for _ in 0..4 {
+            q = self.b.ins().fmul(q, q);
+        }
         let one = self.splat(1.0);
-        let t = self.b.ins().fmul(ax, p);
-        let t = self.b.ins().fadd(one, t);
-        let t = self.b.ins().fdiv(one, t);
-        let q = self.poly(t, &[1.061_405_4, -1.453_152_1, 1.421_413_8, -0.284_496_72, 0.254_829_6]);
-        let q = self.b.ins().fmul(q, t);
-        let x2 = self.b.ins().fmul(ax, ax);
-        let nx2 = self.b.ins().fneg(x2);
-        let e = self.exp(nx2);
-        let q = self.b.ins().fmul(q, e);
-        let y = self.b.ins().fsub(one, q);
+        let r = self.b.ins().fdiv(one, q);
+        let y = self.b.ins().fsub(one, r);
         // Copy the sign of x onto y (y >= 0).
         let le = self.flags.lanes;
         let yi = self.b.ins().bitcast(I32X4, le, y);
