@@ -19,7 +19,8 @@ sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), opts, provide
 feeds = {}
 for f in glob.glob(os.path.join(model_dir, "input.*.npy")):
     feeds[os.path.basename(f)[len("input."):-len(".npy")]] = np.load(f)
-sess.run(None, feeds)
+for _ in range(3):  # warm-up, as the sovc side of benches/src/main.rs does
+    sess.run(None, feeds)
 times = []
 for _ in range(iters):
     t = time.perf_counter()

@@ -5,7 +5,7 @@ use crate::lower::{inner_work, lower_group, scalar_consts, Lowered};
 use crate::memplan;
 use sovc_ir::kernel::KernelOp;
 use sovc_ir::{Graph, ValueId};
-use sovc_runtime::cpu::program::{Function, Operand, Program, Slot, Step};
+use sovc_runtime::cpu::program::{Function, Im2col, Operand, Program, Slot, Step};
 use sovc_target_cpu::CpuTarget;
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ pub struct CpuBuild {
 }
 
 fn operand(o: &sovc_ir::kernel::Operand) -> Operand {
-    Operand { buf: o.buf, offset: o.offset, batch: o.batch, rows: o.rows, cols: o.cols }
+    Operand { buf: o.buf, offset: o.offset, batch: o.batch, group: o.group, rows: o.rows, cols: o.cols }
 }
 
 /// Lowers and compiles every kernel group of `g`; `const_offsets` gives each constant's place in the
@@ -84,6 +84,22 @@ pub fn build(g: &Graph, const_offsets: &BTreeMap<ValueId, u64>, target: &CpuTarg
                                 a: operand(&gm.a),
                                 b: operand(&gm.b),
                                 b_const: gm.b_const,
+                                im2col: gm.b_im2col.map(|i| Im2col {
+                                    channels: i.channels,
+                                    h: i.h,
+                                    w: i.w,
+                                    kh: i.kh,
+                                    kw: i.kw,
+                                    sh: i.sh,
+                                    sw: i.sw,
+                                    ph: i.ph,
+                                    pw: i.pw,
+                                    dh: i.dh,
+                                    dw: i.dw,
+                                    oh: i.oh,
+                                    ow: i.ow,
+                                }),
+                                groups: gm.groups,
                                 c: operand(&gm.c),
                                 epilogue,
                             });

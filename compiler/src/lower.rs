@@ -31,6 +31,8 @@ pub struct Lowered {
 enum Leaf {
     /// Read from this buffer, dense in the value's shape.
     Buffer(u32),
+    /// Read from this buffer plus `bias[channel]` (dimension 1): a convolution's output with its bias.
+    BufferBias(u32, ValueId),
     /// `exp(x - max) * inv` for a softmax row.
     Softmax { x: ValueId, max: u32, inv: u32 },
     /// `(x - mean) * rstd * gamma + beta`, `mean` absent for RMS norm.
@@ -141,7 +143,7 @@ impl<'a> Build<'a> {
         }
         let shape = self.shape(v)?;
         let buf = match self.leaves.get(&v) {
-            Some(Leaf::Buffer(b)) => *b,
+            Some(Leaf::Buffer(b) | Leaf::BufferBias(b, _)) => *b,
             _ => self.buf(v, Access::Read),
         };
         Ok(Expr::Load { buf, index: flat(&shape, c) })
@@ -183,6 +185,12 @@ impl<'a> Build<'a> {
     fn expr(&mut self, v: ValueId, c: &Coords) -> R<Expr> {
         match self.leaves.get(&v).cloned() {
             Some(Leaf::Buffer(_)) => return self.load(v, c),
+            Some(Leaf::BufferBias(_, bias)) => {
+                let Coords::Dims(ds) = c else { return Err("a convolution bias after a reshape in one kernel".into()) };
+                let y = self.load(v, c)?;
+                let b = self.load(bias, &Coords::Dims(vec![ds[1].clone()]))?;
+                return Ok(Expr::binary(BinaryOp::Add, y, b));
+            }
             Some(Leaf::Softmax { x, max, inv }) => {
                 let xe = self.load(x, c)?;
                 let e = Expr::unary(UnaryOp::Exp, Expr::binary(BinaryOp::Sub, xe, Expr::Get(max)));
@@ -315,6 +323,60 @@ impl<'a> Build<'a> {
                 let x = self.g.nodes[node].inputs[0];
                 self.expr(x, &Coords::Dims(ci))?
             }
+            Op::MaxPool { kernel, strides, pads, dilations, ceil_mode }
+            | Op::AvgPool { kernel, strides, pads, dilations, ceil_mode, .. } => {
+                let Coords::Dims(ds) = c else { return Err("a pooling after a reshape in one kernel".into()) };
+                let x = self.g.nodes[node].inputs[0];
+                let xs = self.shape(x)?;
+                if xs.len() != 4 {
+                    return Err("pooling other than 2-D".into());
+                }
+                let (rv, sv) = (self.fresh_var(), self.fresh_var());
+                let (kh, kw) = (kernel[0] as u64, kernel[1] as u64);
+                let iy = ix_add(&ix_scale(&ds[2], strides[0]), &Index::new(-pads[0], &[(rv, dilations[0])]));
+                let ixx = ix_add(&ix_scale(&ds[3], strides[1]), &Index::new(-pads[1], &[(sv, dilations[1])]));
+                let conds = vec![(iy.clone(), xs[2] as u64), (ixx.clone(), xs[3] as u64)];
+                let xe = self.load(x, &Coords::Dims(vec![ds[0].clone(), ds[1].clone(), iy.clone(), ixx.clone()]))?;
+                let is_max = matches!(op, Op::MaxPool { .. });
+                let (rop, other) = if is_max { (Reduce::Max, f32::NEG_INFINITY) } else { (Reduce::Add, 0.0) };
+                let window = |body: Expr| Expr::Reduce {
+                    op: rop,
+                    var: rv,
+                    extent: kh,
+                    body: Box::new(Expr::Reduce { op: rop, var: sv, extent: kw, body: Box::new(body) }),
+                };
+                let total = window(Expr::Guard { conds: conds.clone(), then: Box::new(xe), other });
+                match &op {
+                    Op::MaxPool { .. } => total,
+                    Op::AvgPool { count_include_pad: true, .. } if pads.iter().all(|&p| p == 0) && !*ceil_mode => {
+                        Expr::binary(BinaryOp::Mul, total, Expr::Const(1.0 / (kh * kw) as f32))
+                    }
+                    Op::AvgPool { count_include_pad, .. } => {
+                        // Window cells counted: inside the image, or inside the padded image.
+                        let cconds = if *count_include_pad {
+                            vec![
+                                (ix_add(&iy, &Index::new(pads[0], &[])), (xs[2] as i64 + pads[0] + pads[2]) as u64),
+                                (ix_add(&ixx, &Index::new(pads[1], &[])), (xs[3] as i64 + pads[1] + pads[3]) as u64),
+                            ]
+                        } else {
+                            conds
+                        };
+                        let count = Expr::Reduce {
+                            op: Reduce::Add,
+                            var: rv,
+                            extent: kh,
+                            body: Box::new(Expr::Reduce {
+                                op: Reduce::Add,
+                                var: sv,
+                                extent: kw,
+                                body: Box::new(Expr::Guard { conds: cconds, then: Box::new(Expr::Const(1.0)), other: 0.0 }),
+                            }),
+                        };
+                        Expr::binary(BinaryOp::Div, total, Expr::binary(BinaryOp::Max, count, Expr::Const(1.0)))
+                    }
+                    _ => unreachable!(),
+                }
+            }
             Op::Reduce { kind, axes, keepdims } => {
                 let Coords::Dims(ds) = c else { return Err("a reduction after a reshape in one kernel".into()) };
                 let x = self.g.nodes[node].inputs[0];
@@ -399,6 +461,10 @@ fn for_each_index(body: &mut [Stmt], f: &mut dyn FnMut(&mut Index)) {
                 expr(b, f);
             }
             Expr::Reduce { body, .. } => expr(body, f),
+            Expr::Guard { conds, then, .. } => {
+                conds.iter_mut().for_each(|(ix, _)| f(ix));
+                expr(then, f);
+            }
             Expr::Const(_) | Expr::Get(_) => {}
         }
     }
@@ -534,7 +600,15 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
     let out = k.outputs[0];
     let movement = matches!(
         anchor_node.map(|n| &g.nodes[n].op),
-        None | Some(Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Reduce { .. } | Op::Split { .. })
+        None | Some(
+            Op::Transpose { .. }
+                | Op::Expand { .. }
+                | Op::Slice { .. }
+                | Op::Reduce { .. }
+                | Op::Split { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+        )
     );
     if k.outputs.len() != 1 && !movement {
         return Err(format!("{} outputs", k.outputs.len()));
@@ -595,10 +669,12 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 m: mm as u64,
                 n: nn as u64,
                 k: kk as u64,
-                a: Operand { buf: ab, offset: 0, batch: a_batch, rows: kk as i64, cols: 1 },
-                b: Operand { buf: bb, offset: 0, batch: b_batch, rows: nn as i64, cols: 1 },
+                a: Operand { buf: ab, offset: 0, batch: a_batch, group: 0, rows: kk as i64, cols: 1 },
+                b: Operand { buf: bb, offset: 0, batch: b_batch, group: 0, rows: nn as i64, cols: 1 },
                 b_const,
-                c: Operand { buf: cb, offset: 0, batch: (mm * nn) as i64, rows: nn as i64, cols: 1 },
+                b_im2col: None,
+                groups: 1,
+                c: Operand { buf: cb, offset: 0, batch: (mm * nn) as i64, group: (mm * nn) as i64, rows: nn as i64, cols: 1 },
                 epilogue: None,
             };
             if !has_epilogue {
@@ -623,6 +699,119 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                     Lowered { op: KernelOp::Loop(kern), values: vals },
                 ])
             }
+        }
+        Some(Op::Conv { strides, pads, dilations, group }) => {
+            let n = anchor_node.unwrap_or_default();
+            let node = &g.nodes[n];
+            let (xv, wv, yv) = (node.inputs[0], node.inputs[1], node.outputs[0]);
+            let (xs, ws, ys) = (b.shape(xv)?, b.shape(wv)?, b.shape(yv)?);
+            if xs.len() != 4 {
+                return Err("convolution other than 2-D".into());
+            }
+            if b.shape(out)?.iter().product::<usize>() != ys.iter().product::<usize>() {
+                return Err("an epilogue that changes the convolution's size".into());
+            }
+            let groups = group as usize;
+            let (nb, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
+            let (co, kh, kw) = (ws[0], ws[2], ws[3]);
+            let (oh, ow) = (ys[2], ys[3]);
+            let (cpg, copg) = (c / groups, co / groups);
+            let (kk, pp) = (cpg * kh * kw, oh * ow);
+            let bias = node.inputs.get(2).copied();
+            let has_epilogue = epilogue_nodes > 0 || bias.is_some();
+            let xb = b.buf(xv, Access::Read);
+            let wb = b.buf(wv, Access::Read);
+            let cb = b.buf(out, if has_epilogue { Access::ReadWrite } else { Access::Write });
+            let pointwise = kh == 1 && kw == 1 && strides.iter().all(|&s| s == 1) && pads.iter().all(|&p| p == 0);
+            let (b_rows, b_cols, im2col) = if pointwise {
+                (pp as i64, 1, None)
+            } else {
+                let im = sovc_ir::kernel::Im2col {
+                    channels: cpg as u64,
+                    h: h as u64,
+                    w: w as u64,
+                    kh: kh as u64,
+                    kw: kw as u64,
+                    sh: strides[0] as u64,
+                    sw: strides[1] as u64,
+                    ph: pads[0] as u64,
+                    pw: pads[1] as u64,
+                    dh: dilations[0] as u64,
+                    dw: dilations[1] as u64,
+                    oh: oh as u64,
+                    ow: ow as u64,
+                };
+                (0, 0, Some(im))
+            };
+            let mut gemm = Gemm {
+                name: name.to_string(),
+                bufs: Vec::new(),
+                batch: nb as u64,
+                m: copg as u64,
+                n: pp as u64,
+                k: kk as u64,
+                a: Operand { buf: wb, offset: 0, batch: 0, group: (copg * kk) as i64, rows: kk as i64, cols: 1 },
+                b: Operand { buf: xb, offset: 0, batch: (c * h * w) as i64, group: (cpg * h * w) as i64, rows: b_rows, cols: b_cols },
+                b_const: false,
+                b_im2col: im2col,
+                groups: groups as u64,
+                c: Operand { buf: cb, offset: 0, batch: (co * pp) as i64, group: (copg * pp) as i64, rows: pp as i64, cols: 1 },
+                epilogue: None,
+            };
+            if !has_epilogue {
+                gemm.bufs = b.kbufs()?;
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
+                return Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: values(&b) }]);
+            }
+            b.leaves.insert(yv, match bias {
+                Some(bv) => Leaf::BufferBias(cb, bv),
+                None => Leaf::Buffer(cb),
+            });
+            let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
+            let rows = (nb * co) as u64;
+            let kern = finish(&b, kern, rows)?;
+            gemm.bufs = kern.bufs.clone();
+            let vals = values(&b);
+            if kern.extent == rows {
+                gemm.epilogue = Some(kern);
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
+                Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: vals }])
+            } else {
+                Ok(vec![
+                    Lowered { op: KernelOp::Gemm(gemm), values: vals.clone() },
+                    Lowered { op: KernelOp::Loop(kern), values: vals },
+                ])
+            }
+        }
+        Some(Op::Concat { axis }) if epilogue_nodes == 0 => {
+            // One copy kernel per input, each into its slice of the output.
+            let n = anchor_node.unwrap_or_default();
+            let os = b.shape(out)?;
+            let a = norm_axis(axis, os.len());
+            let mut offset = 0usize;
+            let mut res = Vec::new();
+            for (i, &xv) in g.nodes[n].inputs.iter().enumerate() {
+                let xs = b.shape(xv)?;
+                let mut bi = new_build();
+                let ob = bi.buf(out, Access::Write);
+                let vars: Vec<Var> = (0..xs.len()).map(|d| if d == 0 { 0 } else { bi.fresh_var() }).collect();
+                let coords: Vec<Index> = vars.iter().map(|&v| var(v)).collect();
+                let value = bi.load(xv, &Coords::Dims(coords.clone()))?;
+                let mut oc = coords;
+                oc[a] = ix_add(&oc[a], &Index::new(offset as i64, &[]));
+                let mut body = vec![Stmt::Store { buf: ob, index: flat(&os, &Coords::Dims(oc)), value }];
+                for d in (1..xs.len()).rev() {
+                    body = vec![Stmt::For { var: vars[d], extent: xs[d] as u64, body }];
+                }
+                offset += xs[a];
+                if xs.contains(&0) {
+                    continue;
+                }
+                let kern = Kernel { name: format!("{name}.{i}"), bufs: Vec::new(), extent: xs[0] as u64, body };
+                let kern = finish(&bi, kern, u64::MAX)?;
+                res.push(Lowered { op: KernelOp::Loop(kern), values: values(&bi) });
+            }
+            Ok(res)
         }
         Some(op @ (Op::Softmax { .. } | Op::LayerNorm { .. } | Op::RmsNorm { .. })) => {
             let n = anchor_node.unwrap_or_default();

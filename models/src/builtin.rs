@@ -7,13 +7,14 @@ use sovc_ir::{
 };
 
 /// Names accepted by [`by_name`].
-pub const NAMES: [&str; 3] = ["mlp", "encoder_layer", "decoder_layer"];
+pub const NAMES: [&str; 4] = ["mlp", "encoder_layer", "decoder_layer", "matmul"];
 
 pub fn by_name(name: &str) -> Option<Model> {
     match name {
         "mlp" => Some(mlp()),
         "encoder_layer" => Some(encoder_layer(16, 64, 4)),
         "decoder_layer" => Some(decoder_layer(16, 64, 4)),
+        "matmul" => Some(matmul(1024, 1024, 1024)),
         _ => None,
     }
 }
@@ -132,6 +133,16 @@ impl Builder {
     fn finish(self) -> Model {
         Model { graph: self.g.canonical(), weights: self.w }
     }
+}
+
+/// `c = a · b` with both operands as inputs: `a: [m, k]`, `b: [k, n]` (the matmul benchmark).
+pub fn matmul(m: usize, k: usize, n: usize) -> Model {
+    let mut b = Builder::new("builtin:matmul");
+    let x = b.g.add_input("a", TensorType::new(DType::F32, Shape::from_consts(&[m, k])));
+    let y = b.g.add_input("b", TensorType::new(DType::F32, Shape::from_consts(&[k, n])));
+    let c = b.op(Op::MatMul {}, &[x, y], "matmul");
+    b.g.add_output("c", c);
+    b.finish()
 }
 
 /// `x: [batch<=64, 64] -> softmax(fc2(gelu(fc1(x))))`, 10 classes.

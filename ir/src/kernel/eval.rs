@@ -78,6 +78,17 @@ impl Env<'_> {
                 }
                 acc
             }
+            Expr::Guard { conds, then, other } => {
+                let inside = conds.iter().all(|(ix, bound)| {
+                    let i = ix.offset + ix.terms.iter().map(|&(v, c)| c * self.vars[v as usize]).sum::<i64>();
+                    i >= 0 && (i as u64) < *bound
+                });
+                if inside {
+                    self.expr(then)
+                } else {
+                    *other
+                }
+            }
         }
     }
 
@@ -139,8 +150,27 @@ pub fn eval(k: &Kernel, bufs: &mut [Vec<f32>], lo: u64, hi: u64) {
     }
 }
 
-fn at(o: &Operand, b: u64, i: u64, j: u64) -> usize {
-    (o.offset as i64 + b as i64 * o.batch + i as i64 * o.rows + j as i64 * o.cols) as usize
+fn at(o: &Operand, b: u64, g: u64, i: u64, j: u64) -> usize {
+    (o.offset as i64 + b as i64 * o.batch + g as i64 * o.group + i as i64 * o.rows + j as i64 * o.cols) as usize
+}
+
+fn b_elem(g: &Gemm, bufs: &[Vec<f32>], b: u64, grp: u64, p: u64, j: u64) -> f32 {
+    let buf = &bufs[g.b.buf as usize];
+    match &g.b_im2col {
+        None => buf[at(&g.b, b, grp, p, j)],
+        Some(im) => {
+            let (c, rs) = (p / (im.kh * im.kw), p % (im.kh * im.kw));
+            let (r, s) = (rs / im.kw, rs % im.kw);
+            let (y, x) = (j / im.ow, j % im.ow);
+            let iy = (y * im.sh + r * im.dh) as i64 - im.ph as i64;
+            let ix = (x * im.sw + s * im.dw) as i64 - im.pw as i64;
+            if iy < 0 || ix < 0 || iy >= im.h as i64 || ix >= im.w as i64 {
+                return 0.0;
+            }
+            let base = at(&Operand { rows: 0, cols: 0, ..g.b.clone() }, b, grp, 0, 0);
+            buf[base + ((c * im.h + iy as u64) * im.w + ix as u64) as usize]
+        }
+    }
 }
 
 /// Runs a whole verified kernel of any form.
@@ -149,14 +179,16 @@ pub fn eval_op(k: &KernelOp, bufs: &mut [Vec<f32>]) {
         KernelOp::Loop(k) => eval(k, bufs, 0, k.extent),
         KernelOp::Gemm(g) => {
             for b in 0..g.batch {
-                for i in 0..g.m {
-                    for j in 0..g.n {
-                        let mut s = 0f32;
-                        for p in 0..g.k {
-                            s += bufs[g.a.buf as usize][at(&g.a, b, i, p)] * bufs[g.b.buf as usize][at(&g.b, b, p, j)];
+                for grp in 0..g.groups {
+                    for i in 0..g.m {
+                        for j in 0..g.n {
+                            let mut s = 0f32;
+                            for p in 0..g.k {
+                                s += bufs[g.a.buf as usize][at(&g.a, b, grp, i, p)] * b_elem(g, bufs, b, grp, p, j);
+                            }
+                            let c = at(&g.c, b, grp, i, j);
+                            bufs[g.c.buf as usize][c] = s;
                         }
-                        let c = at(&g.c, b, i, j);
-                        bufs[g.c.buf as usize][c] = s;
                     }
                 }
             }

@@ -89,6 +89,9 @@ pub enum Expr {
         extent: u64,
         body: Box<Expr>,
     },
+    /// `then` where every condition `0 <= index < bound` holds, else `other` (padding: `then` is not
+    /// evaluated where a condition fails, so its loads may lie outside the buffer there).
+    Guard { conds: Vec<(Index, u64)>, then: Box<Expr>, other: f32 },
 }
 
 impl Expr {
@@ -110,6 +113,7 @@ impl Expr {
                 b.visit(f);
             }
             Expr::Reduce { body, .. } => body.visit(f),
+            Expr::Guard { then, .. } => then.visit(f),
             Expr::Const(_) | Expr::Load { .. } | Expr::Get(_) => {}
         }
     }
@@ -132,19 +136,42 @@ pub struct Kernel {
     pub body: Vec<Stmt>,
 }
 
-/// A strided matrix operand: element `(batch b, row i, column j)` at
-/// `offset + b·batch + i·rows + j·cols` of buffer `buf`.
+/// A strided matrix operand: element `(batch b, group g, row i, column j)` at
+/// `offset + b·batch + g·group + i·rows + j·cols` of buffer `buf`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operand {
     pub buf: u32,
     pub offset: u64,
     pub batch: i64,
+    pub group: i64,
     pub rows: i64,
     pub cols: i64,
 }
 
-/// `C[b] = A[b]·B[b]` for `b < batch`, `A: m x k`, `B: k x n`; C is dense row-major per batch. When B is a
-/// constant (`b_const`) a device may pack it once at load time.
+/// B of a convolution read straight from the image (implicit im2col): row `(c, r, s)` (channel-major),
+/// column `(y, x)` of the output, element `image[c, y·sh - ph + r·dh, x·sw - pw + s·dw]` or 0 in the
+/// padding. `channels` is per group; the operand's `batch` and `group` strides step between images and
+/// channel groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Im2col {
+    pub channels: u64,
+    pub h: u64,
+    pub w: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sh: u64,
+    pub sw: u64,
+    pub ph: u64,
+    pub pw: u64,
+    pub dh: u64,
+    pub dw: u64,
+    pub oh: u64,
+    pub ow: u64,
+}
+
+/// `C[b,g] = A[b,g]·B[b,g]` for `b < batch`, `g < groups`, `A: m x k`, `B: k x n`; C is dense row-major,
+/// the groups of a batch entry stacked by rows (a grouped convolution's output channels). When B is a
+/// constant (`b_const`) a device may pack it once at load time; `b_im2col` reads B from an image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
     pub name: String,
@@ -156,8 +183,11 @@ pub struct Gemm {
     pub a: Operand,
     pub b: Operand,
     pub b_const: bool,
+    pub b_im2col: Option<Im2col>,
+    pub groups: u64,
     pub c: Operand,
-    /// Applied in place to rows of C (all batches flattened: `batch·m` rows of `n`) once they are final;
+    /// Applied in place to rows of C (all batches and groups flattened: `batch·groups·m` rows of `n`)
+    /// once they are final;
     /// its parallel variable is the row, its buffers are the gemm's.
     pub epilogue: Option<Kernel>,
 }

@@ -44,6 +44,14 @@ fn expr(e: &Expr, out: &mut String) {
             expr(body, out);
             out.push(')');
         }
+        Expr::Guard { conds, then, other } => {
+            out.push_str("guard(");
+            for (ix, bound) in conds {
+                let _ = write!(out, "{} < {bound}, ", index(ix));
+            }
+            expr(then, out);
+            let _ = write!(out, " else {other:?})");
+        }
     }
 }
 
@@ -91,7 +99,7 @@ pub fn print(k: &Kernel) -> String {
 }
 
 fn operand(o: &Operand) -> String {
-    format!("%{}[{} + {}*b + {}*i + {}*j]", o.buf, o.offset, o.batch, o.rows, o.cols)
+    format!("%{}[{} + {}*b + {}*g + {}*i + {}*j]", o.buf, o.offset, o.batch, o.group, o.rows, o.cols)
 }
 
 /// Any kernel as text.
@@ -99,10 +107,18 @@ pub fn print_op(k: &KernelOp) -> String {
     match k {
         KernelOp::Loop(k) => print(k),
         KernelOp::Gemm(g) => {
-            let mut out = format!("gemm \"{}\" batch {} m {} n {} k {} {{\n", g.name, g.batch, g.m, g.n, g.k);
+            let mut out =
+                format!("gemm \"{}\" batch {} groups {} m {} n {} k {} {{\n", g.name, g.batch, g.groups, g.m, g.n, g.k);
             bufs(&g.bufs, &mut out);
             let _ = writeln!(out, "  a = {}", operand(&g.a));
             let _ = writeln!(out, "  b = {}{}", operand(&g.b), if g.b_const { " const" } else { "" });
+            if let Some(c) = &g.b_im2col {
+                let _ = writeln!(
+                    out,
+                    "  b im2col channels {} image {}x{} kernel {}x{} stride {}x{} pad {}x{} dilation {}x{} out {}x{}",
+                    c.channels, c.h, c.w, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.oh, c.ow
+                );
+            }
             let _ = writeln!(out, "  c = {}", operand(&g.c));
             if let Some(e) = &g.epilogue {
                 out.push_str("  epilogue ");

@@ -10,6 +10,8 @@ struct Ctx<'a> {
     vars: Vec<(Var, u64)>,
     lets: Vec<u32>,
     errors: Vec<String>,
+    /// Inside a guard: loads are checked for scope and mode, not range (the guard keeps them in bounds).
+    guarded: bool,
 }
 
 impl Ctx<'_> {
@@ -36,7 +38,7 @@ impl Ctx<'_> {
                 hi += span;
             }
         }
-        if lo < 0 || hi >= b.len as i128 {
+        if !self.guarded && (lo < 0 || hi >= b.len as i128) {
             self.errors.push(format!("{what}: %{buf}[{lo}..={hi}] is outside the buffer's {} elements", b.len));
         }
     }
@@ -78,6 +80,17 @@ impl Ctx<'_> {
                 self.expr(body, what);
                 self.vars.pop();
             }
+            Expr::Guard { conds, then, .. } => {
+                for (ix, _) in conds {
+                    if let Some(&(v, _)) = ix.terms.iter().find(|t| !self.vars.iter().any(|x| x.0 == t.0)) {
+                        self.errors.push(format!("{what}: guard names variable i{v}, which is not in scope"));
+                    }
+                }
+                let outer = self.guarded;
+                self.guarded = true;
+                self.expr(then, what);
+                self.guarded = outer;
+            }
         }
     }
 
@@ -110,7 +123,7 @@ impl Ctx<'_> {
 /// Checks a loop kernel; returns every problem found.
 pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
     let what = format!("kernel `{}`", k.name);
-    let mut c = Ctx { bufs: &k.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
+    let mut c = Ctx { bufs: &k.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
     c.bind(0, k.extent, &what);
     c.stmts(&k.body, &what);
     if c.errors.is_empty() {
@@ -120,9 +133,9 @@ pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
     }
 }
 
-fn operand(c: &mut Ctx, o: &Operand, batch: u64, rows: u64, cols: u64, write: bool, what: &str) {
-    c.vars = vec![(1, batch), (2, rows), (3, cols)];
-    let ix = Index::new(o.offset as i64, &[(1, o.batch), (2, o.rows), (3, o.cols)]);
+fn operand(c: &mut Ctx, o: &Operand, dims: [u64; 4], write: bool, what: &str) {
+    c.vars = vec![(1, dims[0]), (2, dims[1]), (3, dims[2]), (4, dims[3])];
+    let ix = Index::new(o.offset as i64, &[(1, o.batch), (2, o.group), (3, o.rows), (4, o.cols)]);
     c.access(o.buf, &ix, write, what);
     c.vars.clear();
 }
@@ -133,15 +146,33 @@ pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
         KernelOp::Loop(k) => verify(k),
         KernelOp::Gemm(g) => {
             let what = format!("gemm `{}`", g.name);
-            let mut c = Ctx { bufs: &g.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
-            operand(&mut c, &g.a, g.batch, g.m, g.k, false, &what);
-            operand(&mut c, &g.b, g.batch, g.k, g.n, false, &what);
-            operand(&mut c, &g.c, g.batch, g.m, g.n, true, &what);
-            if g.c.cols != 1 || g.c.rows != g.n as i64 || g.c.batch != (g.m * g.n) as i64 {
+            let mut c = Ctx { bufs: &g.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
+            let gd = |rows, cols| [g.batch, g.groups, rows, cols];
+            operand(&mut c, &g.a, gd(g.m, g.k), false, &what);
+            match &g.b_im2col {
+                None => operand(&mut c, &g.b, gd(g.k, g.n), false, &what),
+                Some(im) => {
+                    let ok = im.kh * im.kw * im.channels == g.k
+                        && im.oh * im.ow == g.n
+                        && [im.sh, im.sw, im.dh, im.dw].iter().all(|&x| x >= 1);
+                    if !ok {
+                        c.errors.push(format!("{what}: the im2col geometry does not match k and n"));
+                    }
+                    // The image of each (batch, group): `channels x h x w` elements from its start.
+                    let img = Operand { cols: 1, rows: 0, ..g.b.clone() };
+                    operand(&mut c, &img, gd(1, im.channels * im.h * im.w), false, &what);
+                }
+            }
+            operand(&mut c, &g.c, gd(g.m, g.n), true, &what);
+            let mn = (g.m * g.n) as i64;
+            if g.c.cols != 1 || g.c.rows != g.n as i64 || g.c.group != mn || g.c.batch != g.groups as i64 * mn {
                 c.errors.push(format!("{what}: C must be dense row-major"));
             }
+            if g.groups == 0 {
+                c.errors.push(format!("{what}: no groups"));
+            }
             if let Some(e) = &g.epilogue {
-                if e.extent != g.batch * g.m || e.bufs != g.bufs {
+                if e.extent != g.batch * g.groups * g.m || e.bufs != g.bufs {
                     c.errors.push(format!("{what}: the epilogue must run over the rows of C with the gemm's buffers"));
                 }
                 if let Err(es) = verify(e) {
@@ -156,21 +187,22 @@ pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
         }
         KernelOp::Attention(a) => {
             let what = format!("attention `{}`", a.name);
-            let mut c = Ctx { bufs: &a.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new() };
+            let mut c = Ctx { bufs: &a.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
             let dense = |buf, r: u64, cols: u64| Operand {
                 buf,
                 offset: 0,
                 batch: (r * cols) as i64,
+                group: 0,
                 rows: cols as i64,
                 cols: 1,
             };
-            operand(&mut c, &dense(a.q, a.sq, a.d), a.heads, a.sq, a.d, false, &what);
-            operand(&mut c, &dense(a.k, a.sk, a.d), a.heads, a.sk, a.d, false, &what);
-            operand(&mut c, &dense(a.v, a.sk, a.dv), a.heads, a.sk, a.dv, false, &what);
-            operand(&mut c, &dense(a.o, a.sq, a.dv), a.heads, a.sq, a.dv, true, &what);
+            operand(&mut c, &dense(a.q, a.sq, a.d), [a.heads, 1, a.sq, a.d,], false, &what);
+            operand(&mut c, &dense(a.k, a.sk, a.d), [a.heads, 1, a.sk, a.d,], false, &what);
+            operand(&mut c, &dense(a.v, a.sk, a.dv), [a.heads, 1, a.sk, a.dv,], false, &what);
+            operand(&mut c, &dense(a.o, a.sq, a.dv), [a.heads, 1, a.sq, a.dv,], true, &what);
             if let Some((m, s, r, col)) = a.mask {
-                let o = Operand { buf: m, offset: 0, batch: s, rows: r, cols: col };
-                operand(&mut c, &o, a.heads, a.sq, a.sk, false, &what);
+                let o = Operand { buf: m, offset: 0, batch: s, group: 0, rows: r, cols: col };
+                operand(&mut c, &o, [a.heads, 1, a.sq, a.sk], false, &what);
             }
             if c.errors.is_empty() {
                 Ok(())

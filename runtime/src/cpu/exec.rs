@@ -1,7 +1,7 @@
 //! Running a `cpu` artifact: checks its program against the graph, the code and this machine, maps the
 //! code executable, packs constant matmul operands once, then runs steps over one activation arena.
 
-use super::gemm::{pack_b, sgemm, Isa, Mat, PackedB};
+use super::gemm::{pack_a, pack_b, pack_b_im2col, sgemm, Isa, Mat, PackedA, PackedB};
 use super::jit::{AlignedBuf, ExecCode, KernelFn};
 use super::pool::Pool;
 use super::program::{Operand, Program, Slot, Step};
@@ -17,8 +17,10 @@ pub struct CpuModel {
     _code: ExecCode,
     funcs: Vec<KernelFn>,
     weights: AlignedBuf,
-    /// Per step: constant B operands packed at load time, one per batch.
+    /// Per step: constant B operands packed at load time, one per batch entry and group.
     packed: Vec<Vec<PackedB>>,
+    /// Per step: constant A operands (convolution weights) packed at load time, one per batch entry and group.
+    packed_a: Vec<Vec<PackedA>>,
     isa: Isa,
     pool: Pool,
     /// Element count of each graph value (static shapes).
@@ -137,6 +139,7 @@ impl CpuModel {
             funcs: Vec::new(),
             weights: AlignedBuf::from_bytes(weights),
             packed: Vec::new(),
+            packed_a: Vec::new(),
             isa: Isa::detect(),
             pool: Pool::new(threads),
             elems,
@@ -152,19 +155,39 @@ impl CpuModel {
         let mut packed = Vec::new();
         for step in &m.program.steps {
             let mut per = Vec::new();
-            if let Step::Gemm { bufs, batch, n, k, b, b_const: true, .. } = step {
+            if let Step::Gemm { bufs, batch, groups, n, k, b, b_const: true, im2col: None, .. } = step {
                 let base = m.ptr_const(bufs[b.buf as usize])?;
                 for bi in 0..*batch {
-                    let p = base.wrapping_offset(b.offset as isize + bi as isize * b.batch as isize);
-                    // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
-                    per.push(unsafe {
-                        pack_b(&m.isa, Some(&m.pool), *k as usize, *n as usize, p, b.rows as isize, b.cols as isize)
-                    });
+                    for g in 0..*groups {
+                        let off = b.offset as isize + bi as isize * b.batch as isize + g as isize * b.group as isize;
+                        // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
+                        per.push(unsafe {
+                            pack_b(&m.isa, Some(&m.pool), *k as usize, *n as usize, base.wrapping_offset(off), b.rows as isize, b.cols as isize)
+                        });
+                    }
                 }
             }
             packed.push(per);
         }
         m.packed = packed;
+        let mut packed_a = Vec::new();
+        for step in &m.program.steps {
+            let mut per = Vec::new();
+            if let Step::Gemm { bufs, batch, groups, m: rows, k, a, .. } = step {
+                if let Ok(base) = m.ptr_const(bufs[a.buf as usize]) {
+                    for bi in 0..*batch {
+                        for g in 0..*groups {
+                            let off = a.offset as isize + bi as isize * a.batch as isize + g as isize * a.group as isize;
+                            let am = Mat { ptr: base.wrapping_offset(off), rs: a.rows as isize, cs: a.cols as isize };
+                            // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
+                            per.push(unsafe { pack_a(&m.isa, *rows as usize, *k as usize, am) });
+                        }
+                    }
+                }
+            }
+            packed_a.push(per);
+        }
+        m.packed_a = packed_a;
         Ok(m)
     }
 
@@ -186,11 +209,11 @@ impl CpuModel {
         Ok(self.elems[i])
     }
 
-    fn check_operand(&self, bufs: &[u32], o: &Operand, dims: [u64; 3], what: &str) -> Result<(), RuntimeError> {
+    fn check_operand(&self, bufs: &[u32], o: &Operand, dims: [u64; 4], what: &str) -> Result<(), RuntimeError> {
         let v = *bufs.get(o.buf as usize).ok_or_else(|| bad(format!("{what}: no buffer {}", o.buf)))?;
         let len = self.check_buf(v, what)? as i128;
         let (mut lo, mut hi) = (o.offset as i128, o.offset as i128);
-        for (s, d) in [(o.batch, dims[0]), (o.rows, dims[1]), (o.cols, dims[2])] {
+        for (s, d) in [(o.batch, dims[0]), (o.group, dims[1]), (o.rows, dims[2]), (o.cols, dims[3])] {
             let span = s as i128 * (d as i128 - 1).max(0);
             if span < 0 {
                 lo += span
@@ -217,14 +240,28 @@ impl CpuModel {
                         self.check_buf(b, &what)?;
                     }
                 }
-                Step::Gemm { bufs, batch, m, n, k, a, b, c, epilogue, .. } => {
+                Step::Gemm { bufs, batch, groups, m, n, k, a, b, im2col, c, epilogue, .. } => {
                     for &x in bufs {
                         self.check_buf(x, &what)?;
                     }
-                    self.check_operand(bufs, a, [*batch, *m, *k], &what)?;
-                    self.check_operand(bufs, b, [*batch, *k, *n], &what)?;
-                    self.check_operand(bufs, c, [*batch, *m, *n], &what)?;
-                    if c.cols != 1 || c.rows != *n as i64 || c.batch != (*m * *n) as i64 {
+                    let gd = |r: u64, cl: u64| [*batch, *groups, r, cl];
+                    self.check_operand(bufs, a, gd(*m, *k), &what)?;
+                    match im2col {
+                        None => self.check_operand(bufs, b, gd(*k, *n), &what)?,
+                        Some(im) => {
+                            let ok = im.kh * im.kw * im.channels == *k
+                                && im.oh * im.ow == *n
+                                && [im.sh, im.sw, im.dh, im.dw].iter().all(|&x| x >= 1);
+                            if !ok {
+                                return Err(bad(format!("{what}: the im2col geometry does not match k and n")));
+                            }
+                            let img = Operand { rows: 0, cols: 1, ..b.clone() };
+                            self.check_operand(bufs, &img, gd(1, im.channels * im.h * im.w), &what)?;
+                        }
+                    }
+                    self.check_operand(bufs, c, gd(*m, *n), &what)?;
+                    let mn = (*m * *n) as i64;
+                    if c.cols != 1 || c.rows != *n as i64 || c.group != mn || c.batch != *groups as i64 * mn || *groups == 0 {
                         return Err(bad(format!("{what}: C must be dense row-major")));
                     }
                     if epilogue.is_some_and(|f| f >= nf) {
@@ -239,16 +276,17 @@ impl CpuModel {
                         buf,
                         offset: 0,
                         batch: (r * c) as i64,
+                        group: 0,
                         rows: c as i64,
                         cols: 1,
                     };
-                    self.check_operand(bufs, &dense(*q, *sq, *d), [*heads, *sq, *d], &what)?;
-                    self.check_operand(bufs, &dense(*k, *sk, *d), [*heads, *sk, *d], &what)?;
-                    self.check_operand(bufs, &dense(*v, *sk, *dv), [*heads, *sk, *dv], &what)?;
-                    self.check_operand(bufs, &dense(*o, *sq, *dv), [*heads, *sq, *dv], &what)?;
+                    self.check_operand(bufs, &dense(*q, *sq, *d), [*heads, 1, *sq, *d], &what)?;
+                    self.check_operand(bufs, &dense(*k, *sk, *d), [*heads, 1, *sk, *d], &what)?;
+                    self.check_operand(bufs, &dense(*v, *sk, *dv), [*heads, 1, *sk, *dv], &what)?;
+                    self.check_operand(bufs, &dense(*o, *sq, *dv), [*heads, 1, *sq, *dv], &what)?;
                     if let Some((mb, hs, rs, cs)) = mask {
-                        let op = Operand { buf: *mb, offset: 0, batch: *hs, rows: *rs, cols: *cs };
-                        self.check_operand(bufs, &op, [*heads, *sq, *sk], &what)?;
+                        let op = Operand { buf: *mb, offset: 0, batch: *hs, group: 0, rows: *rs, cols: *cs };
+                        self.check_operand(bufs, &op, [*heads, 1, *sq, *sk], &what)?;
                     }
                 }
                 Step::Reference { nodes, .. } => {
@@ -334,8 +372,19 @@ impl CpuModel {
                 )));
             }
             let Slot::Arena(o) = self.program.slots[x.value.index()] else { unreachable!("checked at load") };
-            let b = t.to_le_bytes();
-            arena.as_mut_slice()[o as usize..o as usize + b.len()].copy_from_slice(&b);
+            let dst = &mut arena.as_mut_slice()[o as usize..];
+            match t {
+                Tensor::F32(arr) if arr.as_slice().is_some() && cfg!(target_endian = "little") => {
+                    let src = arr.as_slice().unwrap_or_default();
+                    // SAFETY: plain f32 data viewed as bytes, on a little-endian host.
+                    let bytes = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, src.len() * 4) };
+                    dst[..bytes.len()].copy_from_slice(bytes);
+                }
+                _ => {
+                    let b = t.to_le_bytes();
+                    dst[..b.len()].copy_from_slice(&b);
+                }
+            }
         }
         let mut times = self.step_times.lock().unwrap_or_else(|e| e.into_inner()).take();
         for (si, step) in self.program.steps.iter().enumerate() {
@@ -353,8 +402,16 @@ impl CpuModel {
             let v = o.value.index();
             let ty = g.ty(o.value);
             let shape: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
-            let t = Tensor::from_le_bytes(ty.dtype, &shape, self.bytes_of(&arena, v))
-                .ok_or_else(|| bad(format!("output `{}` has the wrong size", o.name)))?;
+            let bytes = self.bytes_of(&arena, v);
+            let t = if ty.dtype == DType::F32 && cfg!(target_endian = "little") {
+                let mut vals = vec![0f32; bytes.len() / 4];
+                // SAFETY: copying whole f32 values out of the arena, on a little-endian host.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), vals.as_mut_ptr() as *mut u8, vals.len() * 4) };
+                Tensor::from_vec(&shape, vals)
+            } else {
+                Tensor::from_le_bytes(ty.dtype, &shape, bytes)
+            };
+            let t = t.ok_or_else(|| bad(format!("output `{}` has the wrong size", o.name)))?;
             out.insert(o.name.clone(), t);
         }
         *self.arena.lock().unwrap_or_else(|e| e.into_inner()) = Some(arena);
@@ -378,54 +435,51 @@ impl CpuModel {
                     }
                 });
             }
-            Step::Gemm { bufs, batch, m, n, k, a, b, b_const, c, epilogue, .. } => {
+            Step::Gemm { bufs, batch, groups, m, n, k, a, b, b_const, im2col, c, epilogue, .. } => {
                 let ptrs: Vec<*mut f32> = bufs.iter().map(|&x| self.ptr(arena, x)).collect();
                 let p = Ptrs(&ptrs);
-                let at = |o: &Operand, bi: u64| {
-                    ptrs[o.buf as usize].wrapping_offset(o.offset as isize + bi as isize * o.batch as isize)
+                let at = |o: &Operand, bi: u64, g: u64| {
+                    ptrs[o.buf as usize]
+                        .wrapping_offset(o.offset as isize + bi as isize * o.batch as isize + g as isize * o.group as isize)
                 };
                 for bi in 0..*batch {
-                    let fresh;
-                    let pb = if *b_const {
-                        &self.packed[si][bi as usize]
-                    } else {
-                        // SAFETY: bounds checked at load.
-                        fresh = unsafe {
-                            pack_b(
-                                &self.isa,
-                                Some(&self.pool),
-                                *k as usize,
-                                *n as usize,
-                                at(b, bi),
-                                b.rows as isize,
-                                b.cols as isize,
-                            )
+                    for g in 0..*groups {
+                        let fresh;
+                        let pb = if *b_const && im2col.is_none() {
+                            &self.packed[si][(bi * groups + g) as usize]
+                        } else {
+                            // SAFETY: bounds checked at load.
+                            fresh = unsafe {
+                                match im2col {
+                                    Some(im) => pack_b_im2col(&self.isa, Some(&self.pool), im, at(b, bi, g)),
+                                    None => pack_b(
+                                        &self.isa,
+                                        Some(&self.pool),
+                                        *k as usize,
+                                        *n as usize,
+                                        at(b, bi, g),
+                                        b.rows as isize,
+                                        b.cols as isize,
+                                    ),
+                                }
+                            };
+                            &fresh
                         };
-                        &fresh
-                    };
-                    let amat = Mat { ptr: at(a, bi), rs: a.rows as isize, cs: a.cols as isize };
-                    let row0 = bi * m;
-                    let epi = epilogue.map(|f| self.funcs[f]);
-                    let run_epi = |lo: usize, hi: usize| {
-                        if let Some(f) = epi {
-                            // SAFETY: the epilogue touches only rows lo..hi of this batch, which are final.
-                            unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
-                        }
-                    };
-                    // SAFETY: operands checked at load.
-                    unsafe {
-                        sgemm(
-                            &self.isa,
-                            Some(&self.pool),
-                            *m as usize,
-                            amat,
-                            pb,
-                            at(c, bi),
-                            *n as usize,
-                            false,
-                            Some(&run_epi),
-                        )
-                    };
+                        let amat = Mat { ptr: at(a, bi, g), rs: a.rows as isize, cs: a.cols as isize };
+                        let pa = self.packed_a[si].get((bi * groups + g) as usize);
+                        let row0 = (bi * groups + g) * m;
+                        let epi = epilogue.map(|f| self.funcs[f]);
+                        let run_epi = |lo: usize, hi: usize| {
+                            if let Some(f) = epi {
+                                // SAFETY: the epilogue touches only rows lo..hi of this block, which are final.
+                                unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
+                            }
+                        };
+                        // SAFETY: operands checked at load.
+                        unsafe {
+                            sgemm(&self.isa, Some(&self.pool), *m as usize, amat, pa, pb, at(c, bi, g), *n as usize, false, Some(&run_epi))
+                        };
+                    }
                 }
             }
             Step::Attention { bufs, heads, sq, sk, d, dv, scale, q, k, v, o, mask, .. } => {
@@ -463,7 +517,7 @@ impl CpuModel {
         // S = Q·Kᵀ: B(kk, j) = K[j, kk].
         let kt = unsafe { pack_b(&self.isa, None, d, sk, k, 1, d as isize) };
         unsafe {
-            sgemm(&self.isa, None, sq, Mat { ptr: q, rs: d as isize, cs: 1 }, &kt, s.as_mut_ptr(), sk, false, None)
+            sgemm(&self.isa, None, sq, Mat { ptr: q, rs: d as isize, cs: 1 }, None, &kt, s.as_mut_ptr(), sk, false, None)
         };
         let add_mask = |i: usize, row: &mut [f32]| {
             if let Some((mb, hs, rs, cs)) = mask {
@@ -476,7 +530,7 @@ impl CpuModel {
         };
         super::math::softmax_rows(&mut s, sk, scale, &add_mask);
         let vp = unsafe { pack_b(&self.isa, None, sk, dv, v, dv as isize, 1) };
-        unsafe { sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, &vp, o, dv, false, None) };
+        unsafe { sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, None, &vp, o, dv, false, None) };
     }
 
     fn reference(&self, nodes: &[usize], arena: &mut AlignedBuf) -> Result<(), RuntimeError> {

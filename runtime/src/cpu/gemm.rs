@@ -90,6 +90,17 @@ pub unsafe fn pack_b(
         while p0 < k {
             let kc = KC.min(k - p0);
             let dst = out.0.wrapping_add(p0 * panels * nr + panel * kc * nr);
+            if cs == 1 && (panel + 1) * nr <= n {
+                // Full panel of a row-major B: each depth is one contiguous copy.
+                for kk in 0..kc {
+                    // SAFETY: in bounds by the caller's contract; `dst` as below.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(bp.0.offset((p0 + kk) as isize * rs + (panel * nr) as isize), dst.add(kk * nr), nr)
+                    };
+                }
+                p0 += kc;
+                continue;
+            }
             for kk in 0..kc {
                 for jj in 0..nr {
                     let j = panel * nr + jj;
@@ -111,6 +122,98 @@ pub unsafe fn pack_b(
         None => (0..panels).for_each(task),
     }
     PackedB { k, n, nr, data }
+}
+
+/// Packs B of a convolution straight from one image (`channels x h x w`, for one batch entry and group):
+/// row `(c, r, s)`, column `(y, x)` of the output, zero in the padding.
+///
+/// # Safety
+/// `x` must be valid for `g.channels * g.h * g.w` elements.
+pub unsafe fn pack_b_im2col(isa: &Isa, pool: Option<&Pool>, g: &super::program::Im2col, x: *const f32) -> PackedB {
+    let nr = isa.nr;
+    let (k, n) = ((g.channels * g.kh * g.kw) as usize, (g.oh * g.ow) as usize);
+    let panels = n.div_ceil(nr);
+    let mut data = vec![0f32; k * panels * nr];
+    let out = SendPtr(data.as_mut_ptr());
+    let xp = SendPtr(x as *mut f32);
+    let (h, w) = (g.h as i64, g.w as i64);
+    let task = |panel: usize| {
+        let (out, xp) = (out, xp);
+        // Top-left input coordinate of each column of this panel (i64::MIN past the end).
+        let mut y0 = [i64::MIN; 64];
+        let mut x0 = [i64::MIN; 64];
+        for jj in 0..nr {
+            let j = panel * nr + jj;
+            if j < n {
+                y0[jj] = (j as u64 / g.ow * g.sh) as i64 - g.ph as i64;
+                x0[jj] = (j as u64 % g.ow * g.sw) as i64 - g.pw as i64;
+            }
+        }
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = KC.min(k - p0);
+            let dst = out.0.wrapping_add(p0 * panels * nr + panel * kc * nr);
+            for kk in 0..kc {
+                let p = (p0 + kk) as u64;
+                let (c, rs) = (p / (g.kh * g.kw), p % (g.kh * g.kw));
+                let (dy, dx) = ((rs / g.kw * g.dh) as i64, (rs % g.kw * g.dw) as i64);
+                let plane = xp.0.wrapping_add((c * g.h * g.w) as usize);
+                for jj in 0..nr {
+                    let (iy, ix) = (y0[jj].wrapping_add(dy), x0[jj].wrapping_add(dx));
+                    let v = if y0[jj] != i64::MIN && iy >= 0 && iy < h && ix >= 0 && ix < w {
+                        // SAFETY: inside the image by the checks above and the caller's contract.
+                        unsafe { *plane.add((iy * w + ix) as usize) }
+                    } else {
+                        0.0
+                    };
+                    // SAFETY: each panel owns its own range of `data`.
+                    unsafe { *dst.add(kk * nr + jj) = v };
+                }
+            }
+            p0 += kc;
+        }
+    };
+    match pool {
+        Some(p) => p.run(panels, &task),
+        None => (0..panels).for_each(task),
+    }
+    PackedB { k, n, nr, data }
+}
+
+/// A (`m x k`) packed for an [`Isa`]: `MR`-row panels, each all `k` deep (`KC` blocks back to back),
+/// zero-padded. Constant A operands (convolution weights) are packed once at load time.
+pub struct PackedA {
+    pub m: usize,
+    pub k: usize,
+    mr: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Panel `rp` from depth `p0` (a `KC` boundary).
+    fn panel(&self, rp: usize, p0: usize) -> *const f32 {
+        self.data[rp * self.k * self.mr + p0 * self.mr..].as_ptr()
+    }
+}
+
+/// Packs A, element `(i, kk)` at `a[i * rs + kk * cs]`.
+///
+/// # Safety
+/// `a` must be valid for `m x k` elements at its strides.
+pub unsafe fn pack_a(isa: &Isa, m: usize, k: usize, a: Mat) -> PackedA {
+    let mr = isa.mr;
+    let panels = m.div_ceil(mr);
+    let mut data = vec![0f32; panels * mr * k];
+    for rp in 0..panels {
+        for ii in 0..mr.min(m - rp * mr) {
+            let i = rp * mr + ii;
+            for kk in 0..k {
+                // SAFETY: in bounds by the caller's contract.
+                data[rp * k * mr + kk * mr + ii] = unsafe { *a.ptr.offset(i as isize * a.rs + kk as isize * a.cs) };
+            }
+        }
+    }
+    PackedA { m, k, mr, data }
 }
 
 #[derive(Clone, Copy)]
@@ -138,6 +241,7 @@ pub unsafe fn sgemm(
     pool: Option<&Pool>,
     m: usize,
     a: Mat,
+    packed_a: Option<&PackedA>,
     b: &PackedB,
     c: *mut f32,
     ldc: usize,
@@ -145,6 +249,9 @@ pub unsafe fn sgemm(
     epilogue: Option<&(dyn Fn(usize, usize) + Sync)>,
 ) {
     assert_eq!(b.nr, isa.nr, "B was packed for another microkernel");
+    if let Some(pa) = packed_a {
+        assert!(pa.mr == isa.mr && pa.m == m && pa.k == b.k, "A was packed for another product");
+    }
     let (n, k) = (b.n, b.k);
     if m == 0 || n == 0 {
         return;
@@ -164,7 +271,7 @@ pub unsafe fn sgemm(
             if p0 < p1 {
                 let a = Mat { ptr: ap.0, rs: ars, cs: acs };
                 // SAFETY: each task writes only its own columns of C.
-                unsafe { block(isa, 0, m, a, b, cp.0, ldc, accumulate, k, n, p0, p1) };
+                unsafe { block(isa, 0, m, a, packed_a, b, cp.0, ldc, accumulate, k, n, p0, p1) };
             }
         };
         match pool {
@@ -194,7 +301,7 @@ pub unsafe fn sgemm(
         let rows = mc.min(m - i0);
         let a = Mat { ptr: ap.0, rs: ars, cs: acs };
         // SAFETY: each task writes only its own rows of C.
-        unsafe { block(isa, i0, rows, a, b, cp.0, ldc, accumulate, k, n, 0, panels) };
+        unsafe { block(isa, i0, rows, a, packed_a, b, cp.0, ldc, accumulate, k, n, 0, panels) };
         if let Some(e) = epilogue {
             e(i0, i0 + rows);
         }
@@ -215,6 +322,7 @@ unsafe fn block(
     i0: usize,
     rows: usize,
     a: Mat,
+    packed_a: Option<&PackedA>,
     b: &PackedB,
     c: *mut f32,
     ldc: usize,
@@ -244,8 +352,11 @@ unsafe fn block(
         }
         while p0 < k {
             let kc = KC.min(k - p0);
-            // Pack A rows i0.., depth p0.. into MR-row panels.
+            // Pack A rows i0.., depth p0.. into MR-row panels (unless packed at load time).
             for rp in 0..rpanels {
+                if packed_a.is_some() {
+                    break;
+                }
                 let dst = &mut buf[rp * kc * mr..(rp + 1) * kc * mr];
                 for ii in 0..mr {
                     let i = rp * mr + ii;
@@ -276,7 +387,10 @@ unsafe fn block(
                 let j0 = cpn * nr;
                 let cols = nr.min(n - j0);
                 for rp in 0..rpanels {
-                    let ap = buf[rp * kc * mr..].as_ptr();
+                    let ap = match packed_a {
+                        Some(pa) => pa.panel(i0 / mr + rp, p0),
+                        None => buf[rp * kc * mr..].as_ptr(),
+                    };
                     let r0 = i0 + rp * mr;
                     let rs = mr.min(rows - rp * mr);
                     let cdst = unsafe { c.add(r0 * ldc + j0) };
@@ -399,7 +513,9 @@ mod tests {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
                 let want = naive(m, n, k, &a, &b);
-                for p in [None, Some(&pool)] {
+                let am = Mat { ptr: a.as_ptr(), rs: k as isize, cs: 1 };
+                let pa = unsafe { pack_a(&isa, m, k, am) };
+                for (p, packed) in [(None, None), (Some(&pool), None), (Some(&pool), Some(&pa)), (None, Some(&pa))] {
                     let pb = unsafe { pack_b(&isa, p, k, n, b.as_ptr(), n as isize, 1) };
                     let mut c = vec![7f32; m * n];
                     unsafe {
@@ -407,7 +523,8 @@ mod tests {
                             &isa,
                             p,
                             m,
-                            Mat { ptr: a.as_ptr(), rs: k as isize, cs: 1 },
+                            am,
+                            packed,
                             &pb,
                             c.as_mut_ptr(),
                             n,
@@ -438,6 +555,7 @@ mod tests {
                 None,
                 m,
                 Mat { ptr: a.as_ptr(), rs: 1, cs: m as isize },
+                None,
                 &pb,
                 c.as_mut_ptr(),
                 n,

@@ -29,8 +29,27 @@ pub struct Operand {
     pub buf: u32,
     pub offset: u64,
     pub batch: i64,
+    pub group: i64,
     pub rows: i64,
     pub cols: i64,
+}
+
+/// B read from an image (see `sovc_ir::kernel::Im2col`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Im2col {
+    pub channels: u64,
+    pub h: u64,
+    pub w: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sh: u64,
+    pub sw: u64,
+    pub ph: u64,
+    pub pw: u64,
+    pub dh: u64,
+    pub dw: u64,
+    pub oh: u64,
+    pub ow: u64,
 }
 
 /// One step. `kernel` is the kernel's number in the plan section; `bufs` are graph value ids in the
@@ -39,7 +58,8 @@ pub struct Operand {
 pub enum Step {
     /// A generated loop kernel over `0..extent`, split into pieces of at least `grain` iterations.
     Loop { kernel: usize, func: usize, bufs: Vec<u32>, extent: u64, grain: u64 },
-    /// Matrix product on the runtime's microkernels, then the generated epilogue (if any) on finished rows.
+    /// Matrix product (per batch entry and group) on the runtime's microkernels, then the generated
+    /// epilogue (if any) on finished rows.
     Gemm {
         kernel: usize,
         bufs: Vec<u32>,
@@ -50,6 +70,8 @@ pub enum Step {
         a: Operand,
         b: Operand,
         b_const: bool,
+        im2col: Option<Im2col>,
+        groups: u64,
         c: Operand,
         epilogue: Option<usize>,
     },

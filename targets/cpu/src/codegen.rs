@@ -109,7 +109,8 @@ fn compile_kernel(t: &CpuTarget, k: &Kernel, fctx: &mut FunctionBuilderContext) 
             lanes: MemFlagsData::new().with_endianness(Endianness::Little),
         };
         let bases = (0..k.bufs.len()).map(|i| b.ins().load(I64, flags.trusted, params[0], (8 * i) as i32)).collect();
-        let mut g = Gen { b, flags, bases, vars: BTreeMap::new(), lets: BTreeMap::new(), vec_var: None };
+        let lens = k.bufs.iter().map(|b| b.len).collect();
+        let mut g = Gen { b, flags, bases, lens, vars: BTreeMap::new(), lets: BTreeMap::new(), vec_var: None };
         let v0 = g.var(0);
         g.b.def_var(v0, params[1]);
         g.loop_from_current(0, params[2], &k.body);
@@ -142,6 +143,8 @@ struct Gen<'a> {
     b: FunctionBuilder<'a>,
     flags: Flags,
     bases: Vec<Value>,
+    /// Element count of each buffer.
+    lens: Vec<u64>,
     vars: BTreeMap<Var, Variable>,
     lets: BTreeMap<u32, Value>,
     /// The variable whose four consecutive values the lanes hold, in vector code.
@@ -151,10 +154,11 @@ struct Gen<'a> {
 /// Whether every access in `e` has coefficient 0 or 1 for `v` (so lanes along `v` are a plain vector load).
 fn expr_vectorizes(e: &Expr, v: Var) -> bool {
     let mut ok = true;
-    e.visit(&mut |x| {
-        if let Expr::Load { index, .. } = x {
-            ok &= matches!(index.coeff(v), 0 | 1);
-        }
+    e.visit(&mut |x| match x {
+        Expr::Load { index, .. } => ok &= matches!(index.coeff(v), 0 | 1),
+        // Lanes would need masks: guarded expressions run one element at a time.
+        Expr::Guard { .. } => ok = false,
+        _ => {}
     });
     ok
 }
@@ -248,6 +252,18 @@ impl Gen<'_> {
         self.lets.retain(|k, _| scope.contains(k));
     }
 
+    /// The element offset `ix` as an i64 value.
+    fn index(&mut self, ix: &Index) -> Value {
+        let mut off = self.b.ins().iconst(I64, ix.offset);
+        for &(v, c) in &ix.terms {
+            let x = self.var(v);
+            let i = self.b.use_var(x);
+            let t = self.b.ins().imul_imm_s(i, c);
+            off = self.b.ins().iadd(off, t);
+        }
+        off
+    }
+
     fn addr(&mut self, buf: u32, ix: &Index) -> Value {
         let mut off = self.b.ins().iconst(I64, ix.offset * 4);
         for &(v, c) in &ix.terms {
@@ -257,6 +273,48 @@ impl Gen<'_> {
             off = self.b.ins().iadd(off, t);
         }
         self.b.ins().iadd(self.bases[buf as usize], off)
+    }
+
+    /// `then` where all conditions hold, else `other`, with a branch, so `then`'s loads run only inside.
+    /// Every load under the guard is also checked against its buffer's length: memory safety does not
+    /// rest on the lowering's conditions being right.
+    fn guard(&mut self, conds: &[(Index, u64)], then: &Expr, other: f32) -> Value {
+        let mut all: Vec<(Index, u64)> = conds.to_vec();
+        then.visit(&mut |e| {
+            if let Expr::Load { buf, index } = e {
+                all.push((index.clone(), self.lens[*buf as usize]));
+            }
+        });
+        let mut ok: Option<Value> = None;
+        for (ix, bound) in &all {
+            let i = self.index(ix);
+            let n = self.b.ins().iconst(I64, *bound as i64);
+            let c = self.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+            ok = Some(match ok {
+                None => c,
+                Some(o) => self.b.ins().band(o, c),
+            });
+        }
+        let inside = self.b.create_block();
+        let outside = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.append_block_param(merge, F32X4);
+        match ok {
+            Some(c) => {
+                self.b.ins().brif(c, inside, &[], outside, &[]);
+            }
+            None => {
+                self.b.ins().jump(inside, &[]);
+            }
+        }
+        self.b.switch_to_block(inside);
+        let v = self.expr(then);
+        self.b.ins().jump(merge, &[v.into()]);
+        self.b.switch_to_block(outside);
+        let o = self.splat(other);
+        self.b.ins().jump(merge, &[o.into()]);
+        self.b.switch_to_block(merge);
+        self.b.block_params(merge)[0]
     }
 
     fn expr(&mut self, e: &Expr) -> Value {
@@ -293,6 +351,7 @@ impl Gen<'_> {
                 }
             }
             Expr::Reduce { op, var, extent, body } => self.reduce(*op, *var, *extent, body),
+            Expr::Guard { conds, then, other } => self.guard(conds, then, *other),
         }
     }
 
