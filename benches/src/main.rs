@@ -343,7 +343,8 @@ fn main() {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("sovc --target cpu against peers in the same run: {WARMUP} warm-up + {iters} timed runs each, medians; {cores} core(s) available");
+    println!("sovc --target cpu against peers in the same run: {WARMUP} warm-up + {iters} timed runs each, medians;");
+    println!("{cores} core(s) available to this process, shared with whatever else runs on the machine");
     println!();
     let mut bench = Bench { root, iters, noisy: Vec::new() };
     bench.matmul();
