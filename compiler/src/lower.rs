@@ -369,7 +369,11 @@ impl<'a> Build<'a> {
                                 op: Reduce::Add,
                                 var: sv,
                                 extent: kw,
-                                body: Box::new(Expr::Guard { conds: cconds, then: Box::new(Expr::Const(1.0)), other: 0.0 }),
+                                body: Box::new(Expr::Guard {
+                                    conds: cconds,
+                                    then: Box::new(Expr::Const(1.0)),
+                                    other: 0.0,
+                                }),
                             }),
                         };
                         Expr::binary(BinaryOp::Div, total, Expr::binary(BinaryOp::Max, count, Expr::Const(1.0)))
@@ -674,13 +678,20 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 b_const,
                 b_im2col: None,
                 groups: 1,
-                c: Operand { buf: cb, offset: 0, batch: (mm * nn) as i64, group: (mm * nn) as i64, rows: nn as i64, cols: 1 },
+                c: Operand {
+                    buf: cb,
+                    offset: 0,
+                    batch: (mm * nn) as i64,
+                    group: (mm * nn) as i64,
+                    rows: nn as i64,
+                    cols: 1,
+                },
                 epilogue: None,
             };
             if !has_epilogue {
                 gemm.bufs = b.kbufs()?;
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
-                return Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: values(&b) }]);
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+                return Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }]);
             }
             b.leaves.insert(mv, Leaf::Buffer(cb));
             let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
@@ -689,13 +700,13 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             gemm.bufs = kern.bufs.clone();
             if kern.extent == rows {
                 gemm.epilogue = Some(kern);
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
-                Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: values(&b) }])
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+                Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }])
             } else {
                 // The epilogue does not run row by row: a separate in-place kernel after the gemm.
                 let vals = values(&b);
                 Ok(vec![
-                    Lowered { op: KernelOp::Gemm(gemm), values: vals.clone() },
+                    Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals.clone() },
                     Lowered { op: KernelOp::Loop(kern), values: vals },
                 ])
             }
@@ -751,22 +762,39 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 n: pp as u64,
                 k: kk as u64,
                 a: Operand { buf: wb, offset: 0, batch: 0, group: (copg * kk) as i64, rows: kk as i64, cols: 1 },
-                b: Operand { buf: xb, offset: 0, batch: (c * h * w) as i64, group: (cpg * h * w) as i64, rows: b_rows, cols: b_cols },
+                b: Operand {
+                    buf: xb,
+                    offset: 0,
+                    batch: (c * h * w) as i64,
+                    group: (cpg * h * w) as i64,
+                    rows: b_rows,
+                    cols: b_cols,
+                },
                 b_const: false,
                 b_im2col: im2col,
                 groups: groups as u64,
-                c: Operand { buf: cb, offset: 0, batch: (co * pp) as i64, group: (copg * pp) as i64, rows: pp as i64, cols: 1 },
+                c: Operand {
+                    buf: cb,
+                    offset: 0,
+                    batch: (co * pp) as i64,
+                    group: (copg * pp) as i64,
+                    rows: pp as i64,
+                    cols: 1,
+                },
                 epilogue: None,
             };
             if !has_epilogue {
                 gemm.bufs = b.kbufs()?;
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
-                return Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: values(&b) }]);
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+                return Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }]);
             }
-            b.leaves.insert(yv, match bias {
-                Some(bv) => Leaf::BufferBias(cb, bv),
-                None => Leaf::Buffer(cb),
-            });
+            b.leaves.insert(
+                yv,
+                match bias {
+                    Some(bv) => Leaf::BufferBias(cb, bv),
+                    None => Leaf::Buffer(cb),
+                },
+            );
             let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
             let rows = (nb * co) as u64;
             let kern = finish(&b, kern, rows)?;
@@ -774,11 +802,11 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             let vals = values(&b);
             if kern.extent == rows {
                 gemm.epilogue = Some(kern);
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(gemm.clone())).map_err(|e| e.join("; "))?;
-                Ok(vec![Lowered { op: KernelOp::Gemm(gemm), values: vals }])
+                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+                Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals }])
             } else {
                 Ok(vec![
-                    Lowered { op: KernelOp::Gemm(gemm), values: vals.clone() },
+                    Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals.clone() },
                     Lowered { op: KernelOp::Loop(kern), values: vals },
                 ])
             }

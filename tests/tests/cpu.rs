@@ -4,7 +4,7 @@
 
 use sovc_compiler::compile::{compile, CompileOptions};
 use sovc_ir::{Model, Tensor};
-use sovc_runtime::artifact::{Artifact, ArtifactBuilder, SectionKind};
+use sovc_runtime::artifact::{Artifact, ArtifactBuilder};
 use sovc_runtime::{Device, Session};
 use std::collections::BTreeMap;
 
@@ -174,7 +174,7 @@ fn bad_cpu_programs_are_refused_with_clear_errors() {
     let s = Session::with_threads(&a, Device::Cpu, 1).unwrap();
     let mut feeds = feeds_for(&m, 1);
     feeds.insert("x".into(), Tensor::from_vec(&[2, 2], vec![0f32; 4]).unwrap());
-    let e = s.run(&feeds).err().expect("wrong shape refused").to_string();
+    let e = s.run(&feeds).expect_err("wrong shape refused").to_string();
     assert!(e.contains("input `x`"), "{e}");
 }
 

@@ -91,7 +91,11 @@ pub enum Expr {
     },
     /// `then` where every condition `0 <= index < bound` holds, else `other` (padding: `then` is not
     /// evaluated where a condition fails, so its loads may lie outside the buffer there).
-    Guard { conds: Vec<(Index, u64)>, then: Box<Expr>, other: f32 },
+    Guard {
+        conds: Vec<(Index, u64)>,
+        then: Box<Expr>,
+        other: f32,
+    },
 }
 
 impl Expr {
@@ -218,7 +222,7 @@ pub struct Attention {
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelOp {
     Loop(Kernel),
-    Gemm(Gemm),
+    Gemm(Box<Gemm>),
     Attention(Attention),
 }
 

@@ -196,10 +196,10 @@ pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
                 rows: cols as i64,
                 cols: 1,
             };
-            operand(&mut c, &dense(a.q, a.sq, a.d), [a.heads, 1, a.sq, a.d,], false, &what);
-            operand(&mut c, &dense(a.k, a.sk, a.d), [a.heads, 1, a.sk, a.d,], false, &what);
-            operand(&mut c, &dense(a.v, a.sk, a.dv), [a.heads, 1, a.sk, a.dv,], false, &what);
-            operand(&mut c, &dense(a.o, a.sq, a.dv), [a.heads, 1, a.sq, a.dv,], true, &what);
+            operand(&mut c, &dense(a.q, a.sq, a.d), [a.heads, 1, a.sq, a.d], false, &what);
+            operand(&mut c, &dense(a.k, a.sk, a.d), [a.heads, 1, a.sk, a.d], false, &what);
+            operand(&mut c, &dense(a.v, a.sk, a.dv), [a.heads, 1, a.sk, a.dv], false, &what);
+            operand(&mut c, &dense(a.o, a.sq, a.dv), [a.heads, 1, a.sq, a.dv], true, &what);
             if let Some((m, s, r, col)) = a.mask {
                 let o = Operand { buf: m, offset: 0, batch: s, group: 0, rows: r, cols: col };
                 operand(&mut c, &o, [a.heads, 1, a.sq, a.sk], false, &what);

@@ -57,6 +57,12 @@ fn feature_present(f: &str) -> bool {
     }
 }
 
+/// The memory of one run: the arena, and graph inputs read in place from the caller's tensors.
+struct Mem<'a> {
+    arena: &'a mut AlignedBuf,
+    inputs: BTreeMap<usize, &'a [u8]>,
+}
+
 #[derive(Clone, Copy)]
 struct Ptrs<'a>(&'a [*mut f32]);
 // SAFETY: the pointers address disjoint or read-only parts of the arena and weights for the duration of a
@@ -162,7 +168,15 @@ impl CpuModel {
                         let off = b.offset as isize + bi as isize * b.batch as isize + g as isize * b.group as isize;
                         // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
                         per.push(unsafe {
-                            pack_b(&m.isa, Some(&m.pool), *k as usize, *n as usize, base.wrapping_offset(off), b.rows as isize, b.cols as isize)
+                            pack_b(
+                                &m.isa,
+                                Some(&m.pool),
+                                *k as usize,
+                                *n as usize,
+                                base.wrapping_offset(off),
+                                b.rows as isize,
+                                b.cols as isize,
+                            )
                         });
                     }
                 }
@@ -177,7 +191,8 @@ impl CpuModel {
                 if let Ok(base) = m.ptr_const(bufs[a.buf as usize]) {
                     for bi in 0..*batch {
                         for g in 0..*groups {
-                            let off = a.offset as isize + bi as isize * a.batch as isize + g as isize * a.group as isize;
+                            let off =
+                                a.offset as isize + bi as isize * a.batch as isize + g as isize * a.group as isize;
                             let am = Mat { ptr: base.wrapping_offset(off), rs: a.rows as isize, cs: a.cols as isize };
                             // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
                             per.push(unsafe { pack_a(&m.isa, *rows as usize, *k as usize, am) });
@@ -261,7 +276,12 @@ impl CpuModel {
                     }
                     self.check_operand(bufs, c, gd(*m, *n), &what)?;
                     let mn = (*m * *n) as i64;
-                    if c.cols != 1 || c.rows != *n as i64 || c.group != mn || c.batch != *groups as i64 * mn || *groups == 0 {
+                    if c.cols != 1
+                        || c.rows != *n as i64
+                        || c.group != mn
+                        || c.batch != *groups as i64 * mn
+                        || *groups == 0
+                    {
                         return Err(bad(format!("{what}: C must be dense row-major")));
                     }
                     if epilogue.is_some_and(|f| f >= nf) {
@@ -330,7 +350,11 @@ impl CpuModel {
         self.isa.name
     }
 
-    fn ptr(&self, arena: &AlignedBuf, v: u32) -> *mut f32 {
+    fn ptr(&self, mem: &Mem, v: u32) -> *mut f32 {
+        if let Some(b) = mem.inputs.get(&(v as usize)) {
+            return b.as_ptr() as *mut f32;
+        }
+        let arena = &*mem.arena;
         match self.program.slots[v as usize] {
             Slot::Arena(o) => arena.as_ptr().wrapping_add(o as usize) as *mut f32,
             Slot::Weight(o) => self.weights.as_ptr().wrapping_add(o as usize) as *mut f32,
@@ -338,7 +362,11 @@ impl CpuModel {
         }
     }
 
-    fn bytes_of<'a>(&'a self, arena: &'a AlignedBuf, v: usize) -> &'a [u8] {
+    fn bytes_of<'a>(&'a self, mem: &'a Mem, v: usize) -> &'a [u8] {
+        if let Some(b) = mem.inputs.get(&v) {
+            return b;
+        }
+        let arena = &*mem.arena;
         let n = self.elems[v] as usize * self.graph.values[v].dtype.size();
         match self.program.slots[v] {
             Slot::Arena(o) => &arena.as_slice()[o as usize..o as usize + n],
@@ -359,6 +387,7 @@ impl CpuModel {
             Some(a) if a.len() as u64 >= self.program.arena_bytes => a,
             _ => AlignedBuf::zeroed(self.program.arena_bytes as usize),
         };
+        let mut bound: BTreeMap<usize, &[u8]> = BTreeMap::new();
         for x in &g.inputs {
             let t = inputs.get(&x.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", x.name)))?;
             let ty = g.ty(x.value);
@@ -375,10 +404,11 @@ impl CpuModel {
             let dst = &mut arena.as_mut_slice()[o as usize..];
             match t {
                 Tensor::F32(arr) if arr.as_slice().is_some() && cfg!(target_endian = "little") => {
+                    // Read in place: kernels never write graph inputs.
                     let src = arr.as_slice().unwrap_or_default();
                     // SAFETY: plain f32 data viewed as bytes, on a little-endian host.
                     let bytes = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, src.len() * 4) };
-                    dst[..bytes.len()].copy_from_slice(bytes);
+                    bound.insert(x.value.index(), bytes);
                 }
                 _ => {
                     let b = t.to_le_bytes();
@@ -386,10 +416,11 @@ impl CpuModel {
                 }
             }
         }
+        let mut mem = Mem { arena: &mut arena, inputs: bound };
         let mut times = self.step_times.lock().unwrap_or_else(|e| e.into_inner()).take();
         for (si, step) in self.program.steps.iter().enumerate() {
             let t = std::time::Instant::now();
-            self.step(si, step, &mut arena)?;
+            self.step(si, step, &mut mem)?;
             if let Some(ts) = times.as_mut() {
                 ts[si] += t.elapsed().as_secs_f64();
             }
@@ -402,7 +433,7 @@ impl CpuModel {
             let v = o.value.index();
             let ty = g.ty(o.value);
             let shape: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
-            let bytes = self.bytes_of(&arena, v);
+            let bytes = self.bytes_of(&mem, v);
             let t = if ty.dtype == DType::F32 && cfg!(target_endian = "little") {
                 let mut vals = vec![0f32; bytes.len() / 4];
                 // SAFETY: copying whole f32 values out of the arena, on a little-endian host.
@@ -418,7 +449,7 @@ impl CpuModel {
         Ok(out)
     }
 
-    fn step(&self, si: usize, step: &Step, arena: &mut AlignedBuf) -> Result<(), RuntimeError> {
+    fn step(&self, si: usize, step: &Step, arena: &mut Mem) -> Result<(), RuntimeError> {
         match step {
             Step::Loop { func, bufs, extent, grain, .. } => {
                 let ptrs: Vec<*mut f32> = bufs.iter().map(|&b| self.ptr(arena, b)).collect();
@@ -439,8 +470,9 @@ impl CpuModel {
                 let ptrs: Vec<*mut f32> = bufs.iter().map(|&x| self.ptr(arena, x)).collect();
                 let p = Ptrs(&ptrs);
                 let at = |o: &Operand, bi: u64, g: u64| {
-                    ptrs[o.buf as usize]
-                        .wrapping_offset(o.offset as isize + bi as isize * o.batch as isize + g as isize * o.group as isize)
+                    ptrs[o.buf as usize].wrapping_offset(
+                        o.offset as isize + bi as isize * o.batch as isize + g as isize * o.group as isize,
+                    )
                 };
                 for bi in 0..*batch {
                     for g in 0..*groups {
@@ -477,7 +509,18 @@ impl CpuModel {
                         };
                         // SAFETY: operands checked at load.
                         unsafe {
-                            sgemm(&self.isa, Some(&self.pool), *m as usize, amat, pa, pb, at(c, bi, g), *n as usize, false, Some(&run_epi))
+                            sgemm(
+                                &self.isa,
+                                Some(&self.pool),
+                                *m as usize,
+                                amat,
+                                pa,
+                                pb,
+                                at(c, bi, g),
+                                *n as usize,
+                                false,
+                                Some(&run_epi),
+                            )
                         };
                     }
                 }
@@ -517,7 +560,18 @@ impl CpuModel {
         // S = Q·Kᵀ: B(kk, j) = K[j, kk].
         let kt = unsafe { pack_b(&self.isa, None, d, sk, k, 1, d as isize) };
         unsafe {
-            sgemm(&self.isa, None, sq, Mat { ptr: q, rs: d as isize, cs: 1 }, None, &kt, s.as_mut_ptr(), sk, false, None)
+            sgemm(
+                &self.isa,
+                None,
+                sq,
+                Mat { ptr: q, rs: d as isize, cs: 1 },
+                None,
+                &kt,
+                s.as_mut_ptr(),
+                sk,
+                false,
+                None,
+            )
         };
         let add_mask = |i: usize, row: &mut [f32]| {
             if let Some((mb, hs, rs, cs)) = mask {
@@ -530,10 +584,12 @@ impl CpuModel {
         };
         super::math::softmax_rows(&mut s, sk, scale, &add_mask);
         let vp = unsafe { pack_b(&self.isa, None, sk, dv, v, dv as isize, 1) };
-        unsafe { sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, None, &vp, o, dv, false, None) };
+        unsafe {
+            sgemm(&self.isa, None, sq, Mat { ptr: s.as_ptr(), rs: sk as isize, cs: 1 }, None, &vp, o, dv, false, None)
+        };
     }
 
-    fn reference(&self, nodes: &[usize], arena: &mut AlignedBuf) -> Result<(), RuntimeError> {
+    fn reference(&self, nodes: &[usize], arena: &mut Mem) -> Result<(), RuntimeError> {
         let g = &self.graph;
         let mut local: BTreeMap<usize, Tensor> = BTreeMap::new();
         let bindings = Default::default();
@@ -568,7 +624,7 @@ impl CpuModel {
                             b.len()
                         )));
                     }
-                    arena.as_mut_slice()[o as usize..o as usize + n].copy_from_slice(&b);
+                    arena.arena.as_mut_slice()[o as usize..o as usize + n].copy_from_slice(&b);
                 }
                 local.insert(i, t);
             }

@@ -95,7 +95,11 @@ pub unsafe fn pack_b(
                 for kk in 0..kc {
                     // SAFETY: in bounds by the caller's contract; `dst` as below.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(bp.0.offset((p0 + kk) as isize * rs + (panel * nr) as isize), dst.add(kk * nr), nr)
+                        std::ptr::copy_nonoverlapping(
+                            bp.0.offset((p0 + kk) as isize * rs + (panel * nr) as isize),
+                            dst.add(kk * nr),
+                            nr,
+                        )
                     };
                 }
                 p0 += kc;
@@ -158,6 +162,42 @@ pub unsafe fn pack_b_im2col(isa: &Isa, pool: Option<&Pool>, g: &super::program::
                 let (c, rs) = (p / (g.kh * g.kw), p % (g.kh * g.kw));
                 let (dy, dx) = ((rs / g.kw * g.dh) as i64, (rs % g.kw * g.dw) as i64);
                 let plane = xp.0.wrapping_add((c * g.h * g.w) as usize);
+                if g.sw == 1 && g.ow >= 16 {
+                    // Unit stride along x: runs of columns on one output row read one contiguous image row.
+                    let mut jj = 0;
+                    while jj < nr {
+                        // SAFETY: each panel owns its own range of `data`.
+                        let d = unsafe { dst.add(kk * nr + jj) };
+                        if y0[jj] == i64::MIN {
+                            // SAFETY: as above, to the end of this panel row.
+                            unsafe { std::ptr::write_bytes(d, 0, nr - jj) };
+                            break;
+                        }
+                        let run = ((g.ow as i64 - (x0[jj] + g.pw as i64)) as usize).min(nr - jj);
+                        let iy = y0[jj] + dy;
+                        let ix0 = x0[jj] + dx;
+                        if iy < 0 || iy >= h {
+                            // SAFETY: as above.
+                            unsafe { std::ptr::write_bytes(d, 0, run) };
+                        } else {
+                            // Columns ix0..ix0+run, of which lo..hi lie inside the row.
+                            let lo = (-ix0).clamp(0, run as i64) as usize;
+                            let hi = (w - ix0).clamp(lo as i64, run as i64) as usize;
+                            // SAFETY: zero-fill and copy stay in this panel row; the source lies inside the image.
+                            unsafe {
+                                std::ptr::write_bytes(d, 0, lo);
+                                std::ptr::copy_nonoverlapping(
+                                    plane.offset((iy * w + ix0) as isize + lo as isize),
+                                    d.add(lo),
+                                    hi - lo,
+                                );
+                                std::ptr::write_bytes(d.add(hi), 0, run - hi);
+                            }
+                        }
+                        jj += run;
+                    }
+                    continue;
+                }
                 for jj in 0..nr {
                     let (iy, ix) = (y0[jj].wrapping_add(dy), x0[jj].wrapping_add(dx));
                     let v = if y0[jj] != i64::MIN && iy >= 0 && iy < h && ix >= 0 && ix < w {
@@ -271,7 +311,7 @@ pub unsafe fn sgemm(
             if p0 < p1 {
                 let a = Mat { ptr: ap.0, rs: ars, cs: acs };
                 // SAFETY: each task writes only its own columns of C.
-                unsafe { block(isa, 0, m, a, packed_a, b, cp.0, ldc, accumulate, k, n, p0, p1) };
+                unsafe { block(isa, 0, m, a, packed_a, b, cp.0, ldc, accumulate, 0, k, n, p0, p1) };
             }
         };
         match pool {
@@ -293,22 +333,38 @@ pub unsafe fn sgemm(
         }
         return;
     }
-    let mc = (m.div_ceil(threads).div_ceil(isa.mr) * isa.mr).clamp(isa.mr, MC_MAX);
+    // Row blocks of at most MC_MAX rows, as many as a multiple of the thread count so threads get
+    // equal shares.
+    let blocks = m.div_ceil(MC_MAX).div_ceil(threads) * threads;
+    let mc = m.div_ceil(blocks).div_ceil(isa.mr) * isa.mr;
     let blocks = m.div_ceil(mc);
-    let task = |blk: usize| {
-        let (cp, ap) = (cp, ap);
-        let i0 = blk * mc;
-        let rows = mc.min(m - i0);
-        let a = Mat { ptr: ap.0, rs: ars, cs: acs };
-        // SAFETY: each task writes only its own rows of C.
-        unsafe { block(isa, i0, rows, a, packed_a, b, cp.0, ldc, accumulate, k, n, 0, panels) };
-        if let Some(e) = epilogue {
-            e(i0, i0 + rows);
-        }
+    // Depth blocks outermost when B is large: every thread sweeps one `KC` slice of B (shared, hot in
+    // cache) over its rows before the next slice, instead of streaming all of B once per row block.
+    let kblocks: Vec<(usize, usize)> = if threads > 1 && k * n > (1 << 18) {
+        (0..k.div_ceil(KC)).map(|i| (i * KC, ((i + 1) * KC).min(k))).collect()
+    } else {
+        vec![(0, k)]
     };
-    match pool {
-        Some(p) if blocks > 1 => p.run(blocks, &task),
-        _ => (0..blocks).for_each(task),
+    let last = kblocks.len() - 1;
+    for (bi, &(k0, k1)) in kblocks.iter().enumerate() {
+        let task = |blk: usize| {
+            let (cp, ap) = (cp, ap);
+            let i0 = blk * mc;
+            let rows = mc.min(m - i0);
+            let a = Mat { ptr: ap.0, rs: ars, cs: acs };
+            let acc = accumulate || bi > 0;
+            // SAFETY: each task writes only its own rows of C.
+            unsafe { block(isa, i0, rows, a, packed_a, b, cp.0, ldc, acc, k0, k1, n, 0, panels) };
+            if bi == last {
+                if let Some(e) = epilogue {
+                    e(i0, i0 + rows);
+                }
+            }
+        };
+        match pool {
+            Some(p) if blocks > 1 => p.run(blocks, &task),
+            _ => (0..blocks).for_each(task),
+        }
     }
 }
 
@@ -316,7 +372,8 @@ thread_local! {
     static PACK_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Rows `i0..i0+rows` of C, column panels `pc0..pc1`.
+/// Rows `i0..i0+rows` of C, column panels `pc0..pc1`, depths `k0..k` (`k0` on a `KC` boundary): C is
+/// overwritten by the first depth block unless `accumulate`.
 unsafe fn block(
     isa: &Isa,
     i0: usize,
@@ -327,6 +384,7 @@ unsafe fn block(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    k0: usize,
     k: usize,
     n: usize,
     pc0: usize,
@@ -339,8 +397,8 @@ unsafe fn block(
         let mut buf = buf.borrow_mut();
         buf.resize(rpanels * mr * KC.min(k.max(1)), 0.0);
         let mut tile = [0f32; 12 * 32];
-        let mut p0 = 0;
-        if k == 0 {
+        let mut p0 = k0;
+        if k == k0 {
             if !accumulate {
                 let (j0, j1) = (pc0 * nr, (pc1 * nr).min(n));
                 for i in 0..rows {
@@ -381,7 +439,7 @@ unsafe fn block(
                     }
                 }
             }
-            let acc = accumulate || p0 > 0;
+            let acc = accumulate || p0 > k0;
             for cpn in cpanels.clone() {
                 let bp = b.panel(p0, cpn, kc);
                 let j0 = cpn * nr;
@@ -518,20 +576,7 @@ mod tests {
                 for (p, packed) in [(None, None), (Some(&pool), None), (Some(&pool), Some(&pa)), (None, Some(&pa))] {
                     let pb = unsafe { pack_b(&isa, p, k, n, b.as_ptr(), n as isize, 1) };
                     let mut c = vec![7f32; m * n];
-                    unsafe {
-                        sgemm(
-                            &isa,
-                            p,
-                            m,
-                            am,
-                            packed,
-                            &pb,
-                            c.as_mut_ptr(),
-                            n,
-                            false,
-                            None,
-                        )
-                    };
+                    unsafe { sgemm(&isa, p, m, am, packed, &pb, c.as_mut_ptr(), n, false, None) };
                     let err = c.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
                     assert!(err < 1e-4, "{} {m}x{n}x{k}: {err}", isa.name);
                 }

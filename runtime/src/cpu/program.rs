@@ -70,7 +70,7 @@ pub enum Step {
         a: Operand,
         b: Operand,
         b_const: bool,
-        im2col: Option<Im2col>,
+        im2col: Option<Box<Im2col>>,
         groups: u64,
         c: Operand,
         epilogue: Option<usize>,

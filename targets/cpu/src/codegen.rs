@@ -515,8 +515,8 @@ impl Gen<'_> {
     /// polynomial `p`, no exp and one division; odd extension by the sign bit.
     fn erf(&mut self, x: Value) -> Value {
         let ax = self.b.ins().fabs(x);
-        let p = self
-            .poly(ax, &[4.306_38e-5, 2.765_672e-4, 1.520_143e-4, 9.270_527e-3, 4.228_201e-2, 7.052_307_8e-2, 1.0]);
+        let p =
+            self.poly(ax, &[4.306_38e-5, 2.765_672e-4, 1.520_143e-4, 9.270_527e-3, 4.228_201e-2, 7.052_307_8e-2, 1.0]);
         let mut q = p;
         for _ in 0..4 {
             q = self.b.ins().fmul(q, q);
