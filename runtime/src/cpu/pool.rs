@@ -33,7 +33,7 @@ pub struct Pool {
     handles: Vec<JoinHandle<()>>,
 }
 
-const SPIN: u32 = 20_000;
+const SPIN: u32 = 200_000;
 
 fn work(shared: &Shared, f: &(dyn Fn(usize) + Sync)) {
     loop {
