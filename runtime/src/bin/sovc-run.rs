@@ -1,7 +1,7 @@
 //! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
 //! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
 //!
-//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device reference]`
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|reference] [--threads N]`
 
 use sovc_runtime::{Artifact, Device, Session};
 use std::collections::BTreeMap;
@@ -11,16 +11,25 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let mut artifact = None;
     let mut out = PathBuf::from(".");
-    let mut device = "reference".to_string();
+    let mut device = None;
+    let mut threads = sovc_runtime::session::default_threads();
     let mut inputs = BTreeMap::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device reference]");
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|reference] [--threads N]");
+                println!("the device defaults to the artifact's own (cpu for a cpu artifact, else reference)");
                 return Ok(());
             }
             "-o" => out = PathBuf::from(args.next().ok_or("-o needs a folder")?),
-            "--device" => device = args.next().ok_or("--device needs a name")?,
+            "--device" => device = Some(args.next().ok_or("--device needs a name")?),
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .filter(|&t| t > 0)
+                    .ok_or("--threads needs a positive number")?
+            }
             _ if artifact.is_none() => artifact = Some(PathBuf::from(a)),
             _ => {
                 let (name, file) = a.split_once('=').ok_or_else(|| format!("`{a}`: expected NAME=FILE.npy"))?;
@@ -30,7 +39,11 @@ fn run() -> Result<(), String> {
     }
     let artifact = artifact.ok_or("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR]")?;
     let a = Artifact::load(&artifact).map_err(|e| e.to_string())?;
-    let s = Session::new(&a, Device::parse(&device).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let device = device.unwrap_or_else(|| {
+        if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string()
+    });
+    let d = Device::parse(&device).map_err(|e| e.to_string())?;
+    let s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (name, t) in &outs {
