@@ -577,4 +577,3 @@ pub fn scalar_consts(g: &Graph) -> BTreeMap<ValueId, f32> {
 fn norm_axis(axis: i64, rank: usize) -> usize {
     (if axis < 0 { axis + rank as i64 } else { axis }) as usize
 }
-

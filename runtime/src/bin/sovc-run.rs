@@ -39,9 +39,8 @@ fn run() -> Result<(), String> {
     }
     let artifact = artifact.ok_or("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR]")?;
     let a = Artifact::load(&artifact).map_err(|e| e.to_string())?;
-    let device = device.unwrap_or_else(|| {
-        if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string()
-    });
+    let device = device
+        .unwrap_or_else(|| if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string());
     let d = Device::parse(&device).map_err(|e| e.to_string())?;
     let s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;

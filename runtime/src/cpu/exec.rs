@@ -1,7 +1,7 @@
 //! Running a `cpu` artifact: checks its program against the graph, the code and this machine, maps the
 //! code executable, packs constant matmul operands once, then runs steps over one activation arena.
 
-use super::gemm::{pack_a, pack_b, pack_b_im2col, sgemm, Isa, Mat, PackedA, PackedB};
+use super::gemm::{im2col_rows, pack_a, pack_b, pack_b_im2col, sgemm, Isa, Mat, PackedA, PackedB};
 use super::jit::{AlignedBuf, ExecCode, KernelFn};
 use super::pool::Pool;
 use super::program::{Operand, Program, Slot, Step};
@@ -21,6 +21,8 @@ pub struct CpuModel {
     packed: Vec<Vec<PackedB>>,
     /// Per step: constant A operands (convolution weights) packed at load time, one per batch entry and group.
     packed_a: Vec<Vec<PackedA>>,
+    /// Per step, for convolutions with tiny outputs run transposed: the weights packed as B of `Cᵀ = im2colᵀ·Wᵀ`.
+    packed_at: Vec<Vec<PackedB>>,
     isa: Isa,
     pool: Pool,
     /// Element count of each graph value (static shapes).
@@ -146,6 +148,7 @@ impl CpuModel {
             weights: AlignedBuf::from_bytes(weights),
             packed: Vec::new(),
             packed_a: Vec::new(),
+            packed_at: Vec::new(),
             isa: Isa::detect(),
             pool: Pool::new(threads),
             elems,
@@ -185,25 +188,45 @@ impl CpuModel {
         }
         m.packed = packed;
         let mut packed_a = Vec::new();
+        let mut packed_at = Vec::new();
         for step in &m.program.steps {
             let mut per = Vec::new();
-            if let Step::Gemm { bufs, batch, groups, m: rows, k, a, .. } = step {
+            let mut per_t = Vec::new();
+            if let Step::Gemm { bufs, batch, groups, m: rows, n, k, a, im2col, .. } = step {
                 if let Ok(base) = m.ptr_const(bufs[a.buf as usize]) {
+                    let transposed = im2col.is_some() && m.transposed(*rows, *n);
                     for bi in 0..*batch {
                         for g in 0..*groups {
                             let off =
                                 a.offset as isize + bi as isize * a.batch as isize + g as isize * a.group as isize;
-                            let am = Mat { ptr: base.wrapping_offset(off), rs: a.rows as isize, cs: a.cols as isize };
+                            let w = base.wrapping_offset(off);
                             // SAFETY: the operand was bounds-checked against its buffer in `check_steps`.
-                            per.push(unsafe { pack_a(&m.isa, *rows as usize, *k as usize, am) });
+                            unsafe {
+                                if transposed {
+                                    // Aᵀ as the B of Cᵀ = im2colᵀ·Aᵀ: element (kk, i) at i·rows + kk·cols.
+                                    let (r, c) = (a.rows as isize, a.cols as isize);
+                                    per_t.push(pack_b(&m.isa, None, *k as usize, *rows as usize, w, c, r));
+                                } else {
+                                    let am = Mat { ptr: w, rs: a.rows as isize, cs: a.cols as isize };
+                                    per.push(pack_a(&m.isa, *rows as usize, *k as usize, am));
+                                }
+                            }
                         }
                     }
                 }
             }
             packed_a.push(per);
+            packed_at.push(per_t);
         }
         m.packed_a = packed_a;
+        m.packed_at = packed_at;
         Ok(m)
+    }
+
+    /// Whether a convolution product of `rows` x `cols` runs transposed (`Cᵀ = im2colᵀ·Wᵀ`): when its
+    /// output has too few pixels to fill the microkernel's columns but many channels to fill its rows.
+    fn transposed(&self, rows: u64, cols: u64) -> bool {
+        cols < (self.isa.nr / 2) as u64 && rows >= (2 * self.isa.mr) as u64
     }
 
     fn ptr_const(&self, v: u32) -> Result<*const f32, RuntimeError> {
@@ -470,59 +493,89 @@ impl CpuModel {
                 let ptrs: Vec<*mut f32> = bufs.iter().map(|&x| self.ptr(arena, x)).collect();
                 let p = Ptrs(&ptrs);
                 let at = |o: &Operand, bi: u64, g: u64| {
-                    ptrs[o.buf as usize].wrapping_offset(
+                    p.slice()[o.buf as usize].wrapping_offset(
                         o.offset as isize + bi as isize * o.batch as isize + g as isize * o.group as isize,
                     )
                 };
-                for bi in 0..*batch {
-                    for g in 0..*groups {
-                        let fresh;
-                        let pb = if *b_const && im2col.is_none() {
-                            &self.packed[si][(bi * groups + g) as usize]
-                        } else {
-                            // SAFETY: bounds checked at load.
-                            fresh = unsafe {
-                                match im2col {
-                                    Some(im) => pack_b_im2col(&self.isa, Some(&self.pool), im, at(b, bi, g)),
-                                    None => pack_b(
-                                        &self.isa,
-                                        Some(&self.pool),
-                                        *k as usize,
-                                        *n as usize,
-                                        at(b, bi, g),
-                                        b.rows as isize,
-                                        b.cols as isize,
-                                    ),
-                                }
-                            };
-                            &fresh
-                        };
-                        let amat = Mat { ptr: at(a, bi, g), rs: a.rows as isize, cs: a.cols as isize };
-                        let pa = self.packed_a[si].get((bi * groups + g) as usize);
-                        let row0 = (bi * groups + g) * m;
-                        let epi = epilogue.map(|f| self.funcs[f]);
-                        let run_epi = |lo: usize, hi: usize| {
-                            if let Some(f) = epi {
-                                // SAFETY: the epilogue touches only rows lo..hi of this block, which are final.
-                                unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
+                // One product per (batch entry, group). Many small ones (grouped and depthwise convolutions)
+                // run one per task across the pool; big ones use the pool inside the product.
+                let units = (*batch * *groups) as usize;
+                let small = units >= 2 * self.pool.threads() && m * n * k < (1 << 21);
+                let one = |u: usize, pool: Option<&Pool>| {
+                    let (bi, g) = (u as u64 / groups, u as u64 % groups);
+                    let row0 = u as u64 * m;
+                    if let (Some(im), Some(wt)) = (im2col, self.packed_at[si].get(u)) {
+                        // Cᵀ = im2colᵀ·Wᵀ, then C = (Cᵀ)ᵀ, then the epilogue on every row.
+                        let (mm, nn, kk) = (*m as usize, *n as usize, *k as usize);
+                        // SAFETY: the image was bounds-checked at load.
+                        let cols = unsafe { im2col_rows(im, at(b, bi, g)) };
+                        let mut ct = vec![0f32; nn * mm];
+                        let am = Mat { ptr: cols.as_ptr(), rs: kk as isize, cs: 1 };
+                        // SAFETY: `cols` is nn x kk, `ct` nn x mm.
+                        unsafe { sgemm(&self.isa, pool, nn, am, None, wt, ct.as_mut_ptr(), mm, false, None) };
+                        let cptr = at(c, bi, g);
+                        for i in 0..mm {
+                            for j in 0..nn {
+                                // SAFETY: C's block for this unit is mm x nn, checked at load.
+                                unsafe { *cptr.add(i * nn + j) = ct[j * mm + i] };
+                            }
+                        }
+                        if let Some(f) = epilogue.map(|f| self.funcs[f]) {
+                            // SAFETY: rows row0..row0+m of C are final.
+                            unsafe { f(p.get(), row0 as i64, (row0 + m) as i64) };
+                        }
+                        return;
+                    }
+                    let fresh;
+                    let pb = if *b_const && im2col.is_none() {
+                        &self.packed[si][u]
+                    } else {
+                        // SAFETY: bounds checked at load.
+                        fresh = unsafe {
+                            match im2col {
+                                Some(im) => pack_b_im2col(&self.isa, pool, im, at(b, bi, g)),
+                                None => pack_b(
+                                    &self.isa,
+                                    pool,
+                                    *k as usize,
+                                    *n as usize,
+                                    at(b, bi, g),
+                                    b.rows as isize,
+                                    b.cols as isize,
+                                ),
                             }
                         };
-                        // SAFETY: operands checked at load.
-                        unsafe {
-                            sgemm(
-                                &self.isa,
-                                Some(&self.pool),
-                                *m as usize,
-                                amat,
-                                pa,
-                                pb,
-                                at(c, bi, g),
-                                *n as usize,
-                                false,
-                                Some(&run_epi),
-                            )
-                        };
-                    }
+                        &fresh
+                    };
+                    let amat = Mat { ptr: at(a, bi, g), rs: a.rows as isize, cs: a.cols as isize };
+                    let pa = self.packed_a[si].get(u);
+                    let epi = epilogue.map(|f| self.funcs[f]);
+                    let run_epi = |lo: usize, hi: usize| {
+                        if let Some(f) = epi {
+                            // SAFETY: the epilogue touches only rows lo..hi of this block, which are final.
+                            unsafe { f(p.get(), (row0 + lo as u64) as i64, (row0 + hi as u64) as i64) };
+                        }
+                    };
+                    // SAFETY: operands checked at load; each unit writes only its own block of C.
+                    unsafe {
+                        sgemm(
+                            &self.isa,
+                            pool,
+                            *m as usize,
+                            amat,
+                            pa,
+                            pb,
+                            at(c, bi, g),
+                            *n as usize,
+                            false,
+                            Some(&run_epi),
+                        )
+                    };
+                };
+                if small {
+                    self.pool.run(units, &|u| one(u, None));
+                } else {
+                    (0..units).for_each(|u| one(u, Some(&self.pool)));
                 }
             }
             Step::Attention { bufs, heads, sq, sk, d, dv, scale, q, k, v, o, mask, .. } => {

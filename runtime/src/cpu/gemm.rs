@@ -256,6 +256,34 @@ pub unsafe fn pack_a(isa: &Isa, m: usize, k: usize, a: Mat) -> PackedA {
     PackedA { m, k, mr, data }
 }
 
+/// The transposed im2col matrix of one image: `oh·ow` rows (output pixels) of `channels·kh·kw` columns,
+/// zero in the padding.
+///
+/// # Safety
+/// `x` must be valid for `g.channels * g.h * g.w` elements.
+pub unsafe fn im2col_rows(g: &super::program::Im2col, x: *const f32) -> Vec<f32> {
+    let (k, n) = ((g.channels * g.kh * g.kw) as usize, (g.oh * g.ow) as usize);
+    let mut out = vec![0f32; n * k];
+    for j in 0..n {
+        let (y0, x0) = ((j as u64 / g.ow * g.sh) as i64 - g.ph as i64, (j as u64 % g.ow * g.sw) as i64 - g.pw as i64);
+        let row = &mut out[j * k..(j + 1) * k];
+        for c in 0..g.channels {
+            for r in 0..g.kh {
+                let iy = y0 + (r * g.dh) as i64;
+                for s in 0..g.kw {
+                    let ix = x0 + (s * g.dw) as i64;
+                    if iy >= 0 && iy < g.h as i64 && ix >= 0 && ix < g.w as i64 {
+                        // SAFETY: inside the image by the checks above and the caller's contract.
+                        row[((c * g.kh + r) * g.kw + s) as usize] =
+                            unsafe { *x.add(((c * g.h + iy as u64) * g.w + ix as u64) as usize) };
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint ranges of one buffer to the pool's tasks.
