@@ -4,6 +4,42 @@
 
 use super::*;
 
+fn finish(b: &Build, mut kern: Kernel, max_extent: u64) -> R<Kernel> {
+    kern.bufs = b.kbufs()?;
+    collapse(&mut kern, max_extent);
+    sovc_ir::kernel::verify(&kern).map_err(|e| format!("lowering made an invalid kernel: {}", e.join("; ")))?;
+    Ok(kern)
+}
+
+fn values(b: &Build) -> Vec<ValueId> {
+    b.bufs.iter().map(|x| x.0).collect()
+}
+
+/// A gemm and its epilogue (the group's value `out`, computed in place in C's buffer `cb`): fused on rows
+/// of C when the epilogue runs row by row, else a separate in-place loop kernel after the gemm.
+fn gemm_kernels(b: &mut Build, mut gemm: Gemm, epilogue: Option<(ValueId, u32)>, name: &str) -> R<Vec<Lowered>> {
+    let Some((out, cb)) = epilogue else {
+        gemm.bufs = b.kbufs()?;
+        sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+        return Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(b) }]);
+    };
+    let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
+    let rows = gemm.batch * gemm.groups * gemm.m;
+    let kern = finish(b, kern, rows)?;
+    gemm.bufs = kern.bufs.clone();
+    let vals = values(b);
+    if kern.extent == rows {
+        gemm.epilogue = Some(kern);
+        sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
+        Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals }])
+    } else {
+        Ok(vec![
+            Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals.clone() },
+            Lowered { op: KernelOp::Loop(kern), values: vals },
+        ])
+    }
+}
+
 /// Lowers one group, or says why it stays on the reference path.
 pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<ValueId, f32>) -> R<Vec<Lowered>> {
     let mut in_group = vec![false; g.nodes.len()];
@@ -46,13 +82,6 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
     if k.outputs.len() != 1 && !movement {
         return Err(format!("{} outputs", k.outputs.len()));
     }
-    let finish = |b: &Build, mut kern: Kernel, max_extent: u64| -> R<Kernel> {
-        kern.bufs = b.kbufs()?;
-        collapse(&mut kern, max_extent);
-        sovc_ir::kernel::verify(&kern).map_err(|e| format!("lowering made an invalid kernel: {}", e.join("; ")))?;
-        Ok(kern)
-    };
-    let values = |b: &Build| b.bufs.iter().map(|x| x.0).collect::<Vec<_>>();
     let anchor = anchor_node.map(|n| g.nodes[n].op.clone());
     match anchor {
         _ if movement => {
@@ -95,7 +124,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             let cb = b.buf(out, if has_epilogue { Access::ReadWrite } else { Access::Write });
             let b_const = matches!(b.defs[bv.index()], Some(ValueDef::Const(_)));
             let _ = msh;
-            let mut gemm = Gemm {
+            let gemm = Gemm {
                 name: name.to_string(),
                 bufs: Vec::new(),
                 batch: batch as u64,
@@ -117,28 +146,10 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 },
                 epilogue: None,
             };
-            if !has_epilogue {
-                gemm.bufs = b.kbufs()?;
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
-                return Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }]);
+            if has_epilogue {
+                b.leaves.insert(mv, Leaf::Buffer(cb));
             }
-            b.leaves.insert(mv, Leaf::Buffer(cb));
-            let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
-            let rows = (batch * mm) as u64;
-            let kern = finish(&b, kern, rows)?;
-            gemm.bufs = kern.bufs.clone();
-            if kern.extent == rows {
-                gemm.epilogue = Some(kern);
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
-                Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }])
-            } else {
-                // The epilogue does not run row by row: a separate in-place kernel after the gemm.
-                let vals = values(&b);
-                Ok(vec![
-                    Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals.clone() },
-                    Lowered { op: KernelOp::Loop(kern), values: vals },
-                ])
-            }
+            gemm_kernels(&mut b, gemm, has_epilogue.then_some((out, cb)), name)
         }
         Some(Op::Conv { strides, pads, dilations, group }) => {
             let n = anchor_node.unwrap_or_default();
@@ -183,7 +194,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 };
                 (0, 0, Some(im))
             };
-            let mut gemm = Gemm {
+            let gemm = Gemm {
                 name: name.to_string(),
                 bufs: Vec::new(),
                 batch: nb as u64,
@@ -212,33 +223,16 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 },
                 epilogue: None,
             };
-            if !has_epilogue {
-                gemm.bufs = b.kbufs()?;
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
-                return Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: values(&b) }]);
+            if has_epilogue {
+                b.leaves.insert(
+                    yv,
+                    match bias {
+                        Some(bv) => Leaf::BufferBias(cb, bv),
+                        None => Leaf::Buffer(cb),
+                    },
+                );
             }
-            b.leaves.insert(
-                yv,
-                match bias {
-                    Some(bv) => Leaf::BufferBias(cb, bv),
-                    None => Leaf::Buffer(cb),
-                },
-            );
-            let kern = b.elementwise_kernel(&format!("{name}.epilogue"), out, cb)?;
-            let rows = (nb * co) as u64;
-            let kern = finish(&b, kern, rows)?;
-            gemm.bufs = kern.bufs.clone();
-            let vals = values(&b);
-            if kern.extent == rows {
-                gemm.epilogue = Some(kern);
-                sovc_ir::kernel::verify_op(&KernelOp::Gemm(Box::new(gemm.clone()))).map_err(|e| e.join("; "))?;
-                Ok(vec![Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals }])
-            } else {
-                Ok(vec![
-                    Lowered { op: KernelOp::Gemm(Box::new(gemm)), values: vals.clone() },
-                    Lowered { op: KernelOp::Loop(kern), values: vals },
-                ])
-            }
+            gemm_kernels(&mut b, gemm, has_epilogue.then_some((out, cb)), name)
         }
         Some(Op::Concat { axis }) if epilogue_nodes == 0 => {
             // One copy kernel per input, each into its slice of the output.
