@@ -63,6 +63,9 @@ fn feature_present(f: &str) -> bool {
 struct Mem<'a> {
     arena: &'a mut AlignedBuf,
     inputs: BTreeMap<usize, &'a [u8]>,
+    /// f32 graph outputs written straight into the vectors that become the output tensors (base pointer,
+    /// element count); the vectors live in `run` for the whole run.
+    outputs: BTreeMap<usize, (*mut f32, usize)>,
 }
 
 #[derive(Clone, Copy)]
@@ -377,6 +380,9 @@ impl CpuModel {
         if let Some(b) = mem.inputs.get(&(v as usize)) {
             return b.as_ptr() as *mut f32;
         }
+        if let Some(&(p, _)) = mem.outputs.get(&(v as usize)) {
+            return p;
+        }
         let arena = &*mem.arena;
         match self.program.slots[v as usize] {
             Slot::Arena(o) => arena.as_ptr().wrapping_add(o as usize) as *mut f32,
@@ -388,6 +394,10 @@ impl CpuModel {
     fn bytes_of<'a>(&'a self, mem: &'a Mem, v: usize) -> &'a [u8] {
         if let Some(b) = mem.inputs.get(&v) {
             return b;
+        }
+        if let Some(&(p, n)) = mem.outputs.get(&v) {
+            // SAFETY: a live vector of `n` f32 owned by `run`; no kernel writes it while this slice lives.
+            return unsafe { std::slice::from_raw_parts(p as *const u8, n * 4) };
         }
         let arena = &*mem.arena;
         let n = self.elems[v] as usize * self.graph.values[v].dtype.size();
@@ -439,7 +449,16 @@ impl CpuModel {
                 }
             }
         }
-        let mut mem = Mem { arena: &mut arena, inputs: bound };
+        // f32 outputs go straight into their tensors' vectors (unless an output is also an input).
+        let mut out_vecs: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
+        for o in &g.outputs {
+            let v = o.value.index();
+            if g.ty(o.value).dtype == DType::F32 && !bound.contains_key(&v) && cfg!(target_endian = "little") {
+                out_vecs.entry(v).or_insert_with(|| vec![0f32; self.elems[v] as usize]);
+            }
+        }
+        let outputs = out_vecs.iter_mut().map(|(&v, vec)| (v, (vec.as_mut_ptr(), vec.len()))).collect();
+        let mut mem = Mem { arena: &mut arena, inputs: bound, outputs };
         let mut times = self.step_times.lock().unwrap_or_else(|e| e.into_inner()).take();
         for (si, step) in self.program.steps.iter().enumerate() {
             let t = std::time::Instant::now();
@@ -452,10 +471,22 @@ impl CpuModel {
             *self.step_times.lock().unwrap_or_else(|e| e.into_inner()) = times;
         }
         let mut out = BTreeMap::new();
+        let mut first: BTreeMap<usize, String> = BTreeMap::new();
         for o in &g.outputs {
             let v = o.value.index();
             let ty = g.ty(o.value);
             let shape: Vec<usize> = ty.shape.as_consts().unwrap_or_default();
+            if let Some(vals) = out_vecs.remove(&v) {
+                let t = Tensor::from_vec(&shape, vals);
+                out.insert(o.name.clone(), t.ok_or_else(|| bad(format!("output `{}` has the wrong size", o.name)))?);
+                first.insert(v, o.name.clone());
+                continue;
+            }
+            if let Some(t) = first.get(&v).and_then(|n| out.get(n)).cloned() {
+                // The same value under a second output name.
+                out.insert(o.name.clone(), t);
+                continue;
+            }
             let bytes = self.bytes_of(&mem, v);
             let t = if ty.dtype == DType::F32 && cfg!(target_endian = "little") {
                 let mut vals = vec![0f32; bytes.len() / 4];
@@ -677,7 +708,11 @@ impl CpuModel {
                             b.len()
                         )));
                     }
-                    arena.arena.as_mut_slice()[o as usize..o as usize + n].copy_from_slice(&b);
+                    match arena.outputs.get(&i) {
+                        // SAFETY: the output's vector holds `n` bytes (checked above via `elems`).
+                        Some(&(p, _)) => unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), p as *mut u8, n) },
+                        None => arena.arena.as_mut_slice()[o as usize..o as usize + n].copy_from_slice(&b),
+                    }
                 }
                 local.insert(i, t);
             }

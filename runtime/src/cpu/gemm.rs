@@ -93,13 +93,16 @@ pub unsafe fn pack_b(
             if cs == 1 && (panel + 1) * nr <= n {
                 // Full panel of a row-major B: each depth is one contiguous copy.
                 for kk in 0..kc {
-                    // SAFETY: in bounds by the caller's contract; `dst` as below.
+                    let src = bp.0.wrapping_offset((p0 + kk) as isize * rs + (panel * nr) as isize);
+                    // SAFETY: in bounds by the caller's contract; `dst` as below. Fixed-size copies for the
+                    // usual panel widths compile to a few vector moves instead of a memcpy call.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            bp.0.offset((p0 + kk) as isize * rs + (panel * nr) as isize),
-                            dst.add(kk * nr),
-                            nr,
-                        )
+                        let d = dst.add(kk * nr);
+                        match nr {
+                            32 => (d as *mut [f32; 32]).write_unaligned((src as *const [f32; 32]).read_unaligned()),
+                            16 => (d as *mut [f32; 16]).write_unaligned((src as *const [f32; 16]).read_unaligned()),
+                            _ => std::ptr::copy_nonoverlapping(src, d, nr),
+                        }
                     };
                 }
                 p0 += kc;
@@ -527,6 +530,12 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn micro_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
         const MR: usize = 12;
+        // Fetch the C tile while the products run (it is read back at the end when accumulating).
+        for i in 0..MR {
+            let p = c.wrapping_add(i * ldc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
         let mut t = [[_mm512_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
