@@ -258,7 +258,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 if xs.contains(&0) {
                     continue;
                 }
-                let kern = Kernel { name: format!("{name}.{i}"), bufs: Vec::new(), extent: xs[0] as u64, body };
+                let kern = Kernel::new(format!("{name}.{i}"), Vec::new(), xs[0] as u64, body);
                 let kern = finish(&bi, kern, u64::MAX)?;
                 res.push(Lowered { op: KernelOp::Loop(kern), values: values(&bi) });
             }
@@ -336,7 +336,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             for d in (1..lead.len()).rev() {
                 body = vec![Stmt::For { var: lead[d], extent: xs[d] as u64, body }];
             }
-            let kern = Kernel { name: name.to_string(), bufs: Vec::new(), extent: xs[0] as u64, body };
+            let kern = Kernel::new(name, Vec::new(), xs[0] as u64, body);
             let kern = finish(&b, kern, u64::MAX)?;
             Ok(vec![Lowered { op: KernelOp::Loop(kern), values: values(&b) }])
         }

@@ -135,7 +135,7 @@ impl<'a> Build<'a> {
             .iter()
             .map(|&(v, access)| {
                 let n = self.g.ty(v).shape.num_elements().ok_or_else(|| format!("value {v} has a symbolic shape"))?;
-                Ok(Buf { name: v.to_string(), len: n, access })
+                Ok(Buf::global(v.to_string(), n, access))
             })
             .collect()
     }
@@ -453,7 +453,7 @@ impl<'a> Build<'a> {
             body = vec![Stmt::For { var: vars[d], extent: shape[d] as u64, body }];
         }
         let extent = shape.first().copied().unwrap_or(1) as u64;
-        Ok(Kernel { name: name.to_string(), bufs: Vec::new(), extent, body })
+        Ok(Kernel::new(name, Vec::new(), extent, body))
     }
 }
 
@@ -483,6 +483,7 @@ fn for_each_index(body: &mut [Stmt], f: &mut dyn FnMut(&mut Index)) {
                 f(index);
                 expr(value, f);
             }
+            Stmt::Barrier => {}
         }
     }
 }
@@ -548,6 +549,7 @@ pub fn inner_work(body: &[Stmt]) -> u64 {
     body.iter()
         .map(|s| match s {
             Stmt::For { extent, body, .. } => extent * inner_work(body).max(1),
+            Stmt::Barrier => 0,
             Stmt::Let { value, .. } | Stmt::Store { value, .. } => {
                 let mut w = 1;
                 value.visit(&mut |e| {

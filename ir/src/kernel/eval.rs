@@ -110,6 +110,8 @@ impl Env<'_> {
                     let at = self.at(index);
                     self.bufs[*buf as usize][at] = v;
                 }
+                // One thread runs the whole group here, in order, so a barrier has nothing to wait for.
+                Stmt::Barrier => {}
             }
         }
     }
@@ -135,6 +137,7 @@ fn max_ids(body: &[Stmt], vars: &mut u32, lets: &mut u32) {
                 *lets = (*lets).max(*id + 1);
             }
             Stmt::Store { value, .. } => expr_vars(value, vars),
+            Stmt::Barrier => {}
         }
     }
 }

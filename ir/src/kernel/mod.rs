@@ -56,12 +56,65 @@ pub enum Access {
     ReadWrite,
 }
 
+/// Where a buffer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Space {
+    /// Device memory visible to every thread (the arena, weights, inputs, outputs).
+    #[default]
+    Global,
+    /// Scratch shared by the threads of one group and private to it: PTX shared memory, Metal
+    /// threadgroup memory, Tensix L1 (circular buffers). Only in kernels with more than one thread per
+    /// group; its contents do not outlive one group's run.
+    Shared,
+}
+
 /// A buffer parameter of a kernel: f32 elements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Buf {
     pub name: String,
     pub len: u64,
     pub access: Access,
+    pub space: Space,
+}
+
+impl Buf {
+    /// A buffer in global memory.
+    pub fn global(name: impl Into<String>, len: u64, access: Access) -> Buf {
+        Buf { name: name.into(), len, access, space: Space::Global }
+    }
+}
+
+/// How many elements one vector instruction covers, for targets whose vectors are not a fixed size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VectorLength {
+    /// The target's natural width (cpu: 4 lanes of f32).
+    #[default]
+    Native,
+    /// Exactly this many bits per vector register (RISC-V `vlen=128|256|512` builds).
+    Fixed(u32),
+    /// Whatever the machine has, read at run time (RISC-V `vsetvli`, vector-length agnostic code).
+    Scalable,
+}
+
+/// How a kernel's parallel dimension maps onto the machine. The cpu target runs one thread per
+/// iteration range and needs the defaults; the GPU and Tensix targets fill the rest in when they
+/// schedule a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// Threads that cooperate on one iteration of the parallel dimension and may `barrier` and share
+    /// `Space::Shared` buffers: a PTX block or Metal threadgroup; 1 on cpu and RISC-V.
+    pub threads_per_group: u64,
+    /// Vector length for vector code.
+    pub vector: VectorLength,
+    /// Tiles the kernel's buffers move in (Tensix: 32x32, in four 16x16 faces); `None` for element-wise
+    /// addressing.
+    pub tile: Option<(u64, u64)>,
+}
+
+impl Default for Launch {
+    fn default() -> Launch {
+        Launch { threads_per_group: 1, vector: VectorLength::Native, tile: None }
+    }
 }
 
 /// Combining function of a reduction.
@@ -125,9 +178,24 @@ impl Expr {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
-    For { var: Var, extent: u64, body: Vec<Stmt> },
-    Let { id: u32, value: Expr },
-    Store { buf: u32, index: Index, value: Expr },
+    For {
+        var: Var,
+        extent: u64,
+        body: Vec<Stmt>,
+    },
+    Let {
+        id: u32,
+        value: Expr,
+    },
+    Store {
+        buf: u32,
+        index: Index,
+        value: Expr,
+    },
+    /// Every thread of the group reaches this point before any continues, and their stores to shared
+    /// buffers before it are visible after it (`bar.sync`, `threadgroup_barrier`). Only in kernels with
+    /// more than one thread per group.
+    Barrier,
 }
 
 /// A loop kernel.
@@ -138,6 +206,14 @@ pub struct Kernel {
     /// Iterations of the parallel dimension (variable 0).
     pub extent: u64,
     pub body: Vec<Stmt>,
+    pub launch: Launch,
+}
+
+impl Kernel {
+    /// A kernel with the default launch (one thread per iteration range, native vectors).
+    pub fn new(name: impl Into<String>, bufs: Vec<Buf>, extent: u64, body: Vec<Stmt>) -> Kernel {
+        Kernel { name: name.into(), bufs, extent, body, launch: Launch::default() }
+    }
 }
 
 /// A strided matrix operand: element `(batch b, group g, row i, column j)` at

@@ -74,6 +74,9 @@ fn stmts(body: &[Stmt], depth: usize, out: &mut String) {
                 expr(value, out);
                 out.push('\n');
             }
+            Stmt::Barrier => {
+                let _ = writeln!(out, "{pad}barrier");
+            }
         }
     }
 }
@@ -85,13 +88,32 @@ fn bufs(bs: &[Buf], out: &mut String) {
             Access::Write => "write",
             Access::ReadWrite => "read_write",
         };
-        let _ = writeln!(out, "  buf %{i} f32[{}] {acc} \"{}\"", b.len, b.name);
+        let space = match b.space {
+            Space::Global => "",
+            Space::Shared => " shared",
+        };
+        let _ = writeln!(out, "  buf %{i} f32[{}] {acc}{space} \"{}\"", b.len, b.name);
     }
 }
 
 /// A loop kernel as text.
 pub fn print(k: &Kernel) -> String {
-    let mut out = format!("kernel \"{}\" parallel i0 < {} {{\n", k.name, k.extent);
+    let mut out = format!("kernel \"{}\" parallel i0 < {}", k.name, k.extent);
+    let l = &k.launch;
+    if l.threads_per_group != 1 {
+        let _ = write!(out, " threads {}", l.threads_per_group);
+    }
+    match l.vector {
+        VectorLength::Native => {}
+        VectorLength::Fixed(bits) => {
+            let _ = write!(out, " vector {bits}b");
+        }
+        VectorLength::Scalable => out.push_str(" vector scalable"),
+    }
+    if let Some((r, c)) = l.tile {
+        let _ = write!(out, " tile {r}x{c}");
+    }
+    out.push_str(" {\n");
     bufs(&k.bufs, &mut out);
     stmts(&k.body, 1, &mut out);
     out.push_str("}\n");

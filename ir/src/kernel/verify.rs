@@ -12,6 +12,8 @@ struct Ctx<'a> {
     errors: Vec<String>,
     /// Inside a guard: loads are checked for scope and mode, not range (the guard keeps them in bounds).
     guarded: bool,
+    /// The kernel runs several threads per group (barriers and shared buffers allowed).
+    group: bool,
 }
 
 impl Ctx<'_> {
@@ -114,6 +116,11 @@ impl Ctx<'_> {
                     self.expr(value, what);
                     self.access(*buf, index, true, what);
                 }
+                Stmt::Barrier => {
+                    if !self.group {
+                        self.errors.push(format!("{what}: a barrier in a kernel with one thread per group"));
+                    }
+                }
             }
         }
         self.lets.truncate(lets);
@@ -123,7 +130,22 @@ impl Ctx<'_> {
 /// Checks a loop kernel; returns every problem found.
 pub fn verify(k: &Kernel) -> Result<(), Vec<String>> {
     let what = format!("kernel `{}`", k.name);
-    let mut c = Ctx { bufs: &k.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
+    let group = k.launch.threads_per_group > 1;
+    let mut c = Ctx { bufs: &k.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false, group };
+    if k.launch.threads_per_group == 0 {
+        c.errors.push(format!("{what}: no threads per group"));
+    }
+    if let Some(b) = k.bufs.iter().find(|b| b.space == Space::Shared && !group) {
+        c.errors.push(format!("{what}: shared buffer `{}` in a kernel with one thread per group", b.name));
+    }
+    if k.launch.tile.is_some_and(|(r, col)| r == 0 || col == 0) {
+        c.errors.push(format!("{what}: empty tile"));
+    }
+    if let VectorLength::Fixed(bits) = k.launch.vector {
+        if bits < 32 || !bits.is_power_of_two() {
+            c.errors.push(format!("{what}: vector length {bits} bits is not a power of two of at least 32"));
+        }
+    }
     c.bind(0, k.extent, &what);
     c.stmts(&k.body, &what);
     if c.errors.is_empty() {
@@ -146,7 +168,14 @@ pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
         KernelOp::Loop(k) => verify(k),
         KernelOp::Gemm(g) => {
             let what = format!("gemm `{}`", g.name);
-            let mut c = Ctx { bufs: &g.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
+            let mut c = Ctx {
+                bufs: &g.bufs,
+                vars: Vec::new(),
+                lets: Vec::new(),
+                errors: Vec::new(),
+                guarded: false,
+                group: false,
+            };
             let gd = |rows, cols| [g.batch, g.groups, rows, cols];
             operand(&mut c, &g.a, gd(g.m, g.k), false, &what);
             match &g.b_im2col {
@@ -187,7 +216,14 @@ pub fn verify_op(k: &KernelOp) -> Result<(), Vec<String>> {
         }
         KernelOp::Attention(a) => {
             let what = format!("attention `{}`", a.name);
-            let mut c = Ctx { bufs: &a.bufs, vars: Vec::new(), lets: Vec::new(), errors: Vec::new(), guarded: false };
+            let mut c = Ctx {
+                bufs: &a.bufs,
+                vars: Vec::new(),
+                lets: Vec::new(),
+                errors: Vec::new(),
+                guarded: false,
+                group: false,
+            };
             let dense = |buf, r: u64, cols: u64| Operand {
                 buf,
                 offset: 0,

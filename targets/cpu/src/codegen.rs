@@ -10,7 +10,7 @@ use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use sovc_ir::kernel::{Expr, Index, Kernel, Reduce, Stmt, Var};
+use sovc_ir::kernel::{Expr, Index, Kernel, Reduce, Space, Stmt, Var, VectorLength};
 use sovc_ir::{BinaryOp, UnaryOp};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -91,6 +91,12 @@ pub fn compile(t: &CpuTarget, kernels: &[&Kernel]) -> Result<CpuCode, String> {
 }
 
 fn compile_kernel(t: &CpuTarget, k: &Kernel, fctx: &mut FunctionBuilderContext) -> Result<(Vec<u8>, String), String> {
+    if k.launch.threads_per_group != 1 || k.launch.tile.is_some() || k.launch.vector != VectorLength::Native {
+        return Err(format!("kernel `{}`: the cpu target runs one thread per range with native vectors", k.name));
+    }
+    if k.bufs.iter().any(|b| b.space != Space::Global) {
+        return Err(format!("kernel `{}`: the cpu target has no shared buffers", k.name));
+    }
     let mut sig = Signature::new(t.isa.default_call_conv());
     for _ in 0..3 {
         sig.params.push(AbiParam::new(I64));
@@ -169,6 +175,7 @@ fn body_vectorizes(body: &[Stmt], v: Var) -> bool {
         Stmt::For { .. } => false,
         Stmt::Let { value, .. } => expr_vectorizes(value, v),
         Stmt::Store { index, value, .. } => index.coeff(v) == 1 && expr_vectorizes(value, v),
+        Stmt::Barrier => false,
     })
 }
 
@@ -247,6 +254,8 @@ impl Gen<'_> {
                         self.b.ins().store(flags, s, addr, 0);
                     }
                 }
+                // One thread per range: nothing to wait for (the compile check refuses groups anyway).
+                Stmt::Barrier => {}
             }
         }
         self.lets.retain(|k, _| scope.contains(k));

@@ -48,11 +48,9 @@ fn every_unary_op_matches_the_interpreter() {
             _ => data(33, 6.0),
         };
         let k = Kernel {
+            launch: Default::default(),
             name: op.as_str().into(),
-            bufs: vec![
-                Buf { name: "x".into(), len: 33, access: Access::Read },
-                Buf { name: "y".into(), len: 33, access: Access::Write },
-            ],
+            bufs: vec![Buf::global("x", 33, Access::Read), Buf::global("y", 33, Access::Write)],
             extent: 3,
             body: vec![Stmt::For {
                 var: 1,
@@ -74,11 +72,12 @@ fn binary_ops_broadcast_strides_and_reductions() {
     for op in [Add, Sub, Mul, Div, Max, Min] {
         // y[i, j] = op(x[j, i] (stride 4: scalar path), b[j] (unit stride)) over 4 x 9.
         let k = Kernel {
+            launch: Default::default(),
             name: op.as_str().into(),
             bufs: vec![
-                Buf { name: "x".into(), len: 36, access: Access::Read },
-                Buf { name: "b".into(), len: 9, access: Access::Read },
-                Buf { name: "y".into(), len: 36, access: Access::Write },
+                Buf::global("x", 36, Access::Read),
+                Buf::global("b", 9, Access::Read),
+                Buf::global("y", 36, Access::Write),
             ],
             extent: 4,
             body: vec![Stmt::For {
@@ -100,11 +99,9 @@ fn binary_ops_broadcast_strides_and_reductions() {
     // A softmax row: max and sum reductions (vector + tail), lets, then a normalized store.
     let x = Index::new(0, &[(0, 13), (2, 1)]);
     let k = Kernel {
+        launch: Default::default(),
         name: "softmax".into(),
-        bufs: vec![
-            Buf { name: "x".into(), len: 5 * 13, access: Access::Read },
-            Buf { name: "y".into(), len: 5 * 13, access: Access::Write },
-        ],
+        bufs: vec![Buf::global("x", 5 * 13, Access::Read), Buf::global("y", 5 * 13, Access::Write)],
         extent: 5,
         body: vec![
             Stmt::Let {
@@ -156,11 +153,9 @@ fn binary_ops_broadcast_strides_and_reductions() {
 #[test]
 fn generated_code_is_deterministic_and_relocation_free() {
     let k = Kernel {
+        launch: Default::default(),
         name: "copy".into(),
-        bufs: vec![
-            Buf { name: "x".into(), len: 8, access: Access::Read },
-            Buf { name: "y".into(), len: 8, access: Access::Write },
-        ],
+        bufs: vec![Buf::global("x", 8, Access::Read), Buf::global("y", 8, Access::Write)],
         extent: 8,
         body: vec![Stmt::Store {
             buf: 1,
