@@ -224,8 +224,18 @@ pub fn build(g: &Graph, const_offsets: &BTreeMap<ValueId, u64>, target: &CpuTarg
     for ((v, _), off) in planned.iter().zip(&plan.offsets) {
         slots[*v] = Slot::Arena(*off);
     }
-    let functions =
-        code.functions.iter().map(|f| Function { name: f.name.clone(), offset: f.offset, len: f.len }).collect();
+    let functions = code
+        .functions
+        .iter()
+        .zip(&kernels)
+        .map(|(f, k)| Function {
+            name: f.name.clone(),
+            offset: f.offset,
+            len: f.len,
+            extent: k.extent,
+            bufs: k.bufs.iter().map(|b| (b.len, b.access != sovc_ir::kernel::Access::Read)).collect(),
+        })
+        .collect();
     let program = Program {
         arch: target.arch.clone(),
         features: target.features.clone(),

@@ -183,3 +183,96 @@ fn symbolic_shapes_ask_for_shape() {
     let e = compile(&sovc_models::builtin::mlp(), &cpu()).err().expect("refused").to_string();
     assert!(e.contains("--shape x="), "{e}");
 }
+
+/// Small graphs in the IR's text form, compiled for cpu and compared with the interpreter.
+fn cpu_matches_text(name: &str, text: &str) {
+    let g = sovc_ir::text::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let m = Model { graph: g, weights: Default::default() };
+    let feeds = feeds_for(&m, 9);
+    let (err, _) = cpu_vs_interpreter(&m, &feeds, 2);
+    assert!(err < 1e-6, "{name}: cpu differs from the interpreter by {err:e}");
+}
+
+#[test]
+fn review_cases_match_the_interpreter() {
+    // A constant that is also an output, and a value used under two output names.
+    cpu_matches_text(
+        "constant output",
+        "sov 1\ninput %0 \"x\": f32[2]\nconst %1 \"c\": f32[2] = [3.0, 4.0]\n%2: f32[2] = add(%0, %1) \"y\"\n\
+         output \"y\" = %2\noutput \"c\" = %1\noutput \"y2\" = %2\noutput \"x\" = %0",
+    );
+    // Concat then reshape in one group.
+    cpu_matches_text(
+        "concat + reshape",
+        "sov 1\ninput %0 \"a\": f32[2,3]\ninput %1 \"b\": f32[2,3]\n%2: f32[2,6] = concat(%0, %1) {axis=1} \"c\"\n\
+         %3: f32[3,4] = reshape(%2) {shape=shape[3,4]} \"r\"\noutput \"y\" = %3",
+    );
+    // Slices with negative starts and steps.
+    cpu_matches_text(
+        "slice",
+        "sov 1\ninput %0 \"x\": f32[4,8]\n%1: f32[3,3] = slice(%0) {starts=[1, -3], ends=[4, 8], steps=[1, 1]} \"s\"\n\
+         %2: f32[3,8] = slice(%0) {starts=[-1, 0], ends=[0, 8], steps=[-1, 1]} \"t\"\noutput \"y\" = %1\noutput \"z\" = %2",
+    );
+    // A reduce with no axes reduces nothing.
+    cpu_matches_text(
+        "reduce no axes",
+        "sov 1\ninput %0 \"x\": f32[1,2]\n%1: f32[1,2] = reduce(%0) {kind=\"sum\", axes=[], keepdims=1} \"r\"\n\
+         output \"y\" = %1",
+    );
+}
+
+#[test]
+fn one_session_runs_on_several_threads_at_once() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let a = Artifact::from_bytes(&compile(&m, &cpu()).unwrap().bytes).unwrap();
+    let s = Session::with_threads(&a, Device::Cpu, 2).unwrap();
+    let feeds = feeds_for(&m, 4);
+    let want = s.run(&feeds).unwrap();
+    std::thread::scope(|sc| {
+        let runs: Vec<_> =
+            (0..3).map(|_| sc.spawn(|| (0..5).map(|_| s.run(&feeds).unwrap()).collect::<Vec<_>>())).collect();
+        for r in runs {
+            for got in r.join().unwrap() {
+                assert_eq!(got["y"].to_f64_vec(), want["y"].to_f64_vec());
+            }
+        }
+    });
+}
+
+#[test]
+fn crafted_programs_cannot_reach_outside_their_memory() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let bytes = compile(&m, &cpu()).unwrap().bytes;
+    let step = |p: &mut serde_json::Value, kind: &str| -> serde_json::Value {
+        p["steps"].as_array().unwrap().iter().find(|s| s.get(kind).is_some()).expect("a step of that kind")[kind]
+            .clone()
+    };
+    let set_step = |p: &mut serde_json::Value, kind: &str, v: serde_json::Value| {
+        let s = p["steps"].as_array_mut().unwrap().iter_mut().find(|s| s.get(kind).is_some()).unwrap();
+        s[kind] = v;
+    };
+    // Sizes whose products would wrap, hidden behind zero strides.
+    let e = cpu_error(&rebuild_with_program(&bytes, &|p| {
+        let mut g = step(p, "Gemm");
+        g["k"] = (1u64 << 59).into();
+        g["a"]["cols"] = 0.into();
+        g["b"]["rows"] = 0.into();
+        set_step(p, "Gemm", g);
+    }));
+    assert!(e.contains("out of range"), "{e}");
+    // A loop over more iterations than its code was generated for.
+    let e = cpu_error(&rebuild_with_program(&bytes, &|p| {
+        let mut l = step(p, "Loop");
+        l["extent"] = (1u64 << 30).into();
+        set_step(p, "Loop", l);
+    }));
+    assert!(e.contains("generated for"), "{e}");
+    // A product that writes a graph input or a weight.
+    let e = cpu_error(&rebuild_with_program(&bytes, &|p| {
+        let mut g = step(p, "Gemm");
+        let a = g["a"]["buf"].clone();
+        g["c"]["buf"] = a;
+        set_step(p, "Gemm", g);
+    }));
+    assert!(e.contains("not an activation") || e.contains("also an operand") || e.contains("outside"), "{e}");
+}

@@ -235,9 +235,10 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             gemm_kernels(&mut b, gemm, has_epilogue.then_some((out, cb)), name)
         }
         Some(Op::Concat { axis }) if epilogue_nodes == 0 => {
-            // One copy kernel per input, each into its slice of the output.
+            // One copy kernel per input, each into its slice of the output. Index by the concat's own
+            // shape: a reshape after it (in the group) keeps the same flat layout in `out`'s buffer.
             let n = anchor_node.unwrap_or_default();
-            let os = b.shape(out)?;
+            let os = b.shape(g.nodes[n].outputs[0])?;
             let a = norm_axis(axis, os.len());
             let mut offset = 0usize;
             let mut res = Vec::new();

@@ -316,12 +316,15 @@ impl<'a> Build<'a> {
                 let x = self.g.nodes[node].inputs[0];
                 self.expr(x, &Coords::Dims(ci))?
             }
-            Op::Slice { starts, steps, .. } => {
+            Op::Slice { starts, ends, steps } => {
                 let Coords::Dims(ds) = c else { return Err("a slice after a reshape in one kernel".into()) };
+                let xs = self.shape(self.g.nodes[node].inputs[0])?;
+                // The first index as the interpreter clamps it (negative starts count from the end).
+                let first = |d: usize| sovc_ir::infer::slice_range(starts[d], ends[d], steps[d], xs[d] as i64).0;
                 let ci = ds
                     .iter()
                     .enumerate()
-                    .map(|(d, ix)| ix_add(&ix_scale(ix, steps[d]), &Index::new(starts[d], &[])))
+                    .map(|(d, ix)| ix_add(&ix_scale(ix, steps[d]), &Index::new(first(d), &[])))
                     .collect();
                 let x = self.g.nodes[node].inputs[0];
                 self.expr(x, &Coords::Dims(ci))?
@@ -389,11 +392,11 @@ impl<'a> Build<'a> {
                 let x = self.g.nodes[node].inputs[0];
                 let xs = self.shape(x)?;
                 let r = xs.len() as i64;
-                let axes: Vec<usize> = if axes.is_empty() {
-                    (0..xs.len()).collect()
-                } else {
-                    axes.iter().map(|&a| (if a < 0 { a + r } else { a }) as usize).collect()
-                };
+                if axes.is_empty() {
+                    // The IR's empty axis list reduces nothing; leave such rare nodes to the interpreter.
+                    return Err("a reduce with no axes".into());
+                }
+                let axes: Vec<usize> = axes.iter().map(|&a| (if a < 0 { a + r } else { a }) as usize).collect();
                 let (rop, scale) = match kind {
                     ReduceKind::Sum => (Reduce::Add, 1.0),
                     ReduceKind::Mean => (Reduce::Add, 1.0 / axes.iter().map(|&a| xs[a]).product::<usize>() as f32),

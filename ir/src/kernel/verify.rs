@@ -83,6 +83,13 @@ impl Ctx<'_> {
                 self.vars.pop();
             }
             Expr::Guard { conds, then, .. } => {
+                let mut binds = false;
+                then.visit(&mut |e| binds |= matches!(e, Expr::Reduce { .. }));
+                if binds {
+                    // Loads under a guard are bounds-checked where the guard is evaluated, which needs every
+                    // variable they use bound outside it.
+                    self.errors.push(format!("{what}: a reduction inside a guard"));
+                }
                 for (ix, _) in conds {
                     if let Some(&(v, _)) = ix.terms.iter().find(|t| !self.vars.iter().any(|x| x.0 == t.0)) {
                         self.errors.push(format!("{what}: guard names variable i{v}, which is not in scope"));

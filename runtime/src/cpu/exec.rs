@@ -36,6 +36,17 @@ fn bad(msg: String) -> RuntimeError {
     RuntimeError::Malformed(format!("cpu program: {msg}"))
 }
 
+/// The largest element count any product of a step's sizes may reach (2^36 f32: 256 GiB), so no size
+/// arithmetic downstream can wrap.
+const MAX_ELEMS: u64 = 1 << 36;
+
+fn bounded(sizes: &[u64], what: &str) -> Result<(), RuntimeError> {
+    match sizes.iter().try_fold(1u64, |a, &b| a.checked_mul(b.max(1))) {
+        Some(p) if p <= MAX_ELEMS => Ok(()),
+        _ => Err(bad(format!("{what}: sizes {sizes:?} are out of range"))),
+    }
+}
+
 fn feature_present(f: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -239,6 +250,35 @@ impl CpuModel {
         }
     }
 
+    /// A buffer a step writes: in the arena, not a graph input (those are read in place from the caller's
+    /// tensors), not a constant.
+    fn check_written(&self, v: u32, what: &str) -> Result<(), RuntimeError> {
+        self.check_buf(v, what)?;
+        let is_input = self.graph.inputs.iter().any(|x| x.value.index() == v as usize);
+        if is_input || !matches!(self.program.slots[v as usize], Slot::Arena(_)) {
+            return Err(bad(format!("{what}: writes value %{v}, which is not an activation")));
+        }
+        Ok(())
+    }
+
+    /// A generated function run over `extent` iterations with `bufs` as its buffers: the code was generated
+    /// for exactly that extent, buffers at least as long as it touches, and writes only activations.
+    fn check_function(&self, func: usize, bufs: &[u32], extent: u64, what: &str) -> Result<(), RuntimeError> {
+        let f = self.program.functions.get(func).ok_or_else(|| bad(format!("{what}: no function {func}")))?;
+        if f.extent != extent || f.bufs.len() != bufs.len() {
+            return Err(bad(format!("{what}: function `{}` was generated for other buffers or another range", f.name)));
+        }
+        for (&v, &(len, writes)) in bufs.iter().zip(&f.bufs) {
+            if self.check_buf(v, what)? < len {
+                return Err(bad(format!("{what}: value %{v} is shorter than function `{}` reads", f.name)));
+            }
+            if writes {
+                self.check_written(v, what)?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_buf(&self, v: u32, what: &str) -> Result<u64, RuntimeError> {
         let i = v as usize;
         if i >= self.program.slots.len() || self.program.slots[i] == Slot::None {
@@ -273,23 +313,42 @@ impl CpuModel {
         for (si, step) in self.program.steps.iter().enumerate() {
             let what = format!("step {si}");
             match step {
-                Step::Loop { func, bufs, grain, .. } => {
+                Step::Loop { func, bufs, grain, extent, .. } => {
                     if *func >= nf || *grain == 0 {
                         return Err(bad(format!("{what}: bad function or grain")));
                     }
-                    for &b in bufs {
-                        self.check_buf(b, &what)?;
-                    }
+                    self.check_function(*func, bufs, *extent, &what)?;
                 }
                 Step::Gemm { bufs, batch, groups, m, n, k, a, b, im2col, c, epilogue, .. } => {
                     for &x in bufs {
                         self.check_buf(x, &what)?;
+                    }
+                    // Every size product below must fit comfortably (no wrapping in packing buffers).
+                    let sizes = [*batch, *groups, *m, *n, *k];
+                    bounded(&sizes, &what)?;
+                    bounded(&[*batch, *groups, *m, *n], &what)?;
+                    bounded(&[*m, *k], &what)?;
+                    bounded(&[*n, *k], &what)?;
+                    let cv = *bufs.get(c.buf as usize).ok_or_else(|| bad(format!("{what}: no buffer {}", c.buf)))?;
+                    self.check_written(cv, &what)?;
+                    for o in [a, b] {
+                        if bufs.get(o.buf as usize) == Some(&cv) {
+                            return Err(bad(format!("{what}: C is also an operand")));
+                        }
                     }
                     let gd = |r: u64, cl: u64| [*batch, *groups, r, cl];
                     self.check_operand(bufs, a, gd(*m, *k), &what)?;
                     match im2col {
                         None => self.check_operand(bufs, b, gd(*k, *n), &what)?,
                         Some(im) => {
+                            bounded(&[im.channels, im.kh, im.kw], &what)?;
+                            bounded(&[im.channels, im.h, im.w], &what)?;
+                            bounded(&[im.oh, im.ow], &what)?;
+                            bounded(&[im.oh, im.sh], &what)?;
+                            bounded(&[im.ow, im.sw], &what)?;
+                            bounded(&[im.kh, im.dh], &what)?;
+                            bounded(&[im.kw, im.dw], &what)?;
+                            bounded(&[im.ph, im.pw], &what)?;
                             let ok = im.kh * im.kw * im.channels == *k
                                 && im.oh * im.ow == *n
                                 && [im.sh, im.sw, im.dh, im.dw].iter().all(|&x| x >= 1);
@@ -310,13 +369,25 @@ impl CpuModel {
                     {
                         return Err(bad(format!("{what}: C must be dense row-major")));
                     }
-                    if epilogue.is_some_and(|f| f >= nf) {
-                        return Err(bad(format!("{what}: bad epilogue function")));
+                    if let Some(f) = epilogue {
+                        self.check_function(*f, bufs, batch * groups * m, &what)?;
                     }
                 }
                 Step::Attention { bufs, heads, sq, sk, d, dv, q, k, v, o, mask, .. } => {
                     for &x in bufs {
                         self.check_buf(x, &what)?;
+                    }
+                    bounded(&[*heads, *sq, *sk, *d], &what)?;
+                    bounded(&[*heads, *sq, *sk, *dv], &what)?;
+                    if [*sq, *sk, *d, *dv].contains(&0) {
+                        return Err(bad(format!("{what}: an empty attention")));
+                    }
+                    let ov = *bufs.get(*o as usize).ok_or_else(|| bad(format!("{what}: no buffer {o}")))?;
+                    self.check_written(ov, &what)?;
+                    for x in [q, k, v] {
+                        if bufs.get(*x as usize) == Some(&ov) {
+                            return Err(bad(format!("{what}: the output is also an operand")));
+                        }
                     }
                     let dense = |buf: u32, r: u64, c: u64| Operand {
                         buf,
@@ -453,7 +524,9 @@ impl CpuModel {
         let mut out_vecs: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
         for o in &g.outputs {
             let v = o.value.index();
-            if g.ty(o.value).dtype == DType::F32 && !bound.contains_key(&v) && cfg!(target_endian = "little") {
+            let is_input = g.inputs.iter().any(|x| x.value == o.value);
+            let in_arena = matches!(self.program.slots[v], Slot::Arena(_));
+            if g.ty(o.value).dtype == DType::F32 && in_arena && !is_input && cfg!(target_endian = "little") {
                 out_vecs.entry(v).or_insert_with(|| vec![0f32; self.elems[v] as usize]);
             }
         }

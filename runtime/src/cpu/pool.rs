@@ -31,6 +31,8 @@ pub struct Pool {
     threads: usize,
     shared: Arc<Shared>,
     handles: Vec<JoinHandle<()>>,
+    /// Held for a whole job: callers on several threads (concurrent runs of one session) take turns.
+    busy: Mutex<()>,
 }
 
 const SPIN: u32 = 200_000;
@@ -98,7 +100,7 @@ impl Pool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Pool { threads, shared, handles }
+        Pool { threads, shared, handles, busy: Mutex::new(()) }
     }
 
     pub fn threads(&self) -> usize {
@@ -117,6 +119,7 @@ impl Pool {
             }
             return;
         }
+        let _turn = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
         // SAFETY: erases the closure's lifetime; it outlives every use because this function does not
         // return before all workers have decremented `pending`.
@@ -171,5 +174,24 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");
             }
         }
+    }
+
+    #[test]
+    fn callers_on_several_threads_take_turns() {
+        let pool = Pool::new(2);
+        std::thread::scope(|s| {
+            for n in [7usize, 12, 3] {
+                let pool = &pool;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                        pool.run(n, &|i| {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                    }
+                });
+            }
+        });
     }
 }

@@ -21,6 +21,10 @@ pub struct Function {
     pub name: String,
     pub offset: u64,
     pub len: u64,
+    /// Iterations of the kernel's parallel dimension that the code was generated for.
+    pub extent: u64,
+    /// Per buffer parameter: the elements the code may touch, and whether it writes the buffer.
+    pub bufs: Vec<(u64, bool)>,
 }
 
 /// A strided matrix operand (see `sovc_ir::kernel::Operand`); `buf` indexes the step's buffers.

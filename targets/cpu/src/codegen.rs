@@ -116,7 +116,9 @@ fn compile_kernel(t: &CpuTarget, k: &Kernel, fctx: &mut FunctionBuilderContext) 
         };
         let bases = (0..k.bufs.len()).map(|i| b.ins().load(I64, flags.trusted, params[0], (8 * i) as i32)).collect();
         let lens = k.bufs.iter().map(|b| b.len).collect();
-        let mut g = Gen { b, flags, bases, lens, vars: BTreeMap::new(), lets: BTreeMap::new(), vec_var: None };
+        let read_only = k.bufs.iter().map(|b| b.access == sovc_ir::kernel::Access::Read).collect();
+        let mut g =
+            Gen { b, flags, bases, lens, read_only, vars: BTreeMap::new(), lets: BTreeMap::new(), vec_var: None };
         let v0 = g.var(0);
         g.b.def_var(v0, params[1]);
         g.loop_from_current(0, params[2], &k.body);
@@ -151,6 +153,8 @@ struct Gen<'a> {
     bases: Vec<Value>,
     /// Element count of each buffer.
     lens: Vec<u64>,
+    /// Whether each buffer is only read.
+    read_only: Vec<bool>,
     vars: BTreeMap<Var, Variable>,
     lets: BTreeMap<u32, Value>,
     /// The variable whose four consecutive values the lanes hold, in vector code.
@@ -331,7 +335,8 @@ impl Gen<'_> {
             Expr::Const(c) => self.splat(*c),
             Expr::Load { buf, index } => {
                 let addr = self.addr(*buf, index);
-                let flags = self.flags.load;
+                // Read-only only for buffers the kernel never writes (in-place epilogues read C too).
+                let flags = if self.read_only[*buf as usize] { self.flags.load } else { self.flags.store };
                 if self.vec_var.is_some_and(|x| index.coeff(x) == 1) {
                     self.b.ins().load(F32X4, flags, addr, 0)
                 } else {
