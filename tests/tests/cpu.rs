@@ -109,6 +109,12 @@ fn every_real_model_compiles_for_cpu_and_matches_the_interpreter() {
         let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
         let (err, _) = cpu_vs_interpreter(&m, &feeds, 2);
         eprintln!("{name}: cpu vs interpreter {err:.2e} (relative to the largest output)");
+        // The audit covers every kernel of the artifact.
+        let a = Artifact::from_bytes(&compile(&m, &cpu()).expect("compiles").bytes).expect("valid");
+        let plan = a.plan().expect("plan parses").expect("a plan");
+        let audit = sovc_compiler::cli::audit_text(&a, &plan);
+        assert_eq!(audit.matches("\n  runs as ").count(), plan.kernels.len(), "{name}: {audit}");
+        assert!(audit.contains("root sha256") && audit.contains("activation memory"), "{name}");
         assert!(err < 1e-4, "{name}: cpu differs from the interpreter by {err:e}");
     }
 }
