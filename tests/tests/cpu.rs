@@ -219,6 +219,17 @@ fn review_cases_match_the_interpreter() {
         "sov 1\ninput %0 \"x\": f32[4,8]\n%1: f32[3,3] = slice(%0) {starts=[1, -3], ends=[4, 8], steps=[1, 1]} \"s\"\n\
          %2: f32[3,8] = slice(%0) {starts=[-1, 0], ends=[0, 8], steps=[-1, 1]} \"t\"\noutput \"y\" = %1\noutput \"z\" = %2",
     );
+    // Depthwise convolution (strided, dilated, asymmetric padding) and pooling with ceil_mode: loops
+    // split around their padding guards.
+    cpu_matches_text(
+        "depthwise",
+        "sov 1\ninput %0 \"x\": f32[1,3,7,6]\nconst %1 \"w\": f32[3,1,3,3] = [0.5, -1.0, 2.0, 0.25, 1.5, -0.5, 1.0, 0.75, -2.0, \
+         0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, -0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.7, -0.8, -0.9]\n\
+         const %2 \"b\": f32[3] = [1.0, -1.0, 0.5]\n\
+         %3: f32[1,3,4,4] = conv(%0, %1, %2) {strides=[2, 1], pads=[1, 0, 1, 2], dilations=[1, 2], group=3} \"c\"\n\
+         %4: f32[1,3,2,2] = max_pool(%3) {kernel=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=1} \"p\"\n\
+         output \"y\" = %3\noutput \"z\" = %4",
+    );
     // A reduce with no axes reduces nothing.
     cpu_matches_text(
         "reduce no axes",

@@ -7,6 +7,7 @@ use super::*;
 fn finish(b: &Build, mut kern: Kernel, max_extent: u64) -> R<Kernel> {
     kern.bufs = b.kbufs()?;
     collapse(&mut kern, max_extent);
+    super::split::split_guards(&mut kern);
     sovc_ir::kernel::verify(&kern).map_err(|e| format!("lowering made an invalid kernel: {}", e.join("; ")))?;
     Ok(kern)
 }
@@ -79,6 +80,8 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
                 | Op::AvgPool { .. }
         )
     );
+    // Depthwise convolutions are window sums, lowered like pooling.
+    let movement = movement || anchor_node.is_some_and(|n| is_depthwise(g, n));
     if k.outputs.len() != 1 && !movement {
         return Err(format!("{} outputs", k.outputs.len()));
     }

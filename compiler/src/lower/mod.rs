@@ -20,6 +20,7 @@ use sovc_ir::{BinaryOp, ConstData, DType, GeluApprox, Graph, Op, ReduceKind, Una
 use std::collections::BTreeMap;
 
 mod group;
+mod split;
 pub use group::lower_group;
 
 /// A lowered kernel and the graph value behind each of its buffers.
@@ -387,6 +388,39 @@ impl<'a> Build<'a> {
                     _ => unreachable!(),
                 }
             }
+            Op::Conv { strides, pads, dilations, .. } if is_depthwise(self.g, node) => {
+                // Each output channel filters its own input channel: a 2-D window sum with padding guards
+                // (split away from the interior later), no matrix product.
+                let Coords::Dims(ds) = c else { return Err("a convolution after a reshape in one kernel".into()) };
+                let inputs = &self.g.nodes[node].inputs;
+                let (x, w, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+                let (xs, ws) = (self.shape(x)?, self.shape(w)?);
+                let (rv, sv) = (self.fresh_var(), self.fresh_var());
+                let iy = ix_add(&ix_scale(&ds[2], strides[0]), &Index::new(-pads[0], &[(rv, dilations[0])]));
+                let ixx = ix_add(&ix_scale(&ds[3], strides[1]), &Index::new(-pads[1], &[(sv, dilations[1])]));
+                let xe = self.load(x, &Coords::Dims(vec![ds[0].clone(), ds[1].clone(), iy.clone(), ixx.clone()]))?;
+                let we = self.load(w, &Coords::Dims(vec![ds[1].clone(), Index::default(), var(rv), var(sv)]))?;
+                let conds = vec![(iy, xs[2] as u64), (ixx, xs[3] as u64)];
+                let tap = Expr::binary(BinaryOp::Mul, Expr::Guard { conds, then: Box::new(xe), other: 0.0 }, we);
+                let sum = Expr::Reduce {
+                    op: Reduce::Add,
+                    var: rv,
+                    extent: ws[2] as u64,
+                    body: Box::new(Expr::Reduce {
+                        op: Reduce::Add,
+                        var: sv,
+                        extent: ws[3] as u64,
+                        body: Box::new(tap),
+                    }),
+                };
+                match bias {
+                    Some(bv) => {
+                        let be = self.load(bv, &Coords::Dims(vec![ds[1].clone()]))?;
+                        Expr::binary(BinaryOp::Add, sum, be)
+                    }
+                    None => sum,
+                }
+            }
             Op::Reduce { kind, axes, keepdims } => {
                 let Coords::Dims(ds) = c else { return Err("a reduction after a reshape in one kernel".into()) };
                 let x = self.g.nodes[node].inputs[0];
@@ -457,6 +491,19 @@ impl<'a> Build<'a> {
         }
         let extent = shape.first().copied().unwrap_or(1) as u64;
         Ok(Kernel::new(name, Vec::new(), extent, body))
+    }
+}
+
+/// Whether node `n` is a depthwise 2-D convolution (one input channel per output channel).
+pub(crate) fn is_depthwise(g: &Graph, n: usize) -> bool {
+    let node = &g.nodes[n];
+    let Op::Conv { group, .. } = &node.op else { return false };
+    let (xs, ws) = (g.ty(node.inputs[0]).shape.as_consts(), g.ty(node.inputs[1]).shape.as_consts());
+    match (xs, ws) {
+        (Some(xs), Some(ws)) => {
+            xs.len() == 4 && ws.len() == 4 && ws[1] == 1 && *group as usize == xs[1] && ws[0] == xs[1]
+        }
+        _ => false,
     }
 }
 
