@@ -57,6 +57,7 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
         leaves: BTreeMap::new(),
         next_var: 0,
         next_let: 0,
+        shared: Vec::new(),
     };
     let mut b = new_build();
     for &v in k.inputs.iter().chain(&k.outputs) {
@@ -331,12 +332,13 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             let ob = b.buf(out, Access::Write);
             let coords = at(j);
             let value = b.expr(out, &coords)?;
-            let store = Stmt::Store { buf: ob, index: flat(&xs, &coords), value };
+            let mut row = std::mem::take(&mut b.shared);
+            row.push(Stmt::Store { buf: ob, index: flat(&xs, &coords), value });
             let mut body = pre;
             if xs.len() == 1 {
                 return Err("a normalization of a vector".into());
             }
-            body.push(Stmt::For { var: j, extent: width, body: vec![store] });
+            body.push(Stmt::For { var: j, extent: width, body: row });
             for d in (1..lead.len()).rev() {
                 body = vec![Stmt::For { var: lead[d], extent: xs[d] as u64, body }];
             }

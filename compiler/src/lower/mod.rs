@@ -97,6 +97,8 @@ struct Build<'a> {
     leaves: BTreeMap<ValueId, Leaf>,
     next_var: Var,
     next_let: u32,
+    /// `let`s that expressions built so far refer to, to place before the store that uses them.
+    shared: Vec<Stmt>,
 }
 
 type R<T> = Result<T, String>;
@@ -124,6 +126,18 @@ impl<'a> Build<'a> {
     fn fresh_var(&mut self) -> Var {
         self.next_var += 1;
         self.next_var
+    }
+
+    /// `e` itself when it is cheap to repeat, else a `let` computed once before the store.
+    fn share(&mut self, e: Expr) -> Expr {
+        let mut costly = false;
+        e.visit(&mut |x| costly |= matches!(x, Expr::Reduce { .. } | Expr::Guard { .. }));
+        if !costly {
+            return e;
+        }
+        let id = self.fresh_let();
+        self.shared.push(Stmt::Let { id, value: e });
+        Expr::Get(id)
     }
 
     fn fresh_let(&mut self) -> u32 {
@@ -229,6 +243,7 @@ impl<'a> Build<'a> {
         let e = match &op {
             Op::Unary(u) => {
                 let x = self.operand(node, 0, c, &out)?;
+                let x = if matches!(u, UnaryOp::Silu | UnaryOp::HardSwish) { self.share(x) } else { x };
                 match u {
                     UnaryOp::Silu => Expr::binary(BinaryOp::Mul, x.clone(), Expr::unary(UnaryOp::Sigmoid, x)),
                     UnaryOp::HardSwish => {
@@ -255,6 +270,7 @@ impl<'a> Build<'a> {
             }
             Op::Gelu { approximate } => {
                 let x = self.operand(node, 0, c, &out)?;
+                let x = self.share(x);
                 let inner = match approximate {
                     GeluApprox::None => Expr::unary(
                         UnaryOp::Erf,
@@ -485,7 +501,8 @@ impl<'a> Build<'a> {
         let vars: Vec<Var> = (0..shape.len()).map(|d| if d == 0 { 0 } else { self.fresh_var() }).collect();
         let coords = Coords::Dims(vars.iter().map(|&v| var(v)).collect());
         let value = self.expr(out, &coords)?;
-        let mut body = vec![Stmt::Store { buf: out_buf, index: flat(&shape, &coords), value }];
+        let mut body = std::mem::take(&mut self.shared);
+        body.push(Stmt::Store { buf: out_buf, index: flat(&shape, &coords), value });
         for d in (1..shape.len()).rev() {
             body = vec![Stmt::For { var: vars[d], extent: shape[d] as u64, body }];
         }
