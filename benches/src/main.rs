@@ -201,15 +201,18 @@ impl Bench {
         println!("   exported output.*.npy, relative to the largest expected value)");
     }
 
-    fn model(&mut self, name: &str) -> Result<(), String> {
+    /// The exported model folder, or `None` (after saying so) when it has not been generated.
+    fn model_dir(&self, name: &str) -> Option<std::path::PathBuf> {
         let dir = self.root.join("tests/data/generated/models").join(name);
-        if !dir.join("model.onnx").exists() {
-            println!(
-                "{name:<20} missing ({} has no model.onnx; make it with scripts/setup-test-deps.sh)",
-                dir.display()
-            );
-            return Ok(());
+        if dir.join("model.onnx").exists() {
+            return Some(dir);
         }
+        println!("{name:<20} missing ({} has no model.onnx; make it with scripts/setup-test-deps.sh)", dir.display());
+        None
+    }
+
+    fn model(&mut self, name: &str) -> Result<(), String> {
+        let Some(dir) = self.model_dir(name) else { return Ok(()) };
         let model = load(&dir)?;
         let artifact = Artifact::from_bytes(&compile_cpu(&model)?).map_err(|e| format!("artifact: {e}"))?;
         drop(model);
@@ -246,14 +249,7 @@ impl Bench {
             "{:<20} {:>9} {:>19} {:>14} {:>12}",
             "compile --target cpu", "import s", "compile s (med. 3)", "model.onnx MB", "artifact MB"
         );
-        let dir = self.root.join("tests/data/generated/models").join(name);
-        if !dir.join("model.onnx").exists() {
-            println!(
-                "{name:<20} missing ({} has no model.onnx; make it with scripts/setup-test-deps.sh)",
-                dir.display()
-            );
-            return Ok(());
-        }
+        let Some(dir) = self.model_dir(name) else { return Ok(()) };
         let t = Instant::now();
         let model = load(&dir)?;
         let import_s = t.elapsed().as_secs_f64();

@@ -61,9 +61,21 @@ impl Session {
                 RuntimeError::Malformed(format!("weight `{}` lies outside the weights section", w.key))
             })?;
             let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
-            let t = Tensor::from_le_bytes(dtype, &shape, &ws[w.offset as usize..end as usize])
-                .ok_or_else(|| RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key)))?;
-            weights.insert(WeightRef { file: "weights".into(), key: w.key.clone() }, t);
+            let size_ok = shape
+                .iter()
+                .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
+                .is_some_and(|n| n as u64 == end - w.offset);
+            if !size_ok {
+                return Err(RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key)));
+            }
+            // Only the interpreter needs weights as tensors; the cpu device reads the section's bytes.
+            if device == Device::Reference {
+                let t =
+                    Tensor::from_le_bytes(dtype, &shape, &ws[w.offset as usize..end as usize]).ok_or_else(|| {
+                        RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key))
+                    })?;
+                weights.insert(WeightRef { file: "weights".into(), key: w.key.clone() }, t);
+            }
         }
         sovc_ir::verify(&graph).map_err(|e| RuntimeError::Malformed(format!("graph section: {}", e[0])))?;
         let cpu = match device {

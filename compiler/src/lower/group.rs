@@ -104,7 +104,8 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
         Some(Op::MatMul {}) => {
             let n = anchor_node.unwrap_or_default();
             let (av, bv, mv) = (g.nodes[n].inputs[0], g.nodes[n].inputs[1], g.nodes[n].outputs[0]);
-            let (ash, bsh, msh) = (b.shape(av)?, b.shape(bv)?, b.shape(mv)?);
+            let (ash, bsh) = (b.shape(av)?, b.shape(bv)?);
+            b.shape(mv)?;
             if ash.len() < 2 || bsh.len() < 2 {
                 return Err("matmul of a vector".into());
             }
@@ -127,7 +128,6 @@ pub fn lower_group(g: &Graph, k: &KernelGroup, name: &str, scalars: &BTreeMap<Va
             let has_epilogue = epilogue_nodes > 0;
             let cb = b.buf(out, if has_epilogue { Access::ReadWrite } else { Access::Write });
             let b_const = matches!(b.defs[bv.index()], Some(ValueDef::Const(_)));
-            let _ = msh;
             let gemm = Gemm {
                 name: name.to_string(),
                 bufs: Vec::new(),

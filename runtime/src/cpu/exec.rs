@@ -156,7 +156,7 @@ impl CpuModel {
                 return Err(bad(format!("output `{}` has no slot", o.name)));
             }
         }
-        let m = CpuModel {
+        let mut m = CpuModel {
             _code: ExecCode::new(code).map_err(RuntimeError::Device)?,
             funcs: Vec::new(),
             weights: AlignedBuf::from_bytes(weights),
@@ -172,7 +172,6 @@ impl CpuModel {
             program,
         };
         m.check_steps()?;
-        let mut m = m;
         // SAFETY: offsets checked above; the code was generated for this architecture and feature set.
         m.funcs = m.program.functions.iter().map(|f| unsafe { m._code.func(f.offset as usize) }).collect();
         let mut packed = Vec::new();
@@ -486,8 +485,7 @@ impl CpuModel {
             let known: Vec<&str> = g.inputs.iter().map(|x| x.name.as_str()).collect();
             return Err(RuntimeError::Device(format!("unknown input `{extra}` (the model's inputs are {known:?})")));
         }
-        let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut arena = match arena.take() {
+        let mut arena = match self.arena.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(a) if a.len() as u64 >= self.program.arena_bytes => a,
             _ => AlignedBuf::zeroed(self.program.arena_bytes as usize),
         };

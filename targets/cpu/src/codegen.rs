@@ -265,26 +265,24 @@ impl Gen<'_> {
         self.lets.retain(|k, _| scope.contains(k));
     }
 
-    /// The element offset `ix` as an i64 value.
-    fn index(&mut self, ix: &Index) -> Value {
-        let mut off = self.b.ins().iconst(I64, ix.offset);
+    /// `ix` scaled by `scale` as an i64 value (scale 1: the element offset; 4: the byte offset).
+    fn scaled(&mut self, ix: &Index, scale: i64) -> Value {
+        let mut off = self.b.ins().iconst(I64, ix.offset * scale);
         for &(v, c) in &ix.terms {
             let x = self.var(v);
             let i = self.b.use_var(x);
-            let t = self.b.ins().imul_imm_s(i, c);
+            let t = self.b.ins().imul_imm_s(i, c * scale);
             off = self.b.ins().iadd(off, t);
         }
         off
     }
 
+    fn index(&mut self, ix: &Index) -> Value {
+        self.scaled(ix, 1)
+    }
+
     fn addr(&mut self, buf: u32, ix: &Index) -> Value {
-        let mut off = self.b.ins().iconst(I64, ix.offset * 4);
-        for &(v, c) in &ix.terms {
-            let x = self.var(v);
-            let i = self.b.use_var(x);
-            let t = self.b.ins().imul_imm_s(i, c * 4);
-            off = self.b.ins().iadd(off, t);
-        }
+        let off = self.scaled(ix, 4);
         self.b.ins().iadd(self.bases[buf as usize], off)
     }
 
