@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod cpu;
 pub mod npy;
 pub mod session;
+pub mod tensix;
 
 pub use artifact::{Artifact, ArtifactBuilder, ArtifactError, Manifest, SectionKind};
 pub use npy::{file_safe, npy_bytes, parse_npy, read_npy, read_npy_dir, write_npy, NpyError};

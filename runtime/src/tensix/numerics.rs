@@ -1,0 +1,1 @@
+//! Tensix numerics (being written).

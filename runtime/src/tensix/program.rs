@@ -1,0 +1,456 @@
+//! The Tensix plan of a `blackhole` / `wormhole_b0` artifact (its `tensix.plan` section, JSON): the device
+//! it was compiled for, every tensor's place in device DRAM, and the steps that run the model. A device
+//! step is one TT-Metalium program: circular buffers, and per core a reader, a compute and a writer kernel
+//! written as [`Op`] lists. The compiler prints the C++ kernels from these lists one op to one call, and
+//! the simulator ([`super::sim`]) executes the same lists, so what CI checks is what the C++ says.
+
+use serde::{Deserialize, Serialize};
+
+/// A TT-Metalium data format (`tt::DataFormat`), for tiles in DRAM and in circular buffers.
+#[allow(non_camel_case_types)] // tt-metal's spelling
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DataFormat {
+    Float32,
+    Float16_b,
+    Bfp8_b,
+    Bfp4_b,
+}
+
+impl DataFormat {
+    /// Bytes of one 32x32 tile (`tile_size` in tt-metal's `tt_backend_api_types.hpp`).
+    pub fn tile_bytes(self) -> u32 {
+        match self {
+            DataFormat::Float32 => 4096,
+            DataFormat::Float16_b => 2048,
+            DataFormat::Bfp8_b => 1088,
+            DataFormat::Bfp4_b => 576,
+        }
+    }
+
+    /// The C++ spelling (`tt::DataFormat::...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DataFormat::Float32 => "Float32",
+            DataFormat::Float16_b => "Float16_b",
+            DataFormat::Bfp8_b => "Bfp8_b",
+            DataFormat::Bfp4_b => "Bfp4_b",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DataFormat> {
+        [DataFormat::Float32, DataFormat::Float16_b, DataFormat::Bfp8_b, DataFormat::Bfp4_b]
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s) || f.short().eq_ignore_ascii_case(s))
+    }
+
+    /// The short spelling used on the command line (`fp32`, `bf16`, `bfp8`, `bfp4`).
+    pub fn short(self) -> &'static str {
+        match self {
+            DataFormat::Float32 => "fp32",
+            DataFormat::Float16_b => "bf16",
+            DataFormat::Bfp8_b => "bfp8",
+            DataFormat::Bfp4_b => "bfp4",
+        }
+    }
+}
+
+/// Matrix-engine fidelity: how many passes over the operands' mantissa bits a multiply takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MathFidelity {
+    LoFi,
+    HiFi2,
+    HiFi3,
+    HiFi4,
+}
+
+impl MathFidelity {
+    /// Passes (phases) per multiply: 1 to 4.
+    pub fn phases(self) -> u32 {
+        self as u32 + 1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MathFidelity::LoFi => "LoFi",
+            MathFidelity::HiFi2 => "HiFi2",
+            MathFidelity::HiFi3 => "HiFi3",
+            MathFidelity::HiFi4 => "HiFi4",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MathFidelity> {
+        [MathFidelity::LoFi, MathFidelity::HiFi2, MathFidelity::HiFi3, MathFidelity::HiFi4]
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// A Tensix device as the compiler and the simulator see it. Built-in descriptions live in
+/// `targets/tensix/devices/*.json` with the sources of their numbers; a system-description file of the
+/// same form overrides them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDesc {
+    /// `blackhole` or `wormhole_b0`.
+    pub arch: String,
+    /// The board (`p150`, `n150`, ...).
+    pub board: String,
+    /// Compute grid (logical worker cores), columns by rows.
+    pub grid_x: u32,
+    pub grid_y: u32,
+    /// L1 bytes per core, and the first byte a program may use (below it: firmware, kernel binaries).
+    pub l1_bytes: u64,
+    pub l1_unreserved_base: u64,
+    pub dram_banks: u32,
+    pub dram_bank_bytes: u64,
+    /// AI clock.
+    pub clock_mhz: u32,
+    /// Peak DRAM bandwidth of the chip, GB/s.
+    pub dram_gbps: f64,
+    /// NoC bytes a core can move per cycle (one flit per cycle: 32 on Wormhole, 64 on Blackhole).
+    pub noc_bytes_per_cycle: u32,
+    /// Cycles from issuing a NoC read to the first byte back (latency of a DRAM read).
+    pub dram_latency_cycles: u32,
+    /// Dst register capacity in bf16 tiles (16; half of it per half-sync phase).
+    pub dst_tiles: u32,
+    /// Where each number comes from.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+impl DeviceDesc {
+    pub fn cores(&self) -> u32 {
+        self.grid_x * self.grid_y
+    }
+}
+
+/// Options that set the numerics of the whole plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NumericOptions {
+    /// Format of activations in DRAM and in circular buffers.
+    pub activations: DataFormat,
+    /// Format of matmul and convolution weights.
+    pub weights: DataFormat,
+    /// Accumulate in FP32 in Dst (`fp32_dest_acc_en`).
+    pub fp32_dest_acc: bool,
+    /// Fidelity forced on every op; `None` lets the compiler choose per op.
+    pub fidelity: Option<MathFidelity>,
+}
+
+/// A tensor in device DRAM: tile layout (32x32 tiles of four 16x16 faces, the last two dims padded up to
+/// a tile boundary, padding zero), interleaved over the DRAM banks one tile per page: page `p` lies in
+/// bank `p % banks` at `address + (p / banks) * page_bytes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DramTensor {
+    /// The graph value it holds.
+    pub value: u32,
+    /// Logical shape viewed as `[batch, rows, cols]`.
+    pub batch: u64,
+    pub rows: u64,
+    pub cols: u64,
+    pub format: DataFormat,
+    /// Byte address in every bank.
+    pub address: u64,
+}
+
+impl DramTensor {
+    pub fn row_tiles(&self) -> u64 {
+        self.rows.div_ceil(32)
+    }
+
+    pub fn col_tiles(&self) -> u64 {
+        self.cols.div_ceil(32)
+    }
+
+    pub fn tiles(&self) -> u64 {
+        self.batch * self.row_tiles() * self.col_tiles()
+    }
+
+    pub fn page_bytes(&self) -> u64 {
+        self.format.tile_bytes() as u64
+    }
+}
+
+/// An index expression over loop variables and the core's runtime arguments (all `uint32_t` in the C++).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ix {
+    Const(i64),
+    /// Loop variable `vN`.
+    Var(u8),
+    /// Runtime argument `N` (`get_arg_val<uint32_t>(N)`).
+    Arg(u8),
+    Add(Box<Ix>, Box<Ix>),
+    Mul(Box<Ix>, i64),
+    /// Division and remainder by a positive constant.
+    Div(Box<Ix>, i64),
+    Mod(Box<Ix>, i64),
+    Min(Box<Ix>, Box<Ix>),
+}
+
+impl Ix {
+    pub fn var(v: u8) -> Ix {
+        Ix::Var(v)
+    }
+
+    pub fn add(self, o: Ix) -> Ix {
+        match (self, o) {
+            (Ix::Const(0), x) | (x, Ix::Const(0)) => x,
+            (Ix::Const(a), Ix::Const(b)) => Ix::Const(a + b),
+            (a, b) => Ix::Add(Box::new(a), Box::new(b)),
+        }
+    }
+
+    pub fn mul(self, c: i64) -> Ix {
+        match (self, c) {
+            (_, 0) => Ix::Const(0),
+            (x, 1) => x,
+            (Ix::Const(a), c) => Ix::Const(a * c),
+            (x, c) => Ix::Mul(Box::new(x), c),
+        }
+    }
+
+    pub fn div(self, c: i64) -> Ix {
+        match (self, c) {
+            (x, 1) => x,
+            (Ix::Const(a), c) => Ix::Const(a / c),
+            (x, c) => Ix::Div(Box::new(x), c),
+        }
+    }
+
+    pub fn rem(self, c: i64) -> Ix {
+        match (self, c) {
+            (_, 1) => Ix::Const(0),
+            (Ix::Const(a), c) => Ix::Const(a % c),
+            (x, c) => Ix::Mod(Box::new(x), c),
+        }
+    }
+
+    pub fn min(self, o: Ix) -> Ix {
+        match (self, o) {
+            (Ix::Const(a), Ix::Const(b)) => Ix::Const(a.min(b)),
+            (a, b) => Ix::Min(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// Value under loop variables `vars` and runtime arguments `args`; `None` on a missing variable or
+    /// argument, a non-positive divisor or overflow.
+    pub fn eval(&self, vars: &[i64], args: &[u32]) -> Option<i64> {
+        Some(match self {
+            Ix::Const(c) => *c,
+            Ix::Var(v) => *vars.get(*v as usize)?,
+            Ix::Arg(a) => *args.get(*a as usize)? as i64,
+            Ix::Add(a, b) => a.eval(vars, args)?.checked_add(b.eval(vars, args)?)?,
+            Ix::Mul(a, c) => a.eval(vars, args)?.checked_mul(*c)?,
+            Ix::Div(a, c) if *c > 0 => a.eval(vars, args)?.div_euclid(*c),
+            Ix::Mod(a, c) if *c > 0 => a.eval(vars, args)?.rem_euclid(*c),
+            Ix::Min(a, b) => a.eval(vars, args)?.min(b.eval(vars, args)?),
+            Ix::Div(..) | Ix::Mod(..) => return None,
+        })
+    }
+}
+
+/// FPU binary ops on two tiles from circular buffers (`add_tiles`, `sub_tiles`, `mul_tiles`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FpuBinary {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// Broadcast of the second operand of an FPU binary op (`bcast.h`): its row 0 to every row (`Rows`), its
+/// column 0 to every column (`Cols`), or its element (0, 0) everywhere (`Scalar`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bcast {
+    None,
+    Rows,
+    Cols,
+    Scalar,
+}
+
+/// SFPU ops of two Dst tiles, in place on the first (`add_binary_tile`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SfpuBinary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+}
+
+/// SFPU ops of one Dst tile, in place. `param` ops take a scalar (`add_unary_tile(dst, bits)`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SfpuUnary {
+    Exp,
+    Log,
+    Recip,
+    Sqrt,
+    Rsqrt,
+    Gelu,
+    GeluTanh,
+    Relu,
+    Sigmoid,
+    Silu,
+    Tanh,
+    Erf,
+    Abs,
+    Neg,
+    Square,
+    Sin,
+    Cos,
+    Floor,
+    Sign,
+    /// `x + c`, `x * c`, `c - x`, `max(x, c)`, `min(x, c)`, `x ^ c`, leaky relu with slope `c`.
+    AddScalar(f32),
+    MulScalar(f32),
+    RsubScalar(f32),
+    MaxScalar(f32),
+    MinScalar(f32),
+    PowScalar(f32),
+    LeakyRelu(f32),
+    /// `x < 0 ? alpha * (exp(x) - 1) : x`.
+    Elu(f32),
+}
+
+/// Reduction of a tile along a dimension with the scaler tile's value (`reduce_tile`): `Row` reduces
+/// along each row (result in column 0), `Col` along each column (result in row 0), `Scalar` both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceDim {
+    Row,
+    Col,
+    Scalar,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceKind {
+    Sum,
+    Max,
+}
+
+/// What a data-movement core writes into a tile of a circular buffer by itself (L1 stores, no NoC).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Fill {
+    /// Every element `value`.
+    Value(f32),
+    /// The reduce scaler: `value` in row 0 of every face, zero elsewhere (what `reduce_tile` reads).
+    Scaler(f32),
+}
+
+/// One call of a kernel. Which ops a kernel may use depends on its kind (checked by `verify`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// `for (uint32_t vN = 0; vN < count; ++vN) { body }`.
+    Loop { var: u8, count: Ix, body: Vec<Op> },
+    /// Circular-buffer protocol (any kernel): `cb_reserve_back`, `cb_push_back`, `cb_wait_front`, `cb_pop_front`.
+    Reserve { cb: u8, n: u32 },
+    Push { cb: u8, n: u32 },
+    Wait { cb: u8, n: u32 },
+    Pop { cb: u8, n: u32 },
+    // --- data movement (reader and writer) ---
+    /// `noc_async_read_tile(tile, tensor, get_write_ptr(cb) + slot * page)`.
+    ReadTile { tensor: u8, tile: Ix, cb: u8, slot: u32 },
+    /// `noc_async_read_barrier()`.
+    ReadBarrier,
+    /// `noc_async_write_tile(tile, tensor, get_read_ptr(cb) + slot * page)`.
+    WriteTile { tensor: u8, tile: Ix, cb: u8, slot: u32 },
+    /// `noc_async_write_barrier()`.
+    WriteBarrier,
+    /// Fills the tile at the back of `cb` (`get_write_ptr(cb) + slot * page`).
+    FillTile { cb: u8, slot: u32, fill: Fill },
+    /// Sets every element of the tile outside the top-left `rows x cols` block to `value` (padding of a
+    /// partial tile); on a reserved tile (reader) or a waited tile (writer).
+    PadTile { cb: u8, slot: u32, rows: Ix, cols: Ix, value: f32, front: bool },
+    /// Replicates row 0, column 0 or element (0, 0) of a reserved tile across the tile (L1 copies).
+    BcastTile { cb: u8, slot: u32, bcast: Bcast },
+    // --- compute ---
+    /// `tile_regs_acquire`, `tile_regs_commit`, `tile_regs_wait`, `tile_regs_release`.
+    Acquire,
+    Commit,
+    WaitDst,
+    Release,
+    /// `copy_tile(cb, tile, dst)`: unpack a tile of the front of `cb` into Dst.
+    CopyTile { cb: u8, tile: Ix, dst: u8 },
+    /// `matmul_tiles(in0, in1, t0, t1, dst)`: Dst[dst] += in0[t0] @ in1[t1] (in1 transposed if asked).
+    Matmul { in0: u8, in1: u8, t0: Ix, t1: Ix, dst: u8, transpose: bool },
+    /// `add_tiles` / `sub_tiles` / `mul_tiles` and their `_bcast_*` forms: Dst[dst] = a[ta] op b[tb].
+    Binary { op: FpuBinary, bcast: Bcast, a: u8, b: u8, ta: Ix, tb: Ix, dst: u8 },
+    /// SFPU op on Dst tiles: Dst[a] = Dst[a] op Dst[b].
+    BinaryDst { op: SfpuBinary, a: u8, b: u8 },
+    /// SFPU op in place on Dst[dst].
+    Unary { op: SfpuUnary, dst: u8 },
+    /// `copy_dest_values(to, from)`: Dst[to] = Dst[from].
+    CopyDst { from: u8, to: u8 },
+    /// `reduce_tile`: Dst[dst] (+)= reduce(cb[t]) scaled by scaler_cb[0]'s value.
+    Reduce { kind: ReduceKind, dim: ReduceDim, cb: u8, t: Ix, scaler_cb: u8, dst: u8 },
+    /// `transpose_wh_tile(cb, t, dst)`.
+    Transpose { cb: u8, t: Ix, dst: u8 },
+    /// `pack_tile<true>(dst, cb, slot)`: Dst[dst] to the tile `slot` past the back of `cb`.
+    Pack { dst: u8, cb: u8, slot: u32 },
+}
+
+/// A circular buffer: `pages` tiles of `format` in every core's L1 at `address`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cb {
+    pub index: u8,
+    pub format: DataFormat,
+    pub pages: u32,
+    pub address: u64,
+    /// What it holds, for the audit (`in0`, `partials`, `scaler`, ...).
+    pub role: String,
+}
+
+impl Cb {
+    pub fn bytes(&self) -> u64 {
+        self.pages as u64 * self.format.tile_bytes() as u64
+    }
+}
+
+/// A core and its runtime arguments (the same for its three kernels).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreWork {
+    pub x: u32,
+    pub y: u32,
+    pub args: Vec<u32>,
+}
+
+/// One TT-Metalium program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    /// The kernel (plan section) it implements.
+    pub kernel: usize,
+    /// Template that built it (`matmul`, `eltwise`, `softmax`, ...).
+    pub template: String,
+    /// Plan tensors the kernels address (`tensor: N` in an op is `tensors[N]`).
+    pub tensors: Vec<u32>,
+    pub cbs: Vec<Cb>,
+    pub reader: Vec<Op>,
+    pub compute: Vec<Op>,
+    pub writer: Vec<Op>,
+    pub cores: Vec<CoreWork>,
+    pub fidelity: MathFidelity,
+    pub fp32_dest_acc: bool,
+    /// Why this fidelity and these formats, for the audit.
+    pub notes: Vec<String>,
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    Device(Box<Program>),
+    /// Graph nodes no Tensix program covers yet: the host reads their inputs back, runs them and writes
+    /// the results (as TT-NN falls back to the host). `reason` says why.
+    Host { kernel: usize, nodes: Vec<usize>, reason: String },
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub device: DeviceDesc,
+    pub numerics: NumericOptions,
+    /// Every graph value that lives in device DRAM (inputs, weights, values crossing steps, outputs).
+    pub tensors: Vec<DramTensor>,
+    /// DRAM bytes used per bank.
+    pub dram_bytes_per_bank: u64,
+    pub steps: Vec<Step>,
+}

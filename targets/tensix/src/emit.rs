@@ -1,0 +1,1 @@
+//! C++ emission (being written).
