@@ -42,12 +42,22 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         output_dir: PathBuf,
         /// Device for a `.sovc` artifact: `cpu` (the artifact's machine code; the default for a `cpu`
-        /// artifact) or `reference` (the interpreter on the artifact's graph; the default otherwise).
+        /// artifact), `tensix-sim` (sovc's Tensix simulator; the default for a `blackhole` or
+        /// `wormhole_b0` artifact) or `reference` (the interpreter on the artifact's graph; the default
+        /// otherwise).
         #[arg(long)]
         device: Option<String>,
         /// Worker threads for the `cpu` device (default: every core this process may use).
         #[arg(long)]
         threads: Option<usize>,
+        /// Also run the reference interpreter and print, per output, the largest absolute difference and
+        /// the Pearson correlation (PCC) of the device's result with it.
+        #[arg(long)]
+        compare: bool,
+        /// tensix-sim: write a Chrome / Perfetto trace (a track per core and kernel) of the predicted
+        /// device time to this file.
+        #[arg(long, value_name = "FILE.json")]
+        trace: Option<PathBuf>,
     },
     /// Optimize a model with equality saturation and print (or write) the optimized IR.
     ///
@@ -86,9 +96,14 @@ pub enum Cmd {
     ///
     /// `--target cpu` generates machine code for this machine (x86-64 with AVX2+FMA, or aarch64): the
     /// artifact runs with `sovc run M.sovc --device cpu`. Shapes must be static: fix symbolic input
-    /// dimensions with `--shape NAME=DIMS`. `--target null` optimizes and packs the graph and weights with
-    /// no code; that artifact runs on the reference device. blackhole, wormhole_b0, riscv64-rvv, cuda and
-    /// metal are accepted names that report they are not implemented yet.
+    /// dimensions with `--shape NAME=DIMS`. `--target blackhole` (Tenstorrent p150) and `--target
+    /// wormhole_b0` (n150) build TT-Metalium programs: the artifact runs on the Tensix simulator with
+    /// `sovc run M.sovc --device tensix-sim`, `sovc emit M.sovc --target blackhole -o DIR` writes the C++
+    /// project, and `sovc audit` shows each program's cores, L1, circular buffers, formats and fidelity.
+    /// The defaults favour accuracy (bf16 data, FP32 accumulation, HiFi4 for bf16 products).
+    /// `--target null` optimizes and packs the graph and weights with no code; that artifact runs on the
+    /// reference device. riscv64-rvv, cuda and metal are accepted names that report they are not
+    /// implemented yet.
     Compile {
         #[command(flatten)]
         model: ModelArgs,
@@ -101,6 +116,20 @@ pub enum Cmd {
         /// Skip the e-graph optimizer.
         #[arg(long)]
         no_opt: bool,
+        /// Tensix: a system-description JSON file (the form of targets/tensix/devices/*.json) replacing the
+        /// built-in device description.
+        #[arg(long, value_name = "FILE")]
+        system_desc: Option<String>,
+        /// Tensix: data format of matmul weights: bf16 (default), bfp8 or bfp4 (faster, less accurate).
+        #[arg(long, value_name = "FORMAT")]
+        weights_format: Option<String>,
+        /// Tensix: math fidelity forced on every op (LoFi, HiFi2, HiFi3, HiFi4); default: per op, enough
+        /// for the operands' precision.
+        #[arg(long)]
+        fidelity: Option<String>,
+        /// Tensix: accumulate in BF16 in Dst instead of FP32 (twice the Dst tiles, less accurate).
+        #[arg(long)]
+        bf16_acc: bool,
     },
     /// Audit an artifact: for every kernel, the graph nodes it came from and the optimizer rules that
     /// chose them, its FLOPs, the bytes it reads and writes, and a hash of its IR; then the weights,
@@ -224,17 +253,41 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Run { model, inputs, output_dir, device, threads } => {
+        Cmd::Run { model, inputs, output_dir, device, threads, compare, trace } => {
             let (outs, what) = if is_artifact(&model.model) {
                 if !model.shapes.is_empty() {
                     bail!("--shape applies when importing; an artifact's shapes are fixed when it is compiled");
                 }
                 let a = sovc_runtime::Artifact::load(&model.model)?;
                 let (s, device) = open_session(&a, device, threads)?;
+                if trace.is_some() && s.tensix_model().is_none() {
+                    bail!("--trace applies to the tensix-sim device");
+                }
                 let feeds = read_inputs_for(s.graph(), &inputs)?;
                 let t = Instant::now();
-                (s.run(&feeds)?, format!("on device {device} in {:.3} s", t.elapsed().as_secs_f64()))
+                let outs = s.run(&feeds)?;
+                let what = format!("on device {device} in {:.3} s", t.elapsed().as_secs_f64());
+                if let Some(r) = s.tensix_model().and_then(|m| m.last_report()) {
+                    eprintln!("{}", crate::tensix_report::summary(&r));
+                    if let Some(p) = &trace {
+                        std::fs::write(p, r.trace_json()).with_context(|| format!("cannot write {}", p.display()))?;
+                        eprintln!("wrote trace {}", p.display());
+                    }
+                }
+                if compare {
+                    let r = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?.run(&feeds)?;
+                    for (name, t) in &outs {
+                        if let Some(want) = r.get(name) {
+                            let (err, pcc) = crate::tensix_report::compare(t, want);
+                            eprintln!("{name}: max abs error {err:.3e}, PCC {pcc:.6} against the reference");
+                        }
+                    }
+                }
+                (outs, what)
             } else {
+                if compare || trace.is_some() {
+                    bail!("--compare and --trace apply to compiled artifacts");
+                }
                 if threads.is_some() {
                     bail!("--threads applies to the cpu device; compile the model with --target cpu first");
                 }
@@ -407,12 +460,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", audit_text(&a, &plan));
             }
         }
-        Cmd::Compile { model, target, output, no_opt } => {
+        Cmd::Compile { model, target, output, no_opt, system_desc, weights_format, fidelity, bf16_acc } => {
             let m = model.load()?;
             let t = Instant::now();
+            let tensix = crate::compile::TensixOptions { system_desc, weights: weights_format, fidelity, bf16_acc };
             let c = crate::compile::compile(
                 &m,
-                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt },
+                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix },
             )?;
             std::fs::write(&output, &c.bytes).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!(
@@ -569,8 +623,17 @@ fn open_session(
     device: Option<String>,
     threads: Option<usize>,
 ) -> Result<(sovc_runtime::Session, String)> {
-    let device = device
-        .unwrap_or_else(|| if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string());
+    let device = device.unwrap_or_else(|| {
+        let has = |t: &str| a.manifest.targets.iter().any(|x| x == t);
+        if has("cpu") {
+            "cpu"
+        } else if has("blackhole") || has("wormhole_b0") {
+            "tensix-sim"
+        } else {
+            "reference"
+        }
+        .to_string()
+    });
     let d = sovc_runtime::Device::parse(&device)?;
     if threads.is_some() && d != sovc_runtime::Device::Cpu {
         bail!("--threads applies to the cpu device");

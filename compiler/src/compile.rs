@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 pub const TARGETS: [(&str, bool); 7] = [
     ("null", true),
     ("cpu", true),
-    ("blackhole", false),
-    ("wormhole_b0", false),
+    ("blackhole", true),
+    ("wormhole_b0", true),
     ("riscv64-rvv", false),
     ("cuda", false),
     ("metal", false),
@@ -39,6 +39,47 @@ pub enum CompileError {
 pub struct CompileOptions {
     pub target: String,
     pub optimize: bool,
+    /// Options of the Tensix targets (`blackhole`, `wormhole_b0`).
+    pub tensix: TensixOptions,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { target: "null".into(), optimize: true, tensix: TensixOptions::default() }
+    }
+}
+
+/// Tensix options: a system-description file instead of the built-in device, the weights' data format
+/// (`bf16`, `bfp8`, `bfp4`), a fidelity forced on every op, and BF16 instead of FP32 accumulation.
+#[derive(Clone, Debug, Default)]
+pub struct TensixOptions {
+    pub system_desc: Option<String>,
+    pub weights: Option<String>,
+    pub fidelity: Option<String>,
+    pub bf16_acc: bool,
+}
+
+fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::lower::Options, CompileError> {
+    use sovc_runtime::tensix::program::{DataFormat, MathFidelity};
+    let desc = match &o.system_desc {
+        Some(p) => sovc_target_tensix::devices::from_file(p, arch).map_err(CompileError::Target)?,
+        None => sovc_target_tensix::devices::builtin(arch)
+            .ok_or_else(|| CompileError::Target(format!("no built-in description of `{arch}`")))?,
+    };
+    let mut t = sovc_target_tensix::lower::Options::new(desc);
+    if let Some(w) = &o.weights {
+        t.numerics.weights = DataFormat::parse(w)
+            .filter(|f| *f != DataFormat::Float32)
+            .ok_or_else(|| CompileError::Target(format!("unknown weights format `{w}` (bf16, bfp8, bfp4)")))?;
+    }
+    if let Some(f) = &o.fidelity {
+        t.numerics.fidelity = Some(
+            MathFidelity::parse(f)
+                .ok_or_else(|| CompileError::Target(format!("unknown fidelity `{f}` (LoFi, HiFi2, HiFi3, HiFi4)")))?,
+        );
+    }
+    t.numerics.fp32_dest_acc = !o.bf16_acc;
+    Ok(t)
 }
 
 /// What was built.
@@ -168,6 +209,16 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         }
         c.data = ConstData::Weight(WeightRef { file: "weights".into(), key });
     }
+    let tensix_build = if sovc_target_tensix::devices::ARCHS.contains(&opts.target.as_str()) {
+        let topts = tensix_options(&opts.target, &opts.tensix)?;
+        let groups: Vec<sovc_target_tensix::lower::Group> = crate::partition::partition(&graph)
+            .into_iter()
+            .map(|k| sovc_target_tensix::lower::Group { nodes: k.nodes, inputs: k.inputs, outputs: k.outputs })
+            .collect();
+        Some(sovc_target_tensix::lower::lower(&graph, &weights, &groups, &topts).map_err(CompileError::Target)?)
+    } else {
+        None
+    };
     let cpu_build = if cpu {
         let t = sovc_target_cpu::CpuTarget::host().map_err(CompileError::Target)?;
         Some(crate::cpu::build(&graph, &const_offsets, &t).map_err(CompileError::Target)?)
@@ -177,7 +228,7 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
     let manifest = Manifest {
         producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
-        targets: if cpu { vec!["cpu".to_string()] } else { Vec::new() },
+        targets: if cpu || tensix_build.is_some() { vec![opts.target.clone()] } else { Vec::new() },
         inputs: graph.inputs.iter().map(|x| io(&x.name, x.value)).collect(),
         outputs: graph.outputs.iter().map(|o| io(&o.name, o.value)).collect(),
         weights: index,
@@ -195,6 +246,11 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
             k.code_sha256 = sha.clone();
         }
     }
+    if let Some(t) = &tensix_build {
+        for (k, how) in record.kernels.iter_mut().zip(&t.how) {
+            k.lowering = how.clone();
+        }
+    }
     let plan = serde_json::to_vec_pretty(&record).map_err(|e| CompileError::Weights(e.to_string()))?;
     let mut b = ArtifactBuilder::new();
     b.section(SectionKind::Manifest, "manifest", manifest_json);
@@ -207,6 +263,10 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         b.section(SectionKind::Code, "cpu.code", c.code);
         b.section(SectionKind::Code, "cpu.kir", c.kir.into_bytes());
         b.section(SectionKind::Code, "cpu.asm", c.asm.into_bytes());
+    }
+    if let Some(t) = tensix_build {
+        let plan = serde_json::to_vec(&t.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "tensix.plan", plan);
     }
     Ok(Compiled { bytes: b.build(), report })
 }

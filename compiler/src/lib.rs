@@ -8,3 +8,4 @@ pub mod lower;
 pub mod memplan;
 pub mod opt;
 pub mod partition;
+pub mod tensix_report;

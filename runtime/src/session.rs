@@ -13,6 +13,8 @@ pub enum Device {
     Reference,
     /// The host CPU running the artifact's `cpu` code.
     Cpu,
+    /// sovc's Tensix simulator running the programs of a `blackhole` or `wormhole_b0` artifact.
+    TensixSim,
 }
 
 impl Device {
@@ -20,7 +22,8 @@ impl Device {
         match s {
             "reference" => Ok(Device::Reference),
             "cpu" => Ok(Device::Cpu),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu; tensix-sim, rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
+            "tensix-sim" => Ok(Device::TensixSim),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim; rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
         }
     }
 }
@@ -31,6 +34,7 @@ pub struct Session {
     weights: Weights,
     device: Device,
     cpu: Option<crate::cpu::CpuModel>,
+    tensix: Option<crate::tensix::TensixModel>,
 }
 
 /// Threads to use when the caller does not say: every core the process may use.
@@ -68,8 +72,9 @@ impl Session {
             if !size_ok {
                 return Err(RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key)));
             }
-            // Only the interpreter needs weights as tensors; the cpu device reads the section's bytes.
-            if device == Device::Reference {
+            // Only the interpreter and the simulator need weights as tensors; the cpu device reads the
+            // section's bytes.
+            if device != Device::Cpu {
                 let t =
                     Tensor::from_le_bytes(dtype, &shape, &ws[w.offset as usize..end as usize]).ok_or_else(|| {
                         RuntimeError::Malformed(format!("weight `{}`: size does not match its shape", w.key))
@@ -78,8 +83,36 @@ impl Session {
             }
         }
         sovc_ir::verify(&graph).map_err(|e| RuntimeError::Malformed(format!("graph section: {}", e[0])))?;
+        let tensix = match device {
+            Device::TensixSim => {
+                let arch = ["blackhole", "wormhole_b0"].into_iter().find(|t| a.manifest.targets.iter().any(|x| x == t));
+                let Some(arch) = arch else {
+                    return Err(RuntimeError::Device(format!(
+                        "the artifact has no Tensix code (targets: {}); compile it with --target blackhole or wormhole_b0",
+                        if a.manifest.targets.is_empty() { "none".to_string() } else { a.manifest.targets.join(", ") }
+                    )));
+                };
+                let s = a.sections.iter().find(|s| s.kind == SectionKind::Code && s.name == "tensix.plan").ok_or_else(
+                    || RuntimeError::Malformed(format!("a `{arch}` artifact without its `tensix.plan` section")),
+                )?;
+                let plan: crate::tensix::program::Plan = serde_json::from_slice(&s.data)
+                    .map_err(|e| RuntimeError::Malformed(format!("tensix.plan: {e}")))?;
+                let mut consts = BTreeMap::new();
+                for c in &graph.consts {
+                    let t = match &c.data {
+                        sovc_ir::ConstData::Inline(t) => t.clone(),
+                        sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
+                            RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
+                        })?,
+                    };
+                    consts.insert(c.value.index(), t);
+                }
+                Some(crate::tensix::TensixModel::new(graph.clone(), plan, consts)?)
+            }
+            _ => None,
+        };
         let cpu = match device {
-            Device::Reference => None,
+            Device::Reference | Device::TensixSim => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -93,12 +126,17 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu })
+        Ok(Session { graph, weights, device, cpu, tensix })
     }
 
     /// The cpu device's model, for profiling.
     pub fn cpu_model(&self) -> Option<&crate::cpu::CpuModel> {
         self.cpu.as_ref()
+    }
+
+    /// The Tensix simulator's model, for its timing report.
+    pub fn tensix_model(&self) -> Option<&crate::tensix::TensixModel> {
+        self.tensix.as_ref()
     }
 
     /// Worker threads of the device (1 for `reference`).
@@ -121,6 +159,10 @@ impl Session {
             Device::Cpu => match &self.cpu {
                 Some(m) => m.run(inputs),
                 None => Err(RuntimeError::Device("the cpu device was not prepared".into())),
+            },
+            Device::TensixSim => match &self.tensix {
+                Some(m) => m.run(inputs),
+                None => Err(RuntimeError::Device("the tensix-sim device was not prepared".into())),
             },
         }
     }

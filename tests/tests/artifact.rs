@@ -8,7 +8,7 @@ use sovc_runtime::{Artifact, ArtifactError, Device, Session};
 use std::collections::BTreeMap;
 
 fn null(optimize: bool) -> CompileOptions {
-    CompileOptions { target: "null".into(), optimize }
+    CompileOptions { target: "null".into(), optimize, ..Default::default() }
 }
 
 fn decoder_feeds() -> BTreeMap<String, Tensor> {
@@ -102,11 +102,15 @@ fn every_corruption_is_caught() {
 #[test]
 fn hardware_targets_say_they_are_not_implemented() {
     let m = sovc_models::builtin::mlp();
-    for t in ["blackhole", "wormhole_b0", "riscv64-rvv", "cuda", "metal"] {
-        let e = compile(&m, &CompileOptions { target: t.into(), optimize: true }).err().expect("not implemented");
+    for t in ["riscv64-rvv", "cuda", "metal"] {
+        let e = compile(&m, &CompileOptions { target: t.into(), optimize: true, ..Default::default() })
+            .err()
+            .expect("not implemented");
         assert!(e.to_string().contains("not implemented yet"), "{t}: {e}");
     }
-    let e = compile(&m, &CompileOptions { target: "tpu".into(), optimize: true }).err().expect("unknown");
+    let e = compile(&m, &CompileOptions { target: "tpu".into(), optimize: true, ..Default::default() })
+        .err()
+        .expect("unknown");
     assert!(e.to_string().contains("unknown target `tpu`"));
 }
 

@@ -9,7 +9,7 @@ use sovc_runtime::{Device, Session};
 use std::collections::BTreeMap;
 
 fn cpu() -> CompileOptions {
-    CompileOptions { target: "cpu".into(), optimize: true }
+    CompileOptions { target: "cpu".into(), optimize: true, ..Default::default() }
 }
 
 fn feeds_for(m: &Model, seed: u64) -> BTreeMap<String, Tensor> {
@@ -147,7 +147,8 @@ fn bad_cpu_programs_are_refused_with_clear_errors() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
     let bytes = compile(&m, &cpu()).unwrap().bytes;
     // A null artifact has no cpu code.
-    let null = compile(&m, &CompileOptions { target: "null".into(), optimize: true }).unwrap().bytes;
+    let null =
+        compile(&m, &CompileOptions { target: "null".into(), optimize: true, ..Default::default() }).unwrap().bytes;
     let e = cpu_error(&null);
     assert!(e.contains("cpu"), "{e}");
     // Code for another architecture, a feature this machine lacks.

@@ -50,7 +50,7 @@ fn sov_parser_survives_mutations() {
 #[test]
 fn artifact_reader_survives_mutations() {
     let m = sovc_models::builtin::mlp();
-    let opts = sovc_compiler::compile::CompileOptions { target: "null".into(), optimize: true };
+    let opts = sovc_compiler::compile::CompileOptions { target: "null".into(), optimize: true, ..Default::default() };
     let bytes = sovc_compiler::compile::compile(&m, &opts).expect("compiles").bytes;
     fuzz::artifact(&bytes);
     for m in fuzz::mutations(&bytes, 300) {

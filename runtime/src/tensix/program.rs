@@ -334,34 +334,77 @@ pub enum Fill {
     Value(f32),
     /// The reduce scaler: `value` in row 0 of every face, zero elsewhere (what `reduce_tile` reads).
     Scaler(f32),
+    /// `inside` in columns `0..cols`, `outside` in the rest (masks and padding biases of partial tiles).
+    Cols { cols: u32, inside: f32, outside: f32 },
 }
 
 /// One call of a kernel. Which ops a kernel may use depends on its kind (checked by `verify`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// `for (uint32_t vN = 0; vN < count; ++vN) { body }`.
-    Loop { var: u8, count: Ix, body: Vec<Op> },
+    Loop {
+        var: u8,
+        count: Ix,
+        body: Vec<Op>,
+    },
     /// Circular-buffer protocol (any kernel): `cb_reserve_back`, `cb_push_back`, `cb_wait_front`, `cb_pop_front`.
-    Reserve { cb: u8, n: u32 },
-    Push { cb: u8, n: u32 },
-    Wait { cb: u8, n: u32 },
-    Pop { cb: u8, n: u32 },
+    Reserve {
+        cb: u8,
+        n: u32,
+    },
+    Push {
+        cb: u8,
+        n: u32,
+    },
+    Wait {
+        cb: u8,
+        n: u32,
+    },
+    Pop {
+        cb: u8,
+        n: u32,
+    },
     // --- data movement (reader and writer) ---
     /// `noc_async_read_tile(tile, tensor, get_write_ptr(cb) + slot * page)`.
-    ReadTile { tensor: u8, tile: Ix, cb: u8, slot: u32 },
+    ReadTile {
+        tensor: u8,
+        tile: Ix,
+        cb: u8,
+        slot: Ix,
+    },
     /// `noc_async_read_barrier()`.
     ReadBarrier,
     /// `noc_async_write_tile(tile, tensor, get_read_ptr(cb) + slot * page)`.
-    WriteTile { tensor: u8, tile: Ix, cb: u8, slot: u32 },
+    WriteTile {
+        tensor: u8,
+        tile: Ix,
+        cb: u8,
+        slot: Ix,
+    },
     /// `noc_async_write_barrier()`.
     WriteBarrier,
     /// Fills the tile at the back of `cb` (`get_write_ptr(cb) + slot * page`).
-    FillTile { cb: u8, slot: u32, fill: Fill },
+    FillTile {
+        cb: u8,
+        slot: Ix,
+        fill: Fill,
+    },
     /// Sets every element of the tile outside the top-left `rows x cols` block to `value` (padding of a
     /// partial tile); on a reserved tile (reader) or a waited tile (writer).
-    PadTile { cb: u8, slot: u32, rows: Ix, cols: Ix, value: f32, front: bool },
+    PadTile {
+        cb: u8,
+        slot: Ix,
+        rows: Ix,
+        cols: Ix,
+        value: f32,
+        front: bool,
+    },
     /// Replicates row 0, column 0 or element (0, 0) of a reserved tile across the tile (L1 copies).
-    BcastTile { cb: u8, slot: u32, bcast: Bcast },
+    BcastTile {
+        cb: u8,
+        slot: Ix,
+        bcast: Bcast,
+    },
     // --- compute ---
     /// `tile_regs_acquire`, `tile_regs_commit`, `tile_regs_wait`, `tile_regs_release`.
     Acquire,
@@ -369,23 +412,67 @@ pub enum Op {
     WaitDst,
     Release,
     /// `copy_tile(cb, tile, dst)`: unpack a tile of the front of `cb` into Dst.
-    CopyTile { cb: u8, tile: Ix, dst: u8 },
+    CopyTile {
+        cb: u8,
+        tile: Ix,
+        dst: u8,
+    },
     /// `matmul_tiles(in0, in1, t0, t1, dst)`: Dst[dst] += in0[t0] @ in1[t1] (in1 transposed if asked).
-    Matmul { in0: u8, in1: u8, t0: Ix, t1: Ix, dst: u8, transpose: bool },
+    Matmul {
+        in0: u8,
+        in1: u8,
+        t0: Ix,
+        t1: Ix,
+        dst: u8,
+        transpose: bool,
+    },
     /// `add_tiles` / `sub_tiles` / `mul_tiles` and their `_bcast_*` forms: Dst[dst] = a[ta] op b[tb].
-    Binary { op: FpuBinary, bcast: Bcast, a: u8, b: u8, ta: Ix, tb: Ix, dst: u8 },
+    Binary {
+        op: FpuBinary,
+        bcast: Bcast,
+        a: u8,
+        b: u8,
+        ta: Ix,
+        tb: Ix,
+        dst: u8,
+    },
     /// SFPU op on Dst tiles: Dst[a] = Dst[a] op Dst[b].
-    BinaryDst { op: SfpuBinary, a: u8, b: u8 },
+    BinaryDst {
+        op: SfpuBinary,
+        a: u8,
+        b: u8,
+    },
     /// SFPU op in place on Dst[dst].
-    Unary { op: SfpuUnary, dst: u8 },
+    Unary {
+        op: SfpuUnary,
+        dst: u8,
+    },
     /// `copy_dest_values(to, from)`: Dst[to] = Dst[from].
-    CopyDst { from: u8, to: u8 },
+    CopyDst {
+        from: u8,
+        to: u8,
+    },
     /// `reduce_tile`: Dst[dst] (+)= reduce(cb[t]) scaled by scaler_cb[0]'s value.
-    Reduce { kind: ReduceKind, dim: ReduceDim, cb: u8, t: Ix, scaler_cb: u8, dst: u8 },
+    Reduce {
+        kind: ReduceKind,
+        dim: ReduceDim,
+        cb: u8,
+        t: Ix,
+        scaler_cb: u8,
+        dst: u8,
+    },
     /// `transpose_wh_tile(cb, t, dst)`.
-    Transpose { cb: u8, t: Ix, dst: u8 },
+    Transpose {
+        cb: u8,
+        t: Ix,
+        dst: u8,
+    },
     /// `pack_tile<true>(dst, cb, slot)`: Dst[dst] to the tile `slot` past the back of `cb`.
-    Pack { dst: u8, cb: u8, slot: u32 },
+    Pack {
+        dst: u8,
+        cb: u8,
+        slot: Ix,
+    },
 }
 
 /// A circular buffer: `pages` tiles of `format` in every core's L1 at `address`.
@@ -440,7 +527,11 @@ pub enum Step {
     Device(Box<Program>),
     /// Graph nodes no Tensix program covers yet: the host reads their inputs back, runs them and writes
     /// the results (as TT-NN falls back to the host). `reason` says why.
-    Host { kernel: usize, nodes: Vec<usize>, reason: String },
+    Host {
+        kernel: usize,
+        nodes: Vec<usize>,
+        reason: String,
+    },
 }
 
 /// The whole plan.

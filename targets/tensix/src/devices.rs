@@ -38,7 +38,10 @@ pub fn check(d: &DeviceDesc) -> Result<(), String> {
         return Err(format!("compute grid {}x{} is out of range", d.grid_x, d.grid_y));
     }
     if d.l1_unreserved_base >= d.l1_bytes || d.l1_bytes > 1 << 24 {
-        return Err(format!("L1 of {} B with the first free byte at {} is not usable", d.l1_bytes, d.l1_unreserved_base));
+        return Err(format!(
+            "L1 of {} B with the first free byte at {} is not usable",
+            d.l1_bytes, d.l1_unreserved_base
+        ));
     }
     if d.dram_banks == 0 || d.dram_bank_bytes == 0 || d.dram_banks > 64 {
         return Err("needs at least one DRAM bank (and at most 64)".into());

@@ -3,5 +3,10 @@
 //! ([`emit`]): reader, compute and writer kernels against the pinned TT-Metalium kernel API, and a host
 //! program using the Mesh API with a CMake project.
 
+pub mod builder;
+pub mod chain;
 pub mod devices;
 pub mod emit;
+pub mod lower;
+pub mod rows;
+pub mod templates;

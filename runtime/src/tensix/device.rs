@@ -1,0 +1,308 @@
+//! The `tensix-sim` device: runs a Tensix plan the way its host program would. Inputs and weights are
+//! tilized into their data format and written to the simulated DRAM banks; each device step runs its
+//! program on the simulator ([`super::sim`]); each host step reads its inputs back (untilized), runs its
+//! nodes on the reference interpreter and writes the results; outputs are read back at the end. Values the
+//! plan does not place in DRAM (integer tensors, values only host steps touch) stay on the host.
+
+use super::numerics;
+use super::program::{DramTensor, Plan, Step};
+use super::sim::{self, Dram, ProgramReport};
+use crate::RuntimeError;
+use sovc_ir::{DType, Graph, Tensor};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Predicted device time of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub programs: Vec<ProgramReport>,
+    pub host_steps: usize,
+    pub clock_mhz: u32,
+    /// Cores of the device's compute grid.
+    pub grid_cores: u32,
+}
+
+impl RunReport {
+    pub fn device_cycles(&self) -> u64 {
+        self.programs.iter().map(|p| p.cycles).sum()
+    }
+
+    pub fn device_seconds(&self) -> f64 {
+        self.device_cycles() as f64 / (self.clock_mhz as f64 * 1e6)
+    }
+
+    /// Ideal FPU cycles over the cycles all grid cores were available.
+    pub fn fpu_utilization(&self) -> f64 {
+        let ideal: u64 = self.programs.iter().map(|p| p.ideal_fpu_cycles).sum();
+        ideal as f64 / (self.device_cycles().max(1) as f64 * self.grid_cores.max(1) as f64)
+    }
+
+    /// A Chrome / Perfetto trace: a process per core, a thread per kernel, one slice per program.
+    pub fn trace_json(&self) -> String {
+        let us = |c: u64| c as f64 / self.clock_mhz as f64;
+        let mut events = Vec::new();
+        let mut start = 0u64;
+        for p in &self.programs {
+            for c in &p.cores {
+                for (k, kind) in ["reader", "compute", "writer"].iter().enumerate() {
+                    events.push(format!(
+                        "{{\"name\":\"{} {kind}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":{},\"tid\":{},\"args\":{{\"kernel\":{}}}}}",
+                        p.name,
+                        p.template,
+                        us(start),
+                        us(c.kernels[k]),
+                        c.y * 100 + c.x,
+                        k,
+                        p.kernel
+                    ));
+                }
+            }
+            start += p.cycles;
+        }
+        let mut names = BTreeMap::new();
+        for p in &self.programs {
+            for c in &p.cores {
+                names.insert(c.y * 100 + c.x, (c.x, c.y));
+            }
+        }
+        for (pid, (x, y)) in names {
+            events.push(format!(
+                "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{pid},\"args\":{{\"name\":\"core ({x},{y})\"}}}}"
+            ));
+            for (k, name) in ["reader", "compute", "writer"].iter().enumerate() {
+                events.push(format!(
+                    "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{k},\"args\":{{\"name\":\"{name}\"}}}}"
+                ));
+            }
+        }
+        format!("{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{}\n]}}\n", events.join(",\n"))
+    }
+}
+
+/// A loaded Tensix artifact on the simulator.
+pub struct TensixModel {
+    graph: Graph,
+    plan: Plan,
+    consts: BTreeMap<usize, Tensor>,
+    tensor_of: BTreeMap<usize, usize>,
+    last: Mutex<Option<RunReport>>,
+}
+
+fn bad(m: impl Into<String>) -> RuntimeError {
+    RuntimeError::Malformed(format!("tensix.plan: {}", m.into()))
+}
+
+impl TensixModel {
+    /// Checks the plan against the graph: every DRAM tensor holds an f32 graph value of its shape, and
+    /// every step names real nodes and programs that pass the static checks.
+    pub fn new(graph: Graph, plan: Plan, consts: BTreeMap<usize, Tensor>) -> Result<TensixModel, RuntimeError> {
+        let mut tensor_of = BTreeMap::new();
+        for (i, t) in plan.tensors.iter().enumerate() {
+            let v = t.value as usize;
+            let ty =
+                graph.values.get(v).ok_or_else(|| bad(format!("tensor {i} holds value %{v}, not in the graph")))?;
+            if ty.dtype != DType::F32 {
+                return Err(bad(format!("tensor {i} holds %{v} of type {ty}; DRAM tensors are f32 values")));
+            }
+            let dims = ty.shape.as_consts().ok_or_else(|| bad(format!("%{v} has a symbolic shape")))?;
+            let (b, r, c) = view(&dims);
+            if (b, r, c) != (t.batch, t.rows, t.cols) {
+                return Err(bad(format!("tensor {i} views %{v} ({ty}) as [{}, {}, {}]", t.batch, t.rows, t.cols)));
+            }
+            let pages_per_bank = t.tiles().div_ceil(plan.device.dram_banks as u64);
+            if t.address + pages_per_bank * t.page_bytes() > plan.dram_bytes_per_bank {
+                return Err(bad(format!("tensor {i} (%{v}) lies outside the planned DRAM")));
+            }
+            if tensor_of.insert(v, i).is_some() {
+                return Err(bad(format!("%{v} has two DRAM tensors")));
+            }
+        }
+        if plan.dram_bytes_per_bank > plan.device.dram_bank_bytes || plan.dram_bytes_per_bank > 1 << 34 {
+            return Err(bad("the plan uses more DRAM than the device has"));
+        }
+        for s in &plan.steps {
+            match s {
+                Step::Device(p) => {
+                    sim::check_program(&plan, p).map_err(|m| bad(format!("program `{}`: {m}", p.name)))?
+                }
+                Step::Host { nodes, .. } => {
+                    if let Some(n) = nodes.iter().find(|&&n| n >= graph.nodes.len()) {
+                        return Err(bad(format!("host step names node {n}, not in the graph")));
+                    }
+                }
+            }
+        }
+        Ok(TensixModel { graph, plan, consts, tensor_of, last: Mutex::new(None) })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The report of the last run.
+    pub fn last_report(&self) -> Option<RunReport> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn write_tensor(&self, dram: &mut Dram, t: &DramTensor, x: &Tensor) -> Result<(), RuntimeError> {
+        let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| v as f32).collect();
+        let (rt, ct) = (t.row_tiles(), t.col_tiles());
+        let mut tile = vec![0f32; 1024];
+        for b in 0..t.batch {
+            for tr in 0..rt {
+                for tc in 0..ct {
+                    tile.fill(0.0);
+                    for r in 0..32 {
+                        let row = tr * 32 + r;
+                        if row >= t.rows {
+                            break;
+                        }
+                        for c in 0..32 {
+                            let col = tc * 32 + c;
+                            if col >= t.cols {
+                                break;
+                            }
+                            tile[(r * 32 + c) as usize] = vals[((b * t.rows + row) * t.cols + col) as usize];
+                        }
+                    }
+                    let page = (b * rt + tr) * ct + tc;
+                    numerics::pack_tile(t.format, &tile, dram.write_page(t, page).map_err(RuntimeError::Device)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_tensor(&self, dram: &Dram, t: &DramTensor, shape: &[usize]) -> Result<Tensor, RuntimeError> {
+        let mut vals = vec![0f32; (t.batch * t.rows * t.cols) as usize];
+        let (rt, ct) = (t.row_tiles(), t.col_tiles());
+        let mut tile = vec![0f32; 1024];
+        for b in 0..t.batch {
+            for tr in 0..rt {
+                for tc in 0..ct {
+                    let page = (b * rt + tr) * ct + tc;
+                    numerics::unpack_tile(t.format, dram.read_page(t, page).map_err(RuntimeError::Device)?, &mut tile);
+                    for r in 0..32u64 {
+                        let row = tr * 32 + r;
+                        if row >= t.rows {
+                            break;
+                        }
+                        for c in 0..32u64 {
+                            let col = tc * 32 + c;
+                            if col >= t.cols {
+                                break;
+                            }
+                            vals[((b * t.rows + row) * t.cols + col) as usize] = tile[(r * 32 + c) as usize];
+                        }
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(shape, vals).ok_or_else(|| RuntimeError::Device("tensor size mismatch".into()))
+    }
+
+    fn shape(&self, v: usize) -> Vec<usize> {
+        self.graph.values[v].shape.as_consts().unwrap_or_default()
+    }
+
+    /// Runs on named inputs; returns the named outputs and keeps the timing report.
+    pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
+        let g = &self.graph;
+        let mut dram = Dram::new(self.plan.device.dram_banks, self.plan.dram_bytes_per_bank);
+        let mut host: BTreeMap<usize, Tensor> = BTreeMap::new();
+        let place =
+            |dram: &mut Dram, host: &mut BTreeMap<usize, Tensor>, v: usize, t: Tensor| match self.tensor_of.get(&v) {
+                Some(&i) => self.write_tensor(dram, &self.plan.tensors[i], &t),
+                None => {
+                    host.insert(v, t);
+                    Ok(())
+                }
+            };
+        for inp in &g.inputs {
+            let t =
+                inputs.get(&inp.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", inp.name)))?;
+            let ty = g.ty(inp.value);
+            if t.dtype() != ty.dtype || t.shape() != self.shape(inp.value.index()).as_slice() {
+                return Err(RuntimeError::Device(format!(
+                    "input `{}` is {:?} {:?}, the model takes {ty}",
+                    inp.name,
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            place(&mut dram, &mut host, inp.value.index(), t.clone())?;
+        }
+        for (&v, t) in &self.consts {
+            place(&mut dram, &mut host, v, t.clone())?;
+        }
+        let mut report = RunReport {
+            clock_mhz: self.plan.device.clock_mhz,
+            grid_cores: self.plan.device.cores(),
+            ..Default::default()
+        };
+        for step in &self.plan.steps {
+            match step {
+                Step::Device(p) => {
+                    report.programs.push(sim::run_program(&self.plan, p, &mut dram).map_err(RuntimeError::Device)?)
+                }
+                Step::Host { nodes, .. } => {
+                    report.host_steps += 1;
+                    let mut local: BTreeMap<usize, Tensor> = BTreeMap::new();
+                    for &n in nodes {
+                        let node = &g.nodes[n];
+                        for &v in &node.inputs {
+                            let i = v.index();
+                            if local.contains_key(&i) {
+                                continue;
+                            }
+                            let t = match (host.get(&i), self.tensor_of.get(&i)) {
+                                (Some(t), _) => t.clone(),
+                                (None, Some(&ti)) => self.read_tensor(&dram, &self.plan.tensors[ti], &self.shape(i))?,
+                                (None, None) => {
+                                    return Err(RuntimeError::Device(format!(
+                                        "host step: node `{}` reads %{i}, which no earlier step produced",
+                                        node.name
+                                    )))
+                                }
+                            };
+                            local.insert(i, t);
+                        }
+                        let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &local[&v.index()]).collect();
+                        let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
+                            RuntimeError::Run(sovc_ir::IrError::Eval {
+                                node: node.name.clone(),
+                                op: node.op.name(),
+                                msg,
+                            })
+                        })?;
+                        for (&v, t) in node.outputs.iter().zip(outs) {
+                            local.insert(v.index(), t.clone());
+                            place(&mut dram, &mut host, v.index(), t)?;
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for o in &g.outputs {
+            let i = o.value.index();
+            let t = match (host.get(&i), self.tensor_of.get(&i)) {
+                (Some(t), _) => t.clone(),
+                (None, Some(&ti)) => self.read_tensor(&dram, &self.plan.tensors[ti], &self.shape(i))?,
+                (None, None) => return Err(RuntimeError::Device(format!("output `{}` was never computed", o.name))),
+            };
+            out.insert(o.name.clone(), t);
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+        Ok(out)
+    }
+}
+
+/// The `[batch, rows, cols]` view of a shape: the last two dims, everything before merged into batch.
+pub fn view(dims: &[usize]) -> (u64, u64, u64) {
+    let n = dims.len();
+    let cols = if n >= 1 { dims[n - 1] } else { 1 } as u64;
+    let rows = if n >= 2 { dims[n - 2] } else { 1 } as u64;
+    let batch = dims[..n.saturating_sub(2)].iter().product::<usize>() as u64;
+    (batch, rows, cols)
+}

@@ -1,0 +1,854 @@
+//! Executes one TT-Metalium [`Program`] the way the device would, core by core: per core a reader, a
+//! compute and a writer kernel interpreted op by op, taking turns whenever one blocks on a circular
+//! buffer, over that core's L1 (circular buffers at their addresses, tiles stored in their data format)
+//! and the device's interleaved DRAM banks. It checks the circular-buffer protocol (reserve before
+//! writing, push no more than reserved, wait before reading, pop no more than waited, pointers wrapping
+//! exactly at the end of the buffer), the Dst protocol (acquire, math, commit, wait, pack, release) and
+//! Dst capacity, and reports a deadlock with the core, kernel, op and buffer state when no kernel can
+//! move. Cores of one program share nothing but DRAM and no program reads what another core of the same
+//! program writes, so running them one after another is exact. Time is predicted alongside (see
+//! [`super::timing`]).
+
+use super::numerics;
+use super::program::*;
+use super::timing;
+
+/// Device DRAM: one byte vector per bank.
+pub struct Dram {
+    pub banks: Vec<Vec<u8>>,
+}
+
+impl Dram {
+    pub fn new(banks: u32, bytes_per_bank: u64) -> Dram {
+        Dram { banks: (0..banks).map(|_| vec![0u8; bytes_per_bank as usize]).collect() }
+    }
+
+    /// Bank and byte offset of page `p` of `t`, checked against the bank size.
+    pub fn page(&self, t: &DramTensor, p: u64) -> Result<(usize, usize), String> {
+        let nb = self.banks.len() as u64;
+        let off = t.address + (p / nb) * t.page_bytes();
+        let bank = (p % nb) as usize;
+        if off + t.page_bytes() > self.banks[bank].len() as u64 {
+            return Err(format!("page {p} of value %{} lies outside DRAM bank {bank}", t.value));
+        }
+        Ok((bank, off as usize))
+    }
+
+    pub fn read_page(&self, t: &DramTensor, p: u64) -> Result<&[u8], String> {
+        let (b, o) = self.page(t, p)?;
+        Ok(&self.banks[b][o..o + t.page_bytes() as usize])
+    }
+
+    pub fn write_page(&mut self, t: &DramTensor, p: u64) -> Result<&mut [u8], String> {
+        let (b, o) = self.page(t, p)?;
+        Ok(&mut self.banks[b][o..o + t.page_bytes() as usize])
+    }
+}
+
+/// Predicted time of one core's kernels in one program.
+#[derive(Clone, Debug, Default)]
+pub struct CoreTime {
+    pub x: u32,
+    pub y: u32,
+    /// Cycles at which the reader, compute and writer kernels finished.
+    pub kernels: [u64; 3],
+}
+
+/// What running a program did and how long the timing model says it took.
+#[derive(Clone, Debug, Default)]
+pub struct ProgramReport {
+    pub name: String,
+    pub kernel: usize,
+    pub template: String,
+    /// Predicted cycles, dispatch included.
+    pub cycles: u64,
+    /// Ideal FPU cycles of its tile products (summed over cores).
+    pub ideal_fpu_cycles: u64,
+    pub dram_bytes: u64,
+    pub tile_products: u64,
+    pub cores: Vec<CoreTime>,
+    /// Whether DRAM bandwidth, not the slowest core, set the time.
+    pub dram_bound: bool,
+}
+
+const KINDS: [&str; 3] = ["reader", "compute", "writer"];
+
+struct CbState {
+    index: u8,
+    format: DataFormat,
+    pages: u32,
+    page: usize,
+    base: usize,
+    received: u64,
+    acked: u64,
+    wr: u32,
+    rd: u32,
+    reserved: u32,
+    waited: u32,
+    push_t: Vec<u64>,
+    pop_t: Vec<u64>,
+}
+
+impl CbState {
+    fn describe(&self) -> String {
+        format!(
+            "CB {}: {} pages, {} filled, {} reserved by the producer, {} waited for by the consumer",
+            self.index,
+            self.pages,
+            self.received - self.acked,
+            self.reserved,
+            self.waited
+        )
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DstState {
+    Idle,
+    Acquired,
+    Committed,
+    Waited,
+}
+
+struct Frame<'p> {
+    ops: &'p [Op],
+    pc: usize,
+    lp: Option<(u8, i64)>,
+}
+
+struct Thread<'p> {
+    kind: usize,
+    frames: Vec<Frame<'p>>,
+    vars: Vec<i64>,
+    clock: u64,
+    pending: u64,
+    done: bool,
+    blocked: Option<&'p Op>,
+    /// CB pages with a NoC read (into) or write (out of) not yet past its barrier.
+    reads: Vec<(u8, usize)>,
+    writes: Vec<(u8, usize)>,
+}
+
+struct Core<'a> {
+    prog: &'a Program,
+    plan: &'a Plan,
+    args: &'a [u32],
+    l1: &'a mut Vec<u8>,
+    dram: &'a mut Dram,
+    cbs: Vec<CbState>,
+    dst: Vec<Vec<f32>>,
+    dst_state: DstState,
+    dst_cap: usize,
+    noc_free: u64,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    report: &'a mut ProgramReport,
+}
+
+enum Flow {
+    Next,
+    Blocked,
+}
+
+fn eval(ix: &Ix, vars: &[i64], args: &[u32]) -> Result<i64, String> {
+    ix.eval(vars, args).ok_or_else(|| format!("index {ix:?} cannot be evaluated (missing argument or variable)"))
+}
+
+impl<'a> Core<'a> {
+    fn cb(&mut self, cb: u8) -> Result<&mut CbState, String> {
+        self.cbs
+            .iter_mut()
+            .find(|c| c.index == cb)
+            .ok_or_else(|| format!("uses CB {cb}, which the program does not create"))
+    }
+
+    fn tensor(&self, t: u8) -> Result<&'a DramTensor, String> {
+        let plan: &'a Plan = self.plan;
+        let i = *self.prog.tensors.get(t as usize).ok_or_else(|| format!("names tensor {t}, not in the program"))?;
+        plan.tensors.get(i as usize).ok_or_else(|| format!("names plan tensor {i}, which does not exist"))
+    }
+
+    /// L1 offset of tile `slot` past the back (`back`) or front of `cb`, checking it was reserved or waited for.
+    fn slot(&mut self, cb: u8, slot: i64, back: bool) -> Result<(usize, DataFormat), String> {
+        let c = self.cb(cb)?;
+        let limit = if back { c.reserved } else { c.waited };
+        if slot < 0 || slot >= limit as i64 {
+            return Err(if back {
+                format!("writes tile {slot} of CB {cb} but reserved only {limit} (cb_reserve_back first)")
+            } else {
+                format!("reads tile {slot} of CB {cb} but waited for only {limit} (cb_wait_front first)")
+            });
+        }
+        let start = if back { c.wr } else { c.rd };
+        let page = (start as i64 + slot) as u32 % c.pages;
+        Ok((c.base + page as usize * c.page, c.format))
+    }
+
+    fn unpack(&mut self, cb: u8, t: i64, into_b: bool) -> Result<(), String> {
+        let (off, fmt) = self.slot(cb, t, false)?;
+        let bytes = &self.l1[off..off + fmt.tile_bytes() as usize];
+        numerics::unpack_tile(fmt, bytes, if into_b { &mut self.b } else { &mut self.a });
+        Ok(())
+    }
+
+    fn pack(&mut self, vals_from_a: bool, cb: u8, slot: i64, back: bool) -> Result<(), String> {
+        let (off, fmt) = self.slot(cb, slot, back)?;
+        let src = if vals_from_a { &self.a } else { &self.b };
+        numerics::pack_tile(fmt, src, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+        Ok(())
+    }
+
+    fn dst_index(&self, d: u8) -> Result<usize, String> {
+        if (d as usize) < self.dst_cap {
+            Ok(d as usize)
+        } else {
+            Err(format!(
+                "uses Dst tile {d}, but only {} fit ({} accumulation, half-sync)",
+                self.dst_cap,
+                if self.prog.fp32_dest_acc { "FP32" } else { "BF16" }
+            ))
+        }
+    }
+
+    fn math(&self, what: &Op) -> Result<(), String> {
+        if self.dst_state != DstState::Acquired {
+            return Err(format!(
+                "{} outside tile_regs_acquire .. tile_regs_commit (Dst is {:?})",
+                op_name(what),
+                self.dst_state
+            ));
+        }
+        Ok(())
+    }
+
+    fn fp32(&self) -> bool {
+        self.prog.fp32_dest_acc
+    }
+
+    /// Runs one op of thread `th`.
+    fn exec(&mut self, th: &mut Thread<'_>, op: &Op) -> Result<Flow, String> {
+        let compute = th.kind == 1;
+        let dm_only = matches!(
+            op,
+            Op::ReadTile { .. }
+                | Op::ReadBarrier
+                | Op::WriteTile { .. }
+                | Op::WriteBarrier
+                | Op::FillTile { .. }
+                | Op::PadTile { .. }
+                | Op::BcastTile { .. }
+        );
+        let compute_only = !dm_only
+            && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
+        if compute && dm_only {
+            return Err(format!("{} is a data-movement call; a compute kernel cannot make it", op_name(op)));
+        }
+        if !compute && compute_only {
+            return Err(format!("{} is a compute call; a data-movement kernel cannot make it", op_name(op)));
+        }
+        let vars = &th.vars;
+        let args = self.args;
+        let fid = self.prog.fidelity;
+        match op {
+            Op::Loop { .. } => unreachable!("loops are handled by the scheduler"),
+            Op::Reserve { cb, n } => {
+                let c = self.cb(*cb)?;
+                if *n > c.pages {
+                    return Err(format!("reserves {n} pages of CB {cb}, which has {}: this never completes", c.pages));
+                }
+                if c.pages as u64 - (c.received - c.acked) < *n as u64 {
+                    return Ok(Flow::Blocked);
+                }
+                let mut t = th.clock;
+                for i in 0..*n {
+                    t = t.max(c.pop_t[((c.wr + i) % c.pages) as usize]);
+                }
+                c.reserved = *n;
+                th.clock = t + timing::CB_OP;
+            }
+            Op::Push { cb, n } => {
+                if th.reads.iter().any(|r| r.0 == *cb) {
+                    return Err(format!(
+                        "pushes CB {cb} while a NoC read into it is in flight (noc_async_read_barrier first)"
+                    ));
+                }
+                let c = self.cb(*cb)?;
+                if *n > c.reserved {
+                    return Err(format!("pushes {n} pages to CB {cb} but reserved {}", c.reserved));
+                }
+                for i in 0..*n {
+                    c.push_t[((c.wr + i) % c.pages) as usize] = th.clock;
+                }
+                c.reserved -= n;
+                c.received += *n as u64;
+                c.wr += n;
+                if c.wr > c.pages {
+                    return Err(format!("pushes to CB {cb} do not add up to its {} pages before it wraps", c.pages));
+                }
+                if c.wr == c.pages {
+                    c.wr = 0;
+                }
+                th.clock += timing::CB_OP;
+            }
+            Op::Wait { cb, n } => {
+                let c = self.cb(*cb)?;
+                if *n > c.pages {
+                    return Err(format!("waits for {n} pages of CB {cb}, which has {}: this never completes", c.pages));
+                }
+                if c.received - c.acked < *n as u64 {
+                    return Ok(Flow::Blocked);
+                }
+                if *n > 0 {
+                    th.clock = th.clock.max(c.push_t[((c.rd + n - 1) % c.pages) as usize]);
+                }
+                c.waited = c.waited.max(*n);
+                th.clock += timing::CB_OP;
+            }
+            Op::Pop { cb, n } => {
+                if th.writes.iter().any(|r| r.0 == *cb) {
+                    return Err(format!(
+                        "pops CB {cb} while a NoC write out of it is in flight (noc_async_write_barrier first)"
+                    ));
+                }
+                let c = self.cb(*cb)?;
+                if *n > c.waited {
+                    return Err(format!("pops {n} pages of CB {cb} but waited for {}", c.waited));
+                }
+                for i in 0..*n {
+                    c.pop_t[((c.rd + i) % c.pages) as usize] = th.clock;
+                }
+                c.waited -= n;
+                c.acked += *n as u64;
+                c.rd += n;
+                if c.rd > c.pages {
+                    return Err(format!("pops from CB {cb} do not add up to its {} pages before it wraps", c.pages));
+                }
+                if c.rd == c.pages {
+                    c.rd = 0;
+                }
+                th.clock += timing::CB_OP;
+            }
+            Op::ReadTile { tensor, tile, cb, slot } | Op::WriteTile { tensor, tile, cb, slot } => {
+                let read = matches!(op, Op::ReadTile { .. });
+                let t = self.tensor(*tensor)?;
+                let p = eval(tile, vars, args)?;
+                if p < 0 || p as u64 >= t.tiles() {
+                    return Err(format!("tile {p} of value %{}, which has {} tiles", t.value, t.tiles()));
+                }
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, read)?;
+                if fmt != t.format {
+                    return Err(format!(
+                        "moves a {} tile of value %{} through CB {cb} of format {} (a NoC transfer does not convert)",
+                        t.format.name(),
+                        t.value,
+                        fmt.name()
+                    ));
+                }
+                let n = t.page_bytes() as usize;
+                if read { &mut th.reads } else { &mut th.writes }.push((*cb, off));
+                let dram = &mut *self.dram;
+                if read {
+                    self.l1[off..off + n].copy_from_slice(dram.read_page(t, p as u64)?);
+                } else {
+                    dram.write_page(t, p as u64)?.copy_from_slice(&self.l1[off..off + n]);
+                }
+                let dev = &self.plan.device;
+                let xfer = (n as u64).div_ceil(dev.noc_bytes_per_cycle as u64);
+                th.clock += timing::NOC_ISSUE;
+                let start = th.clock.max(self.noc_free);
+                self.noc_free = start + xfer;
+                th.pending = th.pending.max(start + xfer + dev.dram_latency_cycles as u64);
+                self.report.dram_bytes += n as u64;
+            }
+            Op::ReadBarrier | Op::WriteBarrier => {
+                if matches!(op, Op::ReadBarrier) { &mut th.reads } else { &mut th.writes }.clear();
+                th.clock = th.clock.max(th.pending) + timing::BARRIER;
+            }
+            Op::FillTile { cb, slot, fill } => {
+                let slot = eval(slot, vars, args)?;
+                let (_, fmt) = self.slot(*cb, slot, true)?;
+                match fill {
+                    Fill::Value(v) => self.a.fill(*v),
+                    Fill::Scaler(v) => {
+                        for r in 0..32 {
+                            for c in 0..32 {
+                                self.a[r * 32 + c] = if r % 16 == 0 { *v } else { 0.0 };
+                            }
+                        }
+                    }
+                    Fill::Cols { cols, inside, outside } => {
+                        for r in 0..32 {
+                            for c in 0..32 {
+                                self.a[r * 32 + c] = if c < *cols as usize { *inside } else { *outside };
+                            }
+                        }
+                    }
+                }
+                self.pack(true, *cb, slot, true)?;
+                th.clock += timing::l1_fill_cycles(fmt);
+            }
+            Op::PadTile { cb, slot, rows, cols, value, front } => {
+                let (rv, cv) = (eval(rows, vars, args)?, eval(cols, vars, args)?);
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, !front)?;
+                in_flight(th, *cb, off)?;
+                if matches!(fmt, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+                    return Err(format!(
+                        "pads a {} tile in CB {cb}; the RISC-V helpers handle only Float16_b and Float32",
+                        fmt.name()
+                    ));
+                }
+                numerics::unpack_tile(fmt, &self.l1[off..off + fmt.tile_bytes() as usize], &mut self.a);
+                for r in 0..32 {
+                    for c in 0..32 {
+                        if r as i64 >= rv || c as i64 >= cv {
+                            self.a[r * 32 + c] = *value;
+                        }
+                    }
+                }
+                numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                th.clock += timing::l1_fill_cycles(fmt);
+            }
+            Op::BcastTile { cb, slot, bcast } => {
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                if matches!(fmt, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+                    return Err(format!(
+                        "broadcasts a {} tile in CB {cb}; the RISC-V helpers handle only Float16_b and Float32",
+                        fmt.name()
+                    ));
+                }
+                numerics::unpack_tile(fmt, &self.l1[off..off + fmt.tile_bytes() as usize], &mut self.a);
+                broadcast(&mut self.a, *bcast);
+                numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                th.clock += timing::l1_fill_cycles(fmt);
+            }
+            Op::Acquire => {
+                if self.dst_state != DstState::Idle {
+                    return Err(format!("tile_regs_acquire while Dst is {:?} (release it first)", self.dst_state));
+                }
+                self.dst_state = DstState::Acquired;
+            }
+            Op::Commit => {
+                self.math(op)?;
+                self.dst_state = DstState::Committed;
+            }
+            Op::WaitDst => {
+                if self.dst_state != DstState::Committed {
+                    return Err(format!("tile_regs_wait while Dst is {:?} (commit first)", self.dst_state));
+                }
+                self.dst_state = DstState::Waited;
+            }
+            Op::Release => {
+                if self.dst_state != DstState::Waited {
+                    return Err(format!("tile_regs_release while Dst is {:?} (wait first)", self.dst_state));
+                }
+                // Releasing clears the half just packed (ZEROACC): the next acquire sees zeros.
+                for d in &mut self.dst {
+                    d.fill(0.0);
+                }
+                self.dst_state = DstState::Idle;
+            }
+            Op::CopyTile { cb, tile, dst } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                self.unpack(*cb, eval(tile, vars, args)?, false)?;
+                let fp32 = self.fp32();
+                for (o, &v) in self.dst[d].iter_mut().zip(&self.a) {
+                    *o = numerics::dst_round(v, fp32);
+                }
+            }
+            Op::Matmul { in0, in1, t0, t1, dst, transpose } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                self.unpack(*in0, eval(t0, vars, args)?, false)?;
+                self.unpack(*in1, eval(t1, vars, args)?, true)?;
+                numerics::matmul_tile(&self.a, &self.b, &mut self.dst[d], fid, self.prog.fp32_dest_acc, *transpose);
+                self.report.tile_products += 1;
+                self.report.ideal_fpu_cycles += timing::matmul_cycles(fid);
+            }
+            Op::Binary { op: bop, bcast, a, b, ta, tb, dst } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                self.unpack(*a, eval(ta, vars, args)?, false)?;
+                self.unpack(*b, eval(tb, vars, args)?, true)?;
+                broadcast(&mut self.b, *bcast);
+                let fp32 = self.fp32();
+                // FPU operands enter SrcA / SrcB as TF32 at most.
+                for ((o, &x), &y) in self.dst[d].iter_mut().zip(&self.a).zip(&self.b) {
+                    let (x, y) = (numerics::tf32_trunc(x), numerics::tf32_trunc(y));
+                    let r = match bop {
+                        FpuBinary::Add => x + y,
+                        FpuBinary::Sub => x - y,
+                        FpuBinary::Mul => numerics::fpu_mul(x, y, fid),
+                    };
+                    *o = numerics::dst_round(r, fp32);
+                }
+            }
+            Op::BinaryDst { op: bop, a, b } => {
+                self.math(op)?;
+                let (da, db) = (self.dst_index(*a)?, self.dst_index(*b)?);
+                let fp32 = self.fp32();
+                for i in 0..1024 {
+                    let r = numerics::sfpu_binary(*bop, self.dst[da][i], self.dst[db][i]);
+                    self.dst[da][i] = numerics::dst_round(r, fp32);
+                }
+            }
+            Op::Unary { op: uop, dst } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                let fp32 = self.fp32();
+                for v in self.dst[d].iter_mut() {
+                    *v = numerics::dst_round(numerics::sfpu_unary(*uop, *v), fp32);
+                }
+            }
+            Op::CopyDst { from, to } => {
+                self.math(op)?;
+                let (f, t) = (self.dst_index(*from)?, self.dst_index(*to)?);
+                let v = self.dst[f].clone();
+                self.dst[t].copy_from_slice(&v);
+            }
+            Op::Reduce { kind, dim, cb, t, scaler_cb, dst } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                self.unpack(*scaler_cb, 0, true)?;
+                let s = self.b[0];
+                self.unpack(*cb, eval(t, vars, args)?, false)?;
+                for v in self.a.iter_mut() {
+                    *v = numerics::tf32_trunc(*v);
+                }
+                let fp32 = self.fp32();
+                let x = &self.a;
+                let out = &mut self.dst[d];
+                let combine = |acc: f32, v: f32| match kind {
+                    ReduceKind::Sum => acc + v,
+                    ReduceKind::Max => acc.max(v),
+                };
+                let fold = |it: &mut dyn Iterator<Item = f32>| match kind {
+                    ReduceKind::Sum => it.map(|v| numerics::fpu_mul(v, s, fid)).sum::<f32>(),
+                    ReduceKind::Max => it.fold(f32::NEG_INFINITY, f32::max) * s,
+                };
+                match dim {
+                    ReduceDim::Row => {
+                        for r in 0..32 {
+                            let v = fold(&mut x[r * 32..r * 32 + 32].iter().copied());
+                            out[r * 32] = numerics::dst_round(combine(out[r * 32], v), fp32);
+                        }
+                    }
+                    ReduceDim::Col => {
+                        for c in 0..32 {
+                            let v = fold(&mut (0..32).map(|r| x[r * 32 + c]));
+                            out[c] = numerics::dst_round(combine(out[c], v), fp32);
+                        }
+                    }
+                    ReduceDim::Scalar => {
+                        let v = fold(&mut x.iter().copied());
+                        out[0] = numerics::dst_round(combine(out[0], v), fp32);
+                    }
+                }
+            }
+            Op::Transpose { cb, t, dst } => {
+                self.math(op)?;
+                let d = self.dst_index(*dst)?;
+                self.unpack(*cb, eval(t, vars, args)?, false)?;
+                let fp32 = self.fp32();
+                for r in 0..32 {
+                    for c in 0..32 {
+                        self.dst[d][c * 32 + r] = numerics::dst_round(self.a[r * 32 + c], fp32);
+                    }
+                }
+            }
+            Op::Pack { dst, cb, slot } => {
+                if self.dst_state != DstState::Waited {
+                    return Err(format!(
+                        "pack_tile while Dst is {:?} (tile_regs_commit and tile_regs_wait first)",
+                        self.dst_state
+                    ));
+                }
+                let d = self.dst_index(*dst)?;
+                self.a.copy_from_slice(&self.dst[d]);
+                self.pack(true, *cb, eval(slot, vars, args)?, true)?;
+            }
+        }
+        if compute {
+            th.clock += timing::compute_cycles(op, fid);
+        }
+        Ok(Flow::Next)
+    }
+}
+
+/// L1 stores of a data-movement core must not touch a page a NoC transfer is still filling or reading.
+fn in_flight(th: &Thread<'_>, cb: u8, off: usize) -> Result<(), String> {
+    if th.reads.contains(&(cb, off)) || th.writes.contains(&(cb, off)) {
+        return Err(format!("touches a tile of CB {cb} with a NoC transfer in flight (barrier first)"));
+    }
+    Ok(())
+}
+
+fn broadcast(t: &mut [f32], b: Bcast) {
+    match b {
+        Bcast::None => {}
+        Bcast::Rows => {
+            for r in 1..32 {
+                t.copy_within(0..32, r * 32);
+            }
+        }
+        Bcast::Cols => {
+            for r in 0..32 {
+                let v = t[r * 32];
+                t[r * 32..r * 32 + 32].fill(v);
+            }
+        }
+        Bcast::Scalar => {
+            let v = t[0];
+            t.fill(v);
+        }
+    }
+}
+
+/// The API name of an op, for messages.
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Loop { .. } => "for",
+        Op::Reserve { .. } => "cb_reserve_back",
+        Op::Push { .. } => "cb_push_back",
+        Op::Wait { .. } => "cb_wait_front",
+        Op::Pop { .. } => "cb_pop_front",
+        Op::ReadTile { .. } => "noc_async_read_tile",
+        Op::ReadBarrier => "noc_async_read_barrier",
+        Op::WriteTile { .. } => "noc_async_write_tile",
+        Op::WriteBarrier => "noc_async_write_barrier",
+        Op::FillTile { .. } => "fill_tile",
+        Op::PadTile { .. } => "pad_tile",
+        Op::BcastTile { .. } => "bcast_tile",
+        Op::Acquire => "tile_regs_acquire",
+        Op::Commit => "tile_regs_commit",
+        Op::WaitDst => "tile_regs_wait",
+        Op::Release => "tile_regs_release",
+        Op::CopyTile { .. } => "copy_tile",
+        Op::Matmul { .. } => "matmul_tiles",
+        Op::Binary { .. } => "binary (add/sub/mul_tiles)",
+        Op::BinaryDst { .. } => "binary SFPU op",
+        Op::Unary { .. } => "unary SFPU op",
+        Op::CopyDst { .. } => "copy_dest_values",
+        Op::Reduce { .. } => "reduce_tile",
+        Op::Transpose { .. } => "transpose_wh_tile",
+        Op::Pack { .. } => "pack_tile",
+    }
+}
+
+/// Checks what can be checked before running: CBs in L1 and not overlapping, cores in the grid.
+pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
+    let d = &plan.device;
+    let mut spans: Vec<(u64, u64, u8)> = Vec::new();
+    for c in &p.cbs {
+        if c.index >= 32 {
+            return Err(format!("CB index {} (there are 32)", c.index));
+        }
+        if c.pages == 0 {
+            return Err(format!("CB {} has no pages", c.index));
+        }
+        let end = c.address + c.bytes();
+        if c.address < d.l1_unreserved_base || end > d.l1_bytes {
+            return Err(format!(
+                "CB {} at {:#x}..{:#x} lies outside the free L1 {:#x}..{:#x}",
+                c.index, c.address, end, d.l1_unreserved_base, d.l1_bytes
+            ));
+        }
+        if let Some(o) = spans.iter().find(|s| s.0 < end && c.address < s.1) {
+            return Err(format!("CBs {} and {} overlap in L1", o.2, c.index));
+        }
+        if p.cbs.iter().filter(|x| x.index == c.index).count() > 1 {
+            return Err(format!("CB {} is created twice", c.index));
+        }
+        spans.push((c.address, end, c.index));
+    }
+    for (i, c) in p.cores.iter().enumerate() {
+        if c.x >= d.grid_x || c.y >= d.grid_y {
+            return Err(format!("core ({},{}) is outside the {}x{} grid", c.x, c.y, d.grid_x, d.grid_y));
+        }
+        if p.cores[..i].iter().any(|o| o.x == c.x && o.y == c.y) {
+            return Err(format!("core ({},{}) is given work twice", c.x, c.y));
+        }
+    }
+    for &t in &p.tensors {
+        if t as usize >= plan.tensors.len() {
+            return Err(format!("names plan tensor {t}, which does not exist"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `p` on `dram`. Errors name the program, core, kernel and call.
+pub fn run_program(plan: &Plan, p: &Program, dram: &mut Dram) -> Result<ProgramReport, String> {
+    let fail = |m: String| format!("program `{}`: {m}", p.name);
+    check_program(plan, p).map_err(fail)?;
+    let mut report =
+        ProgramReport { name: p.name.clone(), kernel: p.kernel, template: p.template.clone(), ..Default::default() };
+    let mut l1 = vec![0u8; plan.device.l1_bytes as usize];
+    for cw in &p.cores {
+        let t = run_core(plan, p, cw, &mut l1, dram, &mut report)
+            .map_err(|m| fail(format!("core ({},{}) {m}", cw.x, cw.y)))?;
+        report.cores.push(CoreTime { x: cw.x, y: cw.y, kernels: t });
+    }
+    let slowest = report.cores.iter().flat_map(|c| c.kernels).max().unwrap_or(0);
+    let d = &plan.device;
+    let dram_cycles = (report.dram_bytes as f64 / (d.dram_gbps * 1e9) * d.clock_mhz as f64 * 1e6).ceil() as u64;
+    report.dram_bound = dram_cycles > slowest;
+    report.cycles = slowest.max(dram_cycles) + timing::DISPATCH_CYCLES;
+    Ok(report)
+}
+
+fn run_core(
+    plan: &Plan,
+    p: &Program,
+    cw: &CoreWork,
+    l1: &mut Vec<u8>,
+    dram: &mut Dram,
+    report: &mut ProgramReport,
+) -> Result<[u64; 3], String> {
+    let cbs = p
+        .cbs
+        .iter()
+        .map(|c| CbState {
+            index: c.index,
+            format: c.format,
+            pages: c.pages,
+            page: c.format.tile_bytes() as usize,
+            base: c.address as usize,
+            received: 0,
+            acked: 0,
+            wr: 0,
+            rd: 0,
+            reserved: 0,
+            waited: 0,
+            push_t: vec![0; c.pages as usize],
+            pop_t: vec![0; c.pages as usize],
+        })
+        .collect();
+    let dst_cap = (plan.device.dst_tiles / 2 / if p.fp32_dest_acc { 2 } else { 1 }) as usize;
+    let mut core = Core {
+        prog: p,
+        plan,
+        args: &cw.args,
+        l1,
+        dram,
+        cbs,
+        dst: vec![vec![0.0; 1024]; dst_cap],
+        dst_state: DstState::Idle,
+        dst_cap,
+        noc_free: 0,
+        a: vec![0.0; 1024],
+        b: vec![0.0; 1024],
+        report,
+    };
+    let mut threads: Vec<Thread> = [&p.reader, &p.compute, &p.writer]
+        .iter()
+        .enumerate()
+        .map(|(kind, ops)| Thread {
+            kind,
+            frames: vec![Frame { ops: ops.as_slice(), pc: 0, lp: None }],
+            vars: vec![0; 16],
+            clock: 0,
+            pending: 0,
+            done: false,
+            blocked: None,
+            reads: Vec::new(),
+            writes: Vec::new(),
+        })
+        .collect();
+    loop {
+        let mut progressed = false;
+        for th in threads.iter_mut() {
+            if th.done {
+                continue;
+            }
+            progressed |= run_thread(&mut core, th).map_err(|m| format!("{} kernel: {m}", KINDS[th.kind]))?;
+        }
+        if threads.iter().all(|t| t.done) {
+            break;
+        }
+        if !progressed {
+            let mut why = Vec::new();
+            for th in &threads {
+                if let Some(op) = th.blocked {
+                    let cb = match op {
+                        Op::Reserve { cb, .. } | Op::Wait { cb, .. } => *cb,
+                        _ => 255,
+                    };
+                    let state = core.cbs.iter().find(|c| c.index == cb).map(|c| c.describe()).unwrap_or_default();
+                    why.push(format!("{} kernel blocked in {} ({op:?}); {state}", KINDS[th.kind], op_name(op)));
+                }
+            }
+            return Err(format!("deadlock: {}", why.join("; ")));
+        }
+    }
+    if core.dst_state != DstState::Idle {
+        return Err(format!("compute kernel ended with Dst {:?} (missing tile_regs_release)", core.dst_state));
+    }
+    for c in &core.cbs {
+        if c.received != c.acked {
+            return Err(format!(
+                "kernels ended with {} pages left in CB {} (pushed but never popped)",
+                c.received - c.acked,
+                c.index
+            ));
+        }
+    }
+    Ok([threads[0].clock, threads[1].clock, threads[2].clock.max(threads[2].pending)])
+}
+
+/// Runs thread `th` until it blocks or ends; whether it executed anything.
+fn run_thread<'p>(core: &mut Core<'_>, th: &mut Thread<'p>) -> Result<bool, String> {
+    let mut progressed = false;
+    loop {
+        let Some(f) = th.frames.last_mut() else {
+            th.done = true;
+            return Ok(progressed);
+        };
+        if f.pc == f.ops.len() {
+            match f.lp {
+                Some((var, count)) => {
+                    let v = &mut th.vars[var as usize];
+                    *v += 1;
+                    if *v < count {
+                        f.pc = 0;
+                    } else {
+                        th.frames.pop();
+                    }
+                }
+                None => {
+                    th.frames.pop();
+                }
+            }
+            continue;
+        }
+        let ops: &'p [Op] = f.ops;
+        let op = &ops[f.pc];
+        if let Op::Loop { var, count, body } = op {
+            let n = eval(count, &th.vars, core.args)?;
+            f.pc += 1;
+            if *var as usize >= th.vars.len() {
+                th.vars.resize(*var as usize + 1, 0);
+            }
+            if n > 0 && !body.is_empty() {
+                th.vars[*var as usize] = 0;
+                th.frames.push(Frame { ops: body, pc: 0, lp: Some((*var, n)) });
+            }
+            progressed = true;
+            continue;
+        }
+        match core.exec(th, op).map_err(|m| format!("{}: {m}", op_name(op)))? {
+            Flow::Next => {
+                th.blocked = None;
+                progressed = true;
+                if let Some(f) = th.frames.last_mut() {
+                    f.pc += 1;
+                }
+            }
+            Flow::Blocked => {
+                th.blocked = Some(op);
+                return Ok(progressed);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Lowering a partitioned graph to a Tensix plan. Every f32 value that crosses a kernel group (graph
+//! inputs, weights, group results) gets a DRAM tensor in tile layout; each group becomes one program
+//! from a template chosen by its anchor op (elementwise chain, matmul with a fused epilogue, softmax,
+//! layer norm, attention) or, with no template, a host step that says why. DRAM is allocated once per
+//! tensor (no reuse yet), interleaved over the banks.
+
+use crate::builder::ProgramBuilder;
+use crate::chain;
+use sovc_ir::{ConstData, DType, Graph, Op as GOp, ValueId, Weights};
+use sovc_runtime::tensix::device::view;
+use sovc_runtime::tensix::program::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One kernel group of the partition (see `sovc_compiler::partition`).
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub nodes: Vec<usize>,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<ValueId>,
+}
+
+/// Target options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub device: DeviceDesc,
+    pub numerics: NumericOptions,
+}
+
+impl Options {
+    /// The defaults favour accuracy: bf16 activations and weights, FP32 accumulation, fidelity chosen
+    /// per op (HiFi4 for bf16 products).
+    pub fn new(device: DeviceDesc) -> Options {
+        Options {
+            device,
+            numerics: NumericOptions {
+                activations: DataFormat::Float16_b,
+                weights: DataFormat::Float16_b,
+                fp32_dest_acc: true,
+                fidelity: None,
+            },
+        }
+    }
+}
+
+/// The plan, and per group how it runs (for the audit).
+pub struct Lowered {
+    pub plan: Plan,
+    pub how: Vec<String>,
+}
+
+/// Why a group did not become a program: no template covers it (it runs on the host), or it does not
+/// fit in L1 (a compile error).
+#[derive(Debug)]
+pub enum LowerError {
+    Unsupported(String),
+    L1(String),
+}
+
+impl From<String> for LowerError {
+    fn from(s: String) -> LowerError {
+        LowerError::Unsupported(s)
+    }
+}
+
+impl From<&str> for LowerError {
+    fn from(s: &str) -> LowerError {
+        LowerError::Unsupported(s.to_string())
+    }
+}
+
+/// What the templates see.
+pub struct Ctx<'a> {
+    pub g: &'a Graph,
+    pub opts: &'a Options,
+    pub tensor_of: BTreeMap<ValueId, u32>,
+    pub tensors: Vec<DramTensor>,
+    pub scalars: BTreeMap<ValueId, f32>,
+}
+
+impl Ctx<'_> {
+    /// The plan tensor of `v`, or why it has none.
+    pub fn dram(&self, v: ValueId) -> Result<u32, String> {
+        self.tensor_of.get(&v).copied().ok_or_else(|| format!("%{} ({}) is not in device DRAM", v.0, self.g.ty(v)))
+    }
+
+    pub fn dims(&self, v: ValueId) -> Result<Vec<usize>, String> {
+        chain::dims(self.g, v).ok_or_else(|| format!("%{} has a symbolic shape", v.0))
+    }
+
+    pub fn builder(&self, name: &str, kernel: usize, template: &'static str) -> ProgramBuilder<'_> {
+        ProgramBuilder::new(&self.opts.device, name, kernel, template, &self.opts.numerics)
+    }
+
+    /// The format of the activation CBs.
+    pub fn act(&self) -> DataFormat {
+        self.opts.numerics.activations
+    }
+
+    /// The format of intermediates kept in CBs between compute phases: FP32 with FP32 accumulation.
+    pub fn inter(&self) -> DataFormat {
+        if self.opts.numerics.fp32_dest_acc {
+            DataFormat::Float32
+        } else {
+            self.opts.numerics.activations
+        }
+    }
+}
+
+fn scalar_of(g: &Graph, weights: &Weights, v: ValueId) -> Option<f32> {
+    let c = g.consts.iter().find(|c| c.value == v)?;
+    let t = match &c.data {
+        ConstData::Inline(t) => t.clone(),
+        ConstData::Weight(r) => (**weights.get(r)?).clone(),
+    };
+    (t.len() == 1 && t.dtype() == DType::F32).then(|| t.to_f64_vec()[0] as f32)
+}
+
+/// Lowers `groups` of `g` (canonical, static shapes) for the device in `opts`.
+pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> Result<Lowered, String> {
+    crate::devices::check(&opts.device)?;
+    let is_const: BTreeSet<ValueId> = g.consts.iter().map(|c| c.value).collect();
+    let mut scalars = BTreeMap::new();
+    for c in &g.consts {
+        if let Some(s) = scalar_of(g, weights, c.value) {
+            scalars.insert(c.value, s);
+        }
+    }
+    // Weights read as matmul B operands take the weights format.
+    let mut weight_uses: BTreeSet<ValueId> = BTreeSet::new();
+    for n in &g.nodes {
+        if matches!(n.op, GOp::MatMul {}) && is_const.contains(&n.inputs[1]) {
+            weight_uses.insert(n.inputs[1]);
+        }
+    }
+    let mut live: Vec<ValueId> = Vec::new();
+    let mut push = |v: ValueId| {
+        if !live.contains(&v) {
+            live.push(v);
+        }
+    };
+    for i in &g.inputs {
+        push(i.value);
+    }
+    for grp in groups {
+        for &v in grp.inputs.iter().chain(&grp.outputs) {
+            push(v);
+        }
+    }
+    for o in &g.outputs {
+        push(o.value);
+    }
+    let dev = &opts.device;
+    let mut tensors = Vec::new();
+    let mut tensor_of = BTreeMap::new();
+    let mut next = 0u64;
+    for v in live {
+        let ty = g.ty(v);
+        let Some(d) = ty.shape.as_consts() else { continue };
+        if ty.dtype != DType::F32 || scalars.contains_key(&v) && !g.outputs.iter().any(|o| o.value == v) {
+            continue;
+        }
+        let (batch, rows, cols) = view(&d);
+        let format = if weight_uses.contains(&v) { opts.numerics.weights } else { opts.numerics.activations };
+        let t = DramTensor { value: v.0, batch, rows, cols, format, address: next };
+        next += t.tiles().div_ceil(dev.dram_banks as u64) * t.page_bytes();
+        next = next.div_ceil(64) * 64;
+        tensor_of.insert(v, tensors.len() as u32);
+        tensors.push(t);
+    }
+    if next > dev.dram_bank_bytes {
+        return Err(format!(
+            "the model needs {next} B of DRAM per bank, the {} {} has {} B per bank",
+            dev.arch, dev.board, dev.dram_bank_bytes
+        ));
+    }
+    let cx = Ctx { g, opts, tensor_of, tensors, scalars };
+    let mut steps = Vec::new();
+    let mut how = Vec::new();
+    for (k, grp) in groups.iter().enumerate() {
+        let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
+        let name = format!("k{k:04}_{}", g.nodes[anchor.unwrap_or(grp.nodes[0])].op.name());
+        let built = crate::templates::lower_group(&cx, grp, anchor, &name, k);
+        match built {
+            Ok(p) => {
+                let cores = p.cores.len();
+                how.push(format!(
+                    "tensix {} on {cores} cores, {} {}{}",
+                    p.template,
+                    p.fidelity.name(),
+                    if p.fp32_dest_acc { "fp32 acc" } else { "bf16 acc" },
+                    if p.notes.is_empty() { String::new() } else { format!("; {}", p.notes.join("; ")) }
+                ));
+                steps.push(Step::Device(Box::new(p)));
+            }
+            Err(LowerError::L1(e)) => return Err(e),
+            Err(LowerError::Unsupported(reason)) => {
+                how.push(format!("host: {reason}"));
+                steps.push(Step::Host { kernel: k, nodes: grp.nodes.clone(), reason });
+            }
+        }
+    }
+    Ok(Lowered {
+        plan: Plan {
+            device: opts.device.clone(),
+            numerics: opts.numerics.clone(),
+            tensors: cx.tensors,
+            dram_bytes_per_bank: next,
+            steps,
+        },
+        how,
+    })
+}

@@ -1,0 +1,326 @@
+//! Program templates for elementwise chains and matmuls. Both read their operands tile by tile from DRAM
+//! into circular buffers (reader, RISCV_0), compute on Dst (compute, the three TRISCs), and write result
+//! tiles back (writer, RISCV_1), zeroing the padding of partial tiles so that every DRAM tensor's padding
+//! stays zero (what the matmul's K padding and the row reductions rely on).
+
+use crate::builder::*;
+use crate::chain::{self, Chain, Step as CStep};
+use crate::lower::{Ctx, Group, LowerError};
+use sovc_ir::{Op as GOp, ValueId};
+use sovc_runtime::tensix::program::*;
+
+type R<T> = Result<T, LowerError>;
+
+/// Picks the template for a group by its anchor (the first node that is not an elementwise op).
+pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, kernel: usize) -> R<Program> {
+    let g = cx.g;
+    if grp.outputs.len() != 1 {
+        return Err(format!("the group writes {} values; Tensix programs write one", grp.outputs.len()).into());
+    }
+    let Some(a) = anchor else {
+        return eltwise(cx, grp, name, kernel);
+    };
+    let node = &g.nodes[a];
+    let rest: Vec<usize> = grp.nodes.iter().copied().filter(|&n| n != a).collect();
+    if grp.nodes[0] != a {
+        return Err(format!("`{}` ({}) follows elementwise nodes in its group", node.name, node.op.name()).into());
+    }
+    match &node.op {
+        GOp::MatMul {} => matmul(cx, grp, a, &rest, name, kernel),
+        GOp::Softmax { axis } if rest.is_empty() && last_axis(cx, node.inputs[0], *axis)? => {
+            crate::rows::softmax(cx, a, name, kernel)
+        }
+        GOp::LayerNorm { axis, epsilon } if rest.is_empty() && last_axis(cx, node.inputs[0], *axis)? => {
+            crate::rows::layer_norm(cx, a, *epsilon, name, kernel)
+        }
+        GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
+        op => Err(format!("no Tensix template for `{}` yet", op.name()).into()),
+    }
+}
+
+fn last_axis(cx: &Ctx, v: ValueId, axis: i64) -> R<bool> {
+    let r = cx.dims(v)?.len() as i64;
+    Ok(axis == r - 1 || axis == -1)
+}
+
+/// Output tile coordinates (batch, row tile, column tile) of flat tile `t` of a `[b, rt, ct]` tiling.
+fn coords(t: Ix, rt: u64, ct: u64) -> (Ix, Ix, Ix) {
+    (t.clone().div((rt * ct) as i64), t.clone().div(ct as i64).rem(rt as i64), t.rem(ct as i64))
+}
+
+/// Reads every leaf's tile for one output tile position into slot `slot` of its CB, broadcast as needed.
+fn read_leaves(
+    cx: &Ctx,
+    pb: &mut ProgramBuilder,
+    leaves: &[(ValueId, u8)],
+    out: &[usize],
+    pos: &[(Ix, Ix, Ix, Ix)],
+) -> R<(Vec<Op>, Vec<Op>)> {
+    let mut reads = Vec::new();
+    let mut fix = Vec::new();
+    for &(v, cb) in leaves {
+        let t = pb.tensor(cx.dram(v)?);
+        let d = cx.dims(v)?;
+        for (ob, tr, tc, slot) in pos {
+            let (tile, bcast) = chain::leaf_tile(&d, out, ob, tr, tc)
+                .ok_or_else(|| format!("%{} ({}) does not broadcast to {out:?}", v.0, cx.g.ty(v)))?;
+            reads.push(Op::ReadTile { tensor: t, tile, cb, slot: slot.clone() });
+            if bcast != Bcast::None {
+                fix.push(Op::BcastTile { cb, slot: slot.clone(), bcast });
+            }
+        }
+    }
+    Ok((reads, fix))
+}
+
+/// The chain's steps as compute ops: leaf loads from their CBs at `slot`, Dst tiles renumbered by `dst`.
+fn chain_ops(ch: &Chain, leaf_cb: &[u8], slot: &Ix, dst: &dyn Fn(u8) -> u8) -> Vec<Op> {
+    ch.steps
+        .iter()
+        .map(|s| match s {
+            CStep::Load { leaf, slot: d } => Op::CopyTile { cb: leaf_cb[*leaf], tile: slot.clone(), dst: dst(*d) },
+            CStep::Op(op) => {
+                let mut op = op.clone();
+                match &mut op {
+                    Op::BinaryDst { a, b, .. } => {
+                        *a = dst(*a);
+                        *b = dst(*b);
+                    }
+                    Op::Unary { dst: d, .. } => *d = dst(*d),
+                    Op::CopyDst { from, to } => {
+                        *from = dst(*from);
+                        *to = dst(*to);
+                    }
+                    _ => {}
+                }
+                op
+            }
+        })
+        .collect()
+}
+
+/// Zeroes the padding of output tile (`tr`, `tc`) of a `rows x cols` matrix when it is partial.
+fn pad_out(rows: u64, cols: u64, tr: &Ix, tc: &Ix, cb: u8, slot: Ix) -> Option<Op> {
+    (rows % 32 != 0 || cols % 32 != 0).then(|| Op::PadTile {
+        cb,
+        slot,
+        rows: valid(rows, tr.clone()),
+        cols: valid(cols, tc.clone()),
+        value: 0.0,
+        front: true,
+    })
+}
+
+/// An elementwise group: one output tile per unit.
+fn eltwise(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
+    let out = grp.outputs[0];
+    let od = cx.dims(out)?;
+    let mut pb = cx.builder(name, kernel, "eltwise");
+    let cap = pb.dst_cap();
+    let ch = chain::compile(cx.g, &grp.nodes, None, out, &cx.scalars, cap)?;
+    if ch.leaves.len() > 16 {
+        return Err(format!("{} inputs; at most 16 input CBs", ch.leaves.len()).into());
+    }
+    let (b, rows, cols) = sovc_runtime::tensix::device::view(&od);
+    let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
+    let t = unit();
+    let (ob, tr, tc) = coords(t.clone(), rt, ct);
+    let leaves: Vec<(ValueId, u8)> = ch.leaves.iter().enumerate().map(|(i, &v)| (v, i as u8)).collect();
+    for &(v, cb) in &leaves {
+        let f = cx.tensors[cx.dram(v)? as usize].format;
+        pb.cb(cb, f, 2, &format!("in%{}", v.0));
+    }
+    let ot = pb.tensor(cx.dram(out)?);
+    let of = cx.tensors[cx.dram(out)? as usize].format;
+    pb.cb(CB_OUT, of, 2, "out");
+    let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, &[(ob, tr.clone(), tc.clone(), c(0))])?;
+    let mut rb: Vec<Op> = leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: 1 }).collect();
+    rb.extend(reads);
+    rb.push(Op::ReadBarrier);
+    rb.extend(fix);
+    rb.extend(leaves.iter().map(|&(_, cb)| Op::Push { cb, n: 1 }));
+    pb.reader = vec![units_loop(rb)];
+    let leaf_cb: Vec<u8> = leaves.iter().map(|l| l.1).collect();
+    let mut cbody: Vec<Op> = leaves.iter().map(|&(_, cb)| Op::Wait { cb, n: 1 }).collect();
+    cbody.push(Op::Acquire);
+    cbody.extend(chain_ops(&ch, &leaf_cb, &c(0), &|d| d));
+    cbody.extend([
+        Op::Commit,
+        Op::WaitDst,
+        Op::Reserve { cb: CB_OUT, n: 1 },
+        Op::Pack { dst: ch.result, cb: CB_OUT, slot: c(0) },
+        Op::Push { cb: CB_OUT, n: 1 },
+        Op::Release,
+    ]);
+    cbody.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: 1 }));
+    pb.compute = vec![units_loop(cbody)];
+    let mut wb = vec![Op::Wait { cb: CB_OUT, n: 1 }];
+    wb.extend(pad_out(rows, cols, &tr, &tc, CB_OUT, c(0)));
+    wb.extend([
+        Op::WriteTile { tensor: ot, tile: t, cb: CB_OUT, slot: c(0) },
+        Op::WriteBarrier,
+        Op::Pop { cb: CB_OUT, n: 1 },
+    ]);
+    pb.writer = vec![units_loop(wb)];
+    pb.notes.push(format!("{} Dst tiles", ch.slots));
+    pb.finish(b * rt * ct)
+}
+
+/// Batch index of an operand with batch dims `leaf` for output batch index `ob` over batch dims `out`.
+pub fn batch_index(leaf: &[usize], out: &[usize], ob: &Ix) -> Option<Ix> {
+    let mut full = vec![1; out.len().checked_sub(leaf.len())?];
+    full.extend_from_slice(leaf);
+    let mut idx = Ix::Const(0);
+    let (mut os, mut ls) = (1i64, 1i64);
+    for j in (0..out.len()).rev() {
+        if full[j] != 1 && full[j] != out[j] {
+            return None;
+        }
+        if full[j] != 1 {
+            idx = idx.add(ob.clone().div(os).rem(out[j] as i64).mul(ls));
+        }
+        os *= out[j] as i64;
+        ls *= full[j] as i64;
+    }
+    Some(idx)
+}
+
+/// The largest divisor of `n` that is at most `max`.
+fn divisor(n: u64, max: u64) -> u64 {
+    (1..=max.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
+}
+
+/// Fidelity for a product of `a` by `b`: enough phases for full precision of the narrower operand
+/// (4 for bf16, 2 for Bfp8_b, 1 for Bfp4_b), unless forced.
+pub fn fidelity(cx: &Ctx, a: DataFormat, b: DataFormat) -> (MathFidelity, String) {
+    if let Some(f) = cx.opts.numerics.fidelity {
+        return (f, format!("{} (forced)", f.name()));
+    }
+    let need = |f: DataFormat| match f {
+        DataFormat::Float32 | DataFormat::Float16_b => MathFidelity::HiFi4,
+        DataFormat::Bfp8_b => MathFidelity::HiFi2,
+        DataFormat::Bfp4_b => MathFidelity::LoFi,
+    };
+    let f = need(a).min(need(b));
+    (f, format!("{} for {} x {}", f.name(), a.name(), b.name()))
+}
+
+/// A matmul with its elementwise epilogue: each unit is a block of `bh x bw` output tiles accumulated in
+/// Dst over K (A tiles reused across the block's columns, B tiles across its rows), the epilogue applied
+/// tile by tile in Dst, and the block packed and written.
+fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: usize) -> R<Program> {
+    let g = cx.g;
+    let node = &g.nodes[a];
+    let (av, bv, mv) = (node.inputs[0], node.inputs[1], node.outputs[0]);
+    let (ad, bd, od) = (cx.dims(av)?, cx.dims(bv)?, cx.dims(mv)?);
+    if ad.len() < 2 || bd.len() < 2 {
+        return Err("matmul of a vector".to_string().into());
+    }
+    let out = grp.outputs[0];
+    let (m, k, n) = (ad[ad.len() - 2] as u64, ad[ad.len() - 1] as u64, bd[bd.len() - 1] as u64);
+    let (mt, kt, nt) = (m.div_ceil(32), k.div_ceil(32), n.div_ceil(32));
+    let obd = &od[..od.len() - 2];
+    let ob_n: u64 = obd.iter().product::<usize>() as u64;
+    let mut pb = cx.builder(name, kernel, "matmul");
+    let cap = pb.dst_cap();
+    let ch = if rest.is_empty() { None } else { Some(chain::compile(g, rest, Some(mv), out, &cx.scalars, cap)?) };
+    let extra = ch.as_ref().map_or(0, |c| c.slots.saturating_sub(1));
+    let block_cap = cap.saturating_sub(extra) as u64;
+    if block_cap == 0 {
+        return Err(format!("the epilogue needs all {cap} Dst tiles").into());
+    }
+    let bw = divisor(nt, block_cap);
+    let bh = divisor(mt, block_cap / bw);
+    let (mb, nb) = (mt / bh, nt / bw);
+    let (at, bt, ot) = (pb.tensor(cx.dram(av)?), pb.tensor(cx.dram(bv)?), pb.tensor(cx.dram(out)?));
+    let af = cx.tensors[cx.dram(av)? as usize].format;
+    let bf = cx.tensors[cx.dram(bv)? as usize].format;
+    let of = cx.tensors[cx.dram(out)? as usize].format;
+    let (fid, why) = fidelity(cx, af, bf);
+    pb.fidelity = fid;
+    pb.notes.push(why);
+    pb.notes.push(format!("blocks of {bh}x{bw} tiles, K {kt} tiles"));
+    pb.cb(0, af, 2 * bh as u32, "in0 (A)");
+    pb.cb(1, bf, 2 * bw as u32, "in1 (B)");
+    let leaves: Vec<(ValueId, u8)> =
+        ch.as_ref().map_or(Vec::new(), |c| c.leaves.iter().enumerate().map(|(i, &v)| (v, 2 + i as u8)).collect());
+    if leaves.len() > 14 {
+        return Err("the epilogue reads more than 14 inputs".to_string().into());
+    }
+    for &(v, cb) in &leaves {
+        let f = cx.tensors[cx.dram(v)? as usize].format;
+        pb.cb(cb, f, (bh * bw) as u32, &format!("epilogue in%{}", v.0));
+    }
+    pb.cb(CB_OUT, of, (2 * bh * bw) as u32, "out");
+    let u = unit();
+    let ob = u.clone().div((mb * nb) as i64);
+    let mbi = u.clone().div(nb as i64).rem(mb as i64);
+    let nbi = u.rem(nb as i64);
+    let a_b = batch_index(&ad[..ad.len() - 2], obd, &ob).ok_or("A's batch dims do not broadcast")?;
+    let b_b = batch_index(&bd[..bd.len() - 2], obd, &ob).ok_or("B's batch dims do not broadcast")?;
+    let kv = Ix::Var(1);
+    let tr = |i: u64| mbi.clone().mul(bh as i64).add(c(i));
+    let tc = |j: u64| nbi.clone().mul(bw as i64).add(c(j));
+    // Reader.
+    let mut kbody = vec![Op::Reserve { cb: 0, n: bh as u32 }, Op::Reserve { cb: 1, n: bw as u32 }];
+    for i in 0..bh {
+        let tile = a_b.clone().mul(mt as i64).add(tr(i)).mul(kt as i64).add(kv.clone());
+        kbody.push(Op::ReadTile { tensor: at, tile, cb: 0, slot: c(i) });
+    }
+    for j in 0..bw {
+        let tile = b_b.clone().mul(kt as i64).add(kv.clone()).mul(nt as i64).add(tc(j));
+        kbody.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot: c(j) });
+    }
+    kbody.extend([Op::ReadBarrier, Op::Push { cb: 0, n: bh as u32 }, Op::Push { cb: 1, n: bw as u32 }]);
+    let mut rb = vec![lp(1, kt, kbody)];
+    let pos: Vec<(Ix, Ix, Ix, Ix)> = (0..bh)
+        .flat_map(|i| (0..bw).map(move |j| (i, j)))
+        .map(|(i, j)| (ob.clone(), tr(i), tc(j), c(i * bw + j)))
+        .collect();
+    if !leaves.is_empty() {
+        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, &pos)?;
+        rb.extend(leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: (bh * bw) as u32 }));
+        rb.extend(reads);
+        rb.push(Op::ReadBarrier);
+        rb.extend(fix);
+        rb.extend(leaves.iter().map(|&(_, cb)| Op::Push { cb, n: (bh * bw) as u32 }));
+    }
+    pb.reader = vec![units_loop(rb)];
+    // Compute.
+    let mut kc = vec![Op::Wait { cb: 0, n: bh as u32 }, Op::Wait { cb: 1, n: bw as u32 }];
+    for i in 0..bh {
+        for j in 0..bw {
+            kc.push(Op::Matmul { in0: 0, in1: 1, t0: c(i), t1: c(j), dst: (i * bw + j) as u8, transpose: false });
+        }
+    }
+    kc.extend([Op::Pop { cb: 0, n: bh as u32 }, Op::Pop { cb: 1, n: bw as u32 }]);
+    let mut cb_ = vec![Op::Acquire, lp(1, kt, kc)];
+    let blk = (bh * bw) as u8;
+    if let Some(ch) = &ch {
+        cb_.extend(leaves.iter().map(|&(_, cb)| Op::Wait { cb, n: blk as u32 }));
+        let leaf_cb: Vec<u8> = leaves.iter().map(|l| l.1).collect();
+        for s in 0..blk {
+            let remap = move |d: u8| if d == 0 { s } else { blk + d - 1 };
+            cb_.extend(chain_ops(ch, &leaf_cb, &c(s as u64), &remap));
+        }
+    }
+    let r = ch.as_ref().map_or(0, |c| c.result);
+    let result_of = |s: u8| if r == 0 { s } else { blk + r - 1 };
+    cb_.extend([Op::Commit, Op::WaitDst, Op::Reserve { cb: CB_OUT, n: blk as u32 }]);
+    for s in 0..blk {
+        cb_.push(Op::Pack { dst: result_of(s), cb: CB_OUT, slot: c(s as u64) });
+    }
+    cb_.extend([Op::Push { cb: CB_OUT, n: blk as u32 }, Op::Release]);
+    cb_.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: blk as u32 }));
+    pb.compute = vec![units_loop(cb_)];
+    // Writer.
+    let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk as u32 }];
+    for (ob, tr, tc, slot) in &pos {
+        wb.extend(pad_out(m, n, tr, tc, CB_OUT, slot.clone()));
+        let tile = ob.clone().mul(mt as i64).add(tr.clone()).mul(nt as i64).add(tc.clone());
+        wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
+    }
+    wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);
+    pb.writer = vec![units_loop(wb)];
+    pb.finish(ob_n * mb * nb)
+}
