@@ -152,6 +152,38 @@ impl Session {
         &self.graph
     }
 
+    /// Every value of the graph on the reference interpreter, by value index (for finding where a
+    /// device's results first diverge). Needs a `reference` or `tensix-sim` session (weights as tensors).
+    pub fn reference_values(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
+        let g = &self.graph;
+        let mut vals: BTreeMap<usize, Tensor> = BTreeMap::new();
+        for i in &g.inputs {
+            let t = inputs.get(&i.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", i.name)))?;
+            vals.insert(i.value.index(), t.clone());
+        }
+        for c in &g.consts {
+            let t = match &c.data {
+                sovc_ir::ConstData::Inline(t) => t.clone(),
+                sovc_ir::ConstData::Weight(r) => self
+                    .weights
+                    .get(r)
+                    .map(|t| (**t).clone())
+                    .ok_or_else(|| RuntimeError::Device("this session holds no weights as tensors".into()))?,
+            };
+            vals.insert(c.value.index(), t);
+        }
+        for node in &g.nodes {
+            let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &vals[&v.index()]).collect();
+            let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
+                RuntimeError::Run(sovc_ir::IrError::Eval { node: node.name.clone(), op: node.op.name(), msg })
+            })?;
+            for (v, t) in node.outputs.iter().zip(outs) {
+                vals.insert(v.index(), t);
+            }
+        }
+        Ok(vals)
+    }
+
     /// Runs on named inputs; returns the named outputs.
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         match self.device {

@@ -201,12 +201,39 @@ impl TensixModel {
         Tensor::from_vec(shape, vals).ok_or_else(|| RuntimeError::Device("tensor size mismatch".into()))
     }
 
+    /// Whether a graph input or constant holds value `v` (not written by any step).
+    fn written_by_host(&self, v: usize) -> bool {
+        self.graph.inputs.iter().any(|i| i.value.index() == v) || self.consts.contains_key(&v)
+    }
+
+    /// Whether program `p` writes plan tensor `t`.
+    fn writes(&self, p: &super::program::Program, t: u32) -> bool {
+        fn any(ops: &[super::program::Op], local: u8) -> bool {
+            ops.iter().any(|o| match o {
+                super::program::Op::WriteTile { tensor, .. } => *tensor == local,
+                super::program::Op::Loop { body, .. } => any(body, local),
+                _ => false,
+            })
+        }
+        p.tensors.iter().position(|&x| x == t).is_some_and(|i| any(&p.writer, i as u8))
+    }
+
     fn shape(&self, v: usize) -> Vec<usize> {
         self.graph.values[v].shape.as_consts().unwrap_or_default()
     }
 
     /// Runs on named inputs; returns the named outputs and keeps the timing report.
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
+        self.run_watched(inputs, &mut |_, _, _| {})
+    }
+
+    /// As [`TensixModel::run`], calling `watch(step, value, tensor)` with every value a step writes to
+    /// DRAM (read back as the host would see it), so a caller can find the first step that diverges.
+    pub fn run_watched(
+        &self,
+        inputs: &BTreeMap<String, Tensor>,
+        watch: &mut dyn FnMut(usize, usize, &Tensor),
+    ) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         let g = &self.graph;
         let mut dram = Dram::new(self.plan.device.dram_banks, self.plan.dram_bytes_per_bank);
         let mut host: BTreeMap<usize, Tensor> = BTreeMap::new();
@@ -240,10 +267,17 @@ impl TensixModel {
             grid_cores: self.plan.device.cores(),
             ..Default::default()
         };
-        for step in &self.plan.steps {
+        for (si, step) in self.plan.steps.iter().enumerate() {
             match step {
                 Step::Device(p) => {
-                    report.programs.push(sim::run_program(&self.plan, p, &mut dram).map_err(RuntimeError::Device)?)
+                    report.programs.push(sim::run_program(&self.plan, p, &mut dram).map_err(RuntimeError::Device)?);
+                    for &t in &p.tensors {
+                        let dt = &self.plan.tensors[t as usize];
+                        let v = dt.value as usize;
+                        if !self.written_by_host(v) && self.writes(p, t) {
+                            watch(si, v, &self.read_tensor(&dram, dt, &self.shape(v))?);
+                        }
+                    }
                 }
                 Step::Host { nodes, .. } => {
                     report.host_steps += 1;
@@ -276,6 +310,7 @@ impl TensixModel {
                             })
                         })?;
                         for (&v, t) in node.outputs.iter().zip(outs) {
+                            watch(si, v.index(), &t);
                             local.insert(v.index(), t.clone());
                             place(&mut dram, &mut host, v.index(), t)?;
                         }

@@ -149,10 +149,9 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     for o in &g.outputs {
         push(o.value);
     }
-    let dev = &opts.device;
+    // Candidate DRAM tensors (every f32 value crossing a group); only those a program touches are kept.
     let mut tensors = Vec::new();
     let mut tensor_of = BTreeMap::new();
-    let mut next = 0u64;
     for v in live {
         let ty = g.ty(v);
         let Some(d) = ty.shape.as_consts() else { continue };
@@ -161,17 +160,8 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         }
         let (batch, rows, cols) = view(&d);
         let format = if weight_uses.contains(&v) { opts.numerics.weights } else { opts.numerics.activations };
-        let t = DramTensor { value: v.0, batch, rows, cols, format, address: next };
-        next += t.tiles().div_ceil(dev.dram_banks as u64) * t.page_bytes();
-        next = next.div_ceil(64) * 64;
         tensor_of.insert(v, tensors.len() as u32);
-        tensors.push(t);
-    }
-    if next > dev.dram_bank_bytes {
-        return Err(format!(
-            "the model needs {next} B of DRAM per bank, the {} {} has {} B per bank",
-            dev.arch, dev.board, dev.dram_bank_bytes
-        ));
+        tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0 });
     }
     let cx = Ctx { g, opts, tensor_of, tensors, scalars };
     let mut steps = Vec::new();
@@ -199,14 +189,50 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
             }
         }
     }
+    let (tensors, next) = place_in_dram(cx.tensors, &mut steps, &opts.device)?;
     Ok(Lowered {
-        plan: Plan {
-            device: opts.device.clone(),
-            numerics: opts.numerics.clone(),
-            tensors: cx.tensors,
-            dram_bytes_per_bank: next,
-            steps,
-        },
+        plan: Plan { device: opts.device.clone(), numerics: opts.numerics.clone(), tensors, dram_bytes_per_bank: next, steps },
         how,
     })
+}
+
+/// Keeps the tensors some program reads or writes (values only host steps touch stay on the host, in
+/// f32, as a host program would keep them), renumbers the programs' references, and gives each tensor
+/// its DRAM address: bump allocation, 64-byte aligned, the same offset in every bank.
+fn place_in_dram(all: Vec<DramTensor>, steps: &mut [Step], dev: &DeviceDesc) -> Result<(Vec<DramTensor>, u64), String> {
+    let mut used = vec![false; all.len()];
+    for s in steps.iter() {
+        if let Step::Device(p) = s {
+            for &t in &p.tensors {
+                used[t as usize] = true;
+            }
+        }
+    }
+    let mut new_index = vec![u32::MAX; all.len()];
+    let mut kept = Vec::new();
+    let mut next = 0u64;
+    for (i, mut t) in all.into_iter().enumerate() {
+        if !used[i] {
+            continue;
+        }
+        t.address = next;
+        next += t.tiles().div_ceil(dev.dram_banks as u64) * t.page_bytes();
+        next = next.div_ceil(64) * 64;
+        new_index[i] = kept.len() as u32;
+        kept.push(t);
+    }
+    for s in steps.iter_mut() {
+        if let Step::Device(p) = s {
+            for t in &mut p.tensors {
+                *t = new_index[*t as usize];
+            }
+        }
+    }
+    if next > dev.dram_bank_bytes {
+        return Err(format!(
+            "the model needs {next} B of DRAM per bank, the {} {} has {} B per bank",
+            dev.arch, dev.board, dev.dram_bank_bytes
+        ));
+    }
+    Ok((kept, next))
 }
