@@ -528,6 +528,13 @@ pub fn inspect_artifact(a: &sovc_runtime::Artifact) -> String {
 pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::PlanRecord) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    let tensix: BTreeMap<usize, Vec<String>> = a
+        .sections
+        .iter()
+        .find(|x| x.name == "tensix.plan")
+        .and_then(|x| serde_json::from_slice::<sovc_runtime::tensix::program::Plan>(&x.data).ok())
+        .map(|p| crate::tensix_report::audit_lines(&p))
+        .unwrap_or_default();
     for k in &plan.kernels {
         let _ = writeln!(
             s,
@@ -550,6 +557,9 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
                 String::new()
             };
             let _ = writeln!(s, "  runs as {}{code}", k.lowering);
+        }
+        for line in tensix.get(&k.id).into_iter().flatten() {
+            let _ = writeln!(s, "    {line}");
         }
         let _ = writeln!(s, "  reads  {}", k.reads.join(", "));
         let _ = writeln!(s, "  writes {}", k.writes.join(", "));

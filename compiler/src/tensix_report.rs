@@ -57,3 +57,69 @@ pub fn pcc(a: &[f64], b: &[f64]) -> f64 {
     }
     sab / (saa * sbb).sqrt()
 }
+
+/// Audit lines per plan kernel for a Tensix plan: the program's cores, L1 per core by use, circular
+/// buffers, tile counts, formats, fidelity and predicted cycles (from the timing model, no values
+/// computed).
+pub fn audit_lines(plan: &sovc_runtime::tensix::program::Plan) -> std::collections::BTreeMap<usize, Vec<String>> {
+    use sovc_runtime::tensix::program::Step;
+    let predicted = sovc_runtime::tensix::device::predict(plan);
+    let mut out: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    let d = &plan.device;
+    let mut pi = 0;
+    for s in &plan.steps {
+        let Step::Device(p) = s else { continue };
+        let r = predicted.as_ref().ok().and_then(|r| r.programs.get(pi));
+        pi += 1;
+        let mut l = Vec::new();
+        let last = p.cores.last().map_or((0, 0), |c| (c.x, c.y));
+        l.push(format!(
+            "tensix program `{}` ({}) on {} of {}x{} cores (logical (0,0)..({},{}))",
+            p.name,
+            p.template,
+            p.cores.len(),
+            d.grid_x,
+            d.grid_y,
+            last.0,
+            last.1
+        ));
+        let l1: u64 = p.cbs.iter().map(|c| c.bytes()).sum();
+        let cbs: Vec<String> = p
+            .cbs
+            .iter()
+            .map(|c| format!("c_{} {} {}x{} {} B @{:#x}", c.index, c.role, c.pages, c.format.name(), c.bytes(), c.address))
+            .collect();
+        l.push(format!("L1 per core: {l1} B of {} B free: {}", d.l1_bytes - d.l1_unreserved_base, cbs.join(", ")));
+        let formats: Vec<String> = p
+            .tensors
+            .iter()
+            .filter_map(|&t| plan.tensors.get(t as usize))
+            .map(|t| format!("%{} {}", t.value, t.format.name()))
+            .collect();
+        l.push(format!(
+            "formats: {}; fidelity {}; {} accumulation{}",
+            formats.join(", "),
+            p.fidelity.name(),
+            if p.fp32_dest_acc { "FP32" } else { "BF16" },
+            if p.notes.is_empty() { String::new() } else { format!("; {}", p.notes.join("; ")) }
+        ));
+        match r {
+            Some(r) => l.push(format!(
+                "tiles: {} read, {} written, {} products; predicted {} cycles ({:.2} us){}, FPU utilization {:.1}%",
+                r.tiles_read,
+                r.tiles_written,
+                r.tile_products,
+                r.cycles,
+                r.cycles as f64 / d.clock_mhz as f64,
+                if r.dram_bound { ", DRAM-bound" } else { "" },
+                100.0 * r.ideal_fpu_cycles as f64 / (r.cycles.max(1) as f64 * d.cores() as f64)
+            )),
+            None => l.push(format!(
+                "predicted: not available ({})",
+                predicted.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+            )),
+        }
+        out.entry(p.kernel).or_default().extend(l);
+    }
+    out
+}

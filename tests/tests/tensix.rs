@@ -244,3 +244,86 @@ fn debug_encoder_intermediates() {
         }
     }
 }
+
+/// The encoder layer compiled for blackhole, with `edit` applied to its plan's JSON.
+fn edited_encoder(edit: &dyn Fn(&mut serde_json::Value)) -> Artifact {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let opts = CompileOptions { target: "blackhole".into(), optimize: true, tensix: TensixOptions::default() };
+    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let mut b = sovc_runtime::ArtifactBuilder::new();
+    for s in &a.sections {
+        let mut data = s.data.clone();
+        if s.name == "tensix.plan" {
+            let mut v: serde_json::Value = serde_json::from_slice(&data).expect("json");
+            edit(&mut v);
+            data = serde_json::to_vec(&v).expect("json");
+        }
+        b.section(s.kind, s.name.clone(), data);
+    }
+    Artifact::from_bytes(&b.build()).expect("artifact")
+}
+
+/// Removes from the reader of the first matmul program every op matching `pred` (searching loops).
+fn drop_reader_ops(v: &mut serde_json::Value, pred: &dyn Fn(&serde_json::Value) -> bool) {
+    fn walk(ops: &mut Vec<serde_json::Value>, pred: &dyn Fn(&serde_json::Value) -> bool) {
+        ops.retain(|o| !pred(o));
+        for o in ops.iter_mut() {
+            if let Some(body) = o.get_mut("Loop").and_then(|l| l.get_mut("body")).and_then(|b| b.as_array_mut()) {
+                walk(body, pred);
+            }
+        }
+    }
+    let steps = v["steps"].as_array_mut().expect("steps");
+    let p = steps
+        .iter_mut()
+        .find_map(|s| s.get_mut("Device").filter(|p| p["template"] == "matmul"))
+        .expect("a matmul program");
+    walk(p["reader"].as_array_mut().expect("reader"), pred);
+}
+
+fn sim_error(a: &Artifact) -> String {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let s = Session::new(a, Device::TensixSim).expect("the plan passes the static checks");
+    format!("{}", s.run(&inputs(&m)).expect_err("the planted error is caught"))
+}
+
+#[test]
+fn planted_cb_deadlock_is_reported_with_core_kernel_and_cb() {
+    // The reader never pushes its A tiles: compute waits on CB 0 forever.
+    let a = edited_encoder(&|v| drop_reader_ops(v, &|o| o.get("Push").is_some_and(|p| p["cb"] == 0)));
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("deadlock") && e.contains("core (0,0)"), "{e}");
+    assert!(e.contains("compute kernel blocked in cb_wait_front") && e.contains("CB 0"), "{e}");
+    assert!(e.contains("program `k0000_matmul`"), "{e}");
+}
+
+#[test]
+fn planted_missing_read_barrier_is_a_protocol_violation() {
+    let a = edited_encoder(&|v| drop_reader_ops(v, &|o| o == "ReadBarrier"));
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("reader kernel") && e.contains("NoC read into it is in flight"), "{e}");
+}
+
+#[test]
+fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
+    let d = std::env::temp_dir().join(format!("sovc-tensix-l1-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("dir");
+    let mut desc = sovc_target_tensix::devices::builtin("blackhole").expect("built in");
+    desc.l1_bytes = desc.l1_unreserved_base + 20 * 1024;
+    let path = d.join("small_l1.json");
+    std::fs::write(&path, serde_json::to_string(&desc).expect("json")).expect("write");
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let tensix = TensixOptions { system_desc: Some(path.to_string_lossy().into()), ..Default::default() };
+    let e = compile(&m, &CompileOptions { target: "blackhole".into(), optimize: true, tensix }).err().expect("too big");
+    let e = e.to_string();
+    eprintln!("{e}");
+    assert!(e.contains("B of L1 per core") && e.contains("B over"), "{e}");
+    assert!(e.contains("CB 0 (in0 (A)"), "{e}");
+    // A description of the other architecture is refused.
+    let tensix = TensixOptions { system_desc: Some(path.to_string_lossy().into()), ..Default::default() };
+    let e = compile(&m, &CompileOptions { target: "wormhole_b0".into(), optimize: true, tensix }).err().expect("arch");
+    assert!(e.to_string().contains("describes a `blackhole` device"), "{e}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -144,6 +144,12 @@ impl TensixModel {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Predicted device time of every program without computing any value (host steps skipped): what
+    /// the audit and the benchmarks report. DRAM is allocated only for addressing checks.
+    pub fn predict(&self) -> Result<RunReport, RuntimeError> {
+        predict(&self.plan)
+    }
+
     fn write_tensor(&self, dram: &mut Dram, t: &DramTensor, x: &Tensor) -> Result<(), RuntimeError> {
         let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| v as f32).collect();
         let (rt, ct) = (t.row_tiles(), t.col_tiles());
@@ -331,6 +337,22 @@ impl TensixModel {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
         Ok(out)
     }
+}
+
+/// See [`TensixModel::predict`].
+pub fn predict(plan: &Plan) -> Result<RunReport, RuntimeError> {
+    let mut dram = Dram::unbacked(plan.device.dram_banks, plan.dram_bytes_per_bank);
+    let mut report =
+        RunReport { clock_mhz: plan.device.clock_mhz, grid_cores: plan.device.cores(), ..Default::default() };
+    for step in &plan.steps {
+        match step {
+            Step::Device(p) => {
+                report.programs.push(sim::run_program_with(plan, p, &mut dram, false).map_err(RuntimeError::Device)?)
+            }
+            Step::Host { .. } => report.host_steps += 1,
+        }
+    }
+    Ok(report)
 }
 
 /// The `[batch, rows, cols]` view of a shape: the last two dims, everything before merged into batch.

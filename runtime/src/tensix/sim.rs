@@ -13,14 +13,21 @@ use super::numerics;
 use super::program::*;
 use super::timing;
 
-/// Device DRAM: one byte vector per bank.
+/// Device DRAM: one byte vector per bank (empty when only addresses are checked).
 pub struct Dram {
     pub banks: Vec<Vec<u8>>,
+    /// Bytes per bank a tensor may use.
+    pub limit: u64,
 }
 
 impl Dram {
     pub fn new(banks: u32, bytes_per_bank: u64) -> Dram {
-        Dram { banks: (0..banks).map(|_| vec![0u8; bytes_per_bank as usize]).collect() }
+        Dram { banks: (0..banks).map(|_| vec![0u8; bytes_per_bank as usize]).collect(), limit: bytes_per_bank }
+    }
+
+    /// Banks that hold no bytes: addresses are checked against `bytes_per_bank` only.
+    pub fn unbacked(banks: u32, bytes_per_bank: u64) -> Dram {
+        Dram { banks: vec![Vec::new(); banks as usize], limit: bytes_per_bank }
     }
 
     /// Bank and byte offset of page `p` of `t`, checked against the bank size.
@@ -28,7 +35,7 @@ impl Dram {
         let nb = self.banks.len() as u64;
         let off = t.address + (p / nb) * t.page_bytes();
         let bank = (p % nb) as usize;
-        if off + t.page_bytes() > self.banks[bank].len() as u64 {
+        if off + t.page_bytes() > self.limit {
             return Err(format!("page {p} of value %{} lies outside DRAM bank {bank}", t.value));
         }
         Ok((bank, off as usize))
@@ -65,6 +72,8 @@ pub struct ProgramReport {
     /// Ideal FPU cycles of its tile products (summed over cores).
     pub ideal_fpu_cycles: u64,
     pub dram_bytes: u64,
+    pub tiles_read: u64,
+    pub tiles_written: u64,
     pub tile_products: u64,
     pub cores: Vec<CoreTime>,
     /// Whether DRAM bandwidth, not the slowest core, set the time.
@@ -143,6 +152,8 @@ struct Core<'a> {
     a: Vec<f32>,
     b: Vec<f32>,
     report: &'a mut ProgramReport,
+    /// Compute values (false: protocol and timing only, for predictions on large programs).
+    numerics: bool,
 }
 
 enum Flow {
@@ -186,6 +197,9 @@ impl<'a> Core<'a> {
 
     fn unpack(&mut self, cb: u8, t: i64, into_b: bool) -> Result<(), String> {
         let (off, fmt) = self.slot(cb, t, false)?;
+        if !self.numerics {
+            return Ok(());
+        }
         let bytes = &self.l1[off..off + fmt.tile_bytes() as usize];
         numerics::unpack_tile(fmt, bytes, if into_b { &mut self.b } else { &mut self.a });
         Ok(())
@@ -193,6 +207,9 @@ impl<'a> Core<'a> {
 
     fn pack(&mut self, vals_from_a: bool, cb: u8, slot: i64, back: bool) -> Result<(), String> {
         let (off, fmt) = self.slot(cb, slot, back)?;
+        if !self.numerics {
+            return Ok(());
+        }
         let src = if vals_from_a { &self.a } else { &self.b };
         numerics::pack_tile(fmt, src, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
         Ok(())
@@ -347,7 +364,9 @@ impl<'a> Core<'a> {
                 let n = t.page_bytes() as usize;
                 if read { &mut th.reads } else { &mut th.writes }.push((*cb, off));
                 let dram = &mut *self.dram;
-                if read {
+                if !self.numerics {
+                    dram.page(t, p as u64)?;
+                } else if read {
                     self.l1[off..off + n].copy_from_slice(dram.read_page(t, p as u64)?);
                 } else {
                     dram.write_page(t, p as u64)?.copy_from_slice(&self.l1[off..off + n]);
@@ -359,6 +378,11 @@ impl<'a> Core<'a> {
                 self.noc_free = start + xfer;
                 th.pending = th.pending.max(start + xfer + dev.dram_latency_cycles as u64);
                 self.report.dram_bytes += n as u64;
+                if read {
+                    self.report.tiles_read += 1;
+                } else {
+                    self.report.tiles_written += 1;
+                }
             }
             Op::ReadBarrier | Op::WriteBarrier => {
                 if matches!(op, Op::ReadBarrier) { &mut th.reads } else { &mut th.writes }.clear();
@@ -462,7 +486,9 @@ impl<'a> Core<'a> {
                 let d = self.dst_index(*dst)?;
                 self.unpack(*in0, eval(t0, vars, args)?, false)?;
                 self.unpack(*in1, eval(t1, vars, args)?, true)?;
-                numerics::matmul_tile(&self.a, &self.b, &mut self.dst[d], fid, self.prog.fp32_dest_acc, *transpose);
+                if self.numerics {
+                        numerics::matmul_tile(&self.a, &self.b, &mut self.dst[d], fid, self.prog.fp32_dest_acc, *transpose);
+                }
                 self.report.tile_products += 1;
                 self.report.ideal_fpu_cycles += timing::matmul_cycles(fid);
             }
@@ -680,13 +706,19 @@ pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
 
 /// Runs `p` on `dram`. Errors name the program, core, kernel and call.
 pub fn run_program(plan: &Plan, p: &Program, dram: &mut Dram) -> Result<ProgramReport, String> {
+    run_program_with(plan, p, dram, true)
+}
+
+/// As [`run_program`]; with `numerics` false no values are computed or moved (the protocol is checked
+/// and time predicted all the same, since no kernel's control flow depends on data).
+pub fn run_program_with(plan: &Plan, p: &Program, dram: &mut Dram, numerics: bool) -> Result<ProgramReport, String> {
     let fail = |m: String| format!("program `{}`: {m}", p.name);
     check_program(plan, p).map_err(fail)?;
     let mut report =
         ProgramReport { name: p.name.clone(), kernel: p.kernel, template: p.template.clone(), ..Default::default() };
     let mut l1 = vec![0u8; plan.device.l1_bytes as usize];
     for cw in &p.cores {
-        let t = run_core(plan, p, cw, &mut l1, dram, &mut report)
+        let t = run_core(plan, p, cw, &mut l1, dram, &mut report, numerics)
             .map_err(|m| fail(format!("core ({},{}) {m}", cw.x, cw.y)))?;
         report.cores.push(CoreTime { x: cw.x, y: cw.y, kernels: t });
     }
@@ -705,6 +737,7 @@ fn run_core(
     l1: &mut Vec<u8>,
     dram: &mut Dram,
     report: &mut ProgramReport,
+    numerics: bool,
 ) -> Result<[u64; 3], String> {
     let cbs = p
         .cbs
@@ -740,6 +773,7 @@ fn run_core(
         a: vec![0.0; 1024],
         b: vec![0.0; 1024],
         report,
+        numerics,
     };
     let mut threads: Vec<Thread> = [&p.reader, &p.compute, &p.writer]
         .iter()

@@ -173,13 +173,7 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         match built {
             Ok(p) => {
                 let cores = p.cores.len();
-                how.push(format!(
-                    "tensix {} on {cores} cores, {} {}{}",
-                    p.template,
-                    p.fidelity.name(),
-                    if p.fp32_dest_acc { "fp32 acc" } else { "bf16 acc" },
-                    if p.notes.is_empty() { String::new() } else { format!("; {}", p.notes.join("; ")) }
-                ));
+                how.push(format!("tensix {} on {cores} cores", p.template));
                 steps.push(Step::Device(Box::new(p)));
             }
             Err(LowerError::L1(e)) => return Err(e),
