@@ -441,6 +441,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 let n = emit_cpu(&a, &output.join("cpu"))?;
                 eprintln!("wrote the cpu code of {n} kernels to {}", output.join("cpu").display());
             }
+            for arch in ["blackhole", "wormhole_b0"] {
+                if a.manifest.targets.iter().any(|t| t == arch) && target.as_deref().is_none_or(|t| t == arch) {
+                    let dir = output.join(arch);
+                    let n = crate::tensix_report::emit_project(&a, &dir)?;
+                    eprintln!(
+                        "wrote the TT-Metalium project ({n} files, tt-metal {}) to {}; build it with cmake against tt-metal",
+                        sovc_target_tensix::emit::TT_METAL_VERSION,
+                        dir.display()
+                    );
+                }
+            }
         }
         Cmd::Audit { artifact, json } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;

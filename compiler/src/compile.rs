@@ -246,9 +246,26 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
             k.code_sha256 = sha.clone();
         }
     }
+    let tensix_files = tensix_build.as_ref().map(|t| {
+        let io = |v: &[(String, sovc_ir::ValueId)]| v.iter().map(|(n, v)| (n.clone(), v.0)).collect::<Vec<_>>();
+        let ins = io(&graph.inputs.iter().map(|x| (x.name.clone(), x.value)).collect::<Vec<_>>());
+        let outs = io(&graph.outputs.iter().map(|x| (x.name.clone(), x.value)).collect::<Vec<_>>());
+        sovc_target_tensix::emit::emit_project(&t.plan, &ins, &outs)
+    });
     if let Some(t) = &tensix_build {
+        use sha2::{Digest, Sha256};
         for (k, how) in record.kernels.iter_mut().zip(&t.how) {
             k.lowering = how.clone();
+        }
+        for s in &t.plan.steps {
+            if let sovc_runtime::tensix::program::Step::Device(p) = s {
+                let src = sovc_target_tensix::emit::emit_kernels(&t.plan, p);
+                let text = format!("{}{}{}", src.reader, src.compute, src.writer);
+                if let Some(k) = record.kernels.get_mut(p.kernel) {
+                    k.code_bytes = text.len() as u64;
+                    k.code_sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                }
+            }
         }
     }
     let plan = serde_json::to_vec_pretty(&record).map_err(|e| CompileError::Weights(e.to_string()))?;
@@ -267,6 +284,9 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     if let Some(t) = tensix_build {
         let plan = serde_json::to_vec(&t.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
         b.section(SectionKind::Code, "tensix.plan", plan);
+        let files =
+            serde_json::to_vec(&tensix_files.unwrap_or_default()).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "tensix.project", files);
     }
     Ok(Compiled { bytes: b.build(), report })
 }

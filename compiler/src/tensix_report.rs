@@ -87,7 +87,9 @@ pub fn audit_lines(plan: &sovc_runtime::tensix::program::Plan) -> std::collectio
         let cbs: Vec<String> = p
             .cbs
             .iter()
-            .map(|c| format!("c_{} {} {}x{} {} B @{:#x}", c.index, c.role, c.pages, c.format.name(), c.bytes(), c.address))
+            .map(|c| {
+                format!("c_{} {} {}x{} {} B @{:#x}", c.index, c.role, c.pages, c.format.name(), c.bytes(), c.address)
+            })
             .collect();
         l.push(format!("L1 per core: {l1} B of {} B free: {}", d.l1_bytes - d.l1_unreserved_base, cbs.join(", ")));
         let formats: Vec<String> = p
@@ -122,4 +124,41 @@ pub fn audit_lines(plan: &sovc_runtime::tensix::program::Plan) -> std::collectio
         out.entry(p.kernel).or_default().extend(l);
     }
     out
+}
+
+/// Writes the artifact's TT-Metalium project (its `tensix.project` section) under `dir`, and the tilized
+/// bytes of every weight the device reads as `data/<value>.bin` (the host program loads them).
+pub fn emit_project(a: &sovc_runtime::Artifact, dir: &std::path::Path) -> anyhow::Result<usize> {
+    use anyhow::{anyhow, Context};
+    let section = |n: &str| {
+        a.sections.iter().find(|s| s.name == n).map(|s| s.data.as_slice()).ok_or_else(|| anyhow!("no `{n}` section"))
+    };
+    let files: Vec<(String, String)> = serde_json::from_slice(section("tensix.project")?)?;
+    let plan: sovc_runtime::tensix::program::Plan = serde_json::from_slice(section("tensix.plan")?)?;
+    let mut n = 0;
+    for (path, text) in &files {
+        if path.split('/').any(|c| c == ".." || c.is_empty()) || path.starts_with('/') {
+            return Err(anyhow!("the project names an unsafe path `{path}`"));
+        }
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        n += 1;
+    }
+    let s = sovc_runtime::Session::new(a, sovc_runtime::Device::Reference)?;
+    let g = s.graph();
+    let weights = s.constants().ok();
+    std::fs::create_dir_all(dir.join("data"))?;
+    for t in &plan.tensors {
+        let v = t.value as usize;
+        if !g.consts.iter().any(|c| c.value.index() == v) {
+            continue;
+        }
+        let Some(x) = weights.as_ref().and_then(|w| w.get(&v)) else { continue };
+        std::fs::write(dir.join(format!("data/{v}.bin")), sovc_runtime::tensix::device::tilize(t, x))?;
+        n += 1;
+    }
+    Ok(n)
 }

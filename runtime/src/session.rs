@@ -156,21 +156,10 @@ impl Session {
     /// device's results first diverge). Needs a `reference` or `tensix-sim` session (weights as tensors).
     pub fn reference_values(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
         let g = &self.graph;
-        let mut vals: BTreeMap<usize, Tensor> = BTreeMap::new();
+        let mut vals = self.constants()?;
         for i in &g.inputs {
             let t = inputs.get(&i.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", i.name)))?;
             vals.insert(i.value.index(), t.clone());
-        }
-        for c in &g.consts {
-            let t = match &c.data {
-                sovc_ir::ConstData::Inline(t) => t.clone(),
-                sovc_ir::ConstData::Weight(r) => self
-                    .weights
-                    .get(r)
-                    .map(|t| (**t).clone())
-                    .ok_or_else(|| RuntimeError::Device("this session holds no weights as tensors".into()))?,
-            };
-            vals.insert(c.value.index(), t);
         }
         for node in &g.nodes {
             let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &vals[&v.index()]).collect();
@@ -180,6 +169,23 @@ impl Session {
             for (v, t) in node.outputs.iter().zip(outs) {
                 vals.insert(v.index(), t);
             }
+        }
+        Ok(vals)
+    }
+
+    /// The graph's constants as tensors, by value index (needs a `reference` or `tensix-sim` session).
+    pub fn constants(&self) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
+        let mut vals = BTreeMap::new();
+        for c in &self.graph.consts {
+            let t = match &c.data {
+                sovc_ir::ConstData::Inline(t) => t.clone(),
+                sovc_ir::ConstData::Weight(r) => self
+                    .weights
+                    .get(r)
+                    .map(|t| (**t).clone())
+                    .ok_or_else(|| RuntimeError::Device("this session holds no weights as tensors".into()))?,
+            };
+            vals.insert(c.value.index(), t);
         }
         Ok(vals)
     }

@@ -195,7 +195,8 @@ fn debug_first_divergence() {
     let s = Session::new(&a, Device::TensixSim).unwrap();
     let want = s.reference_values(&feeds).unwrap();
     let mut shown = 0;
-    let outs = s.tensix_model()
+    let outs = s
+        .tensix_model()
         .unwrap()
         .run_watched(&feeds, &mut |step, v, t| {
             let (e, p) = compare(t, &want[&v]);

@@ -105,8 +105,8 @@ impl TensixModel {
                 return Err(bad(format!("tensor {i} holds %{v} of type {ty}; DRAM tensors are f32 values")));
             }
             let dims = ty.shape.as_consts().ok_or_else(|| bad(format!("%{v} has a symbolic shape")))?;
-            let (b, r, c) = view(&dims);
-            if (b, r, c) != (t.batch, t.rows, t.cols) {
+            let n = dims.len() as isize;
+            if !(-1..n.max(0)).any(|k| view_at(&dims, k) == (t.batch, t.rows, t.cols)) {
                 return Err(bad(format!("tensor {i} views %{v} ({ty}) as [{}, {}, {}]", t.batch, t.rows, t.cols)));
             }
             let pages_per_bank = t.tiles().div_ceil(plan.device.dram_banks as u64);
@@ -151,30 +151,9 @@ impl TensixModel {
     }
 
     fn write_tensor(&self, dram: &mut Dram, t: &DramTensor, x: &Tensor) -> Result<(), RuntimeError> {
-        let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| v as f32).collect();
-        let (rt, ct) = (t.row_tiles(), t.col_tiles());
-        let mut tile = vec![0f32; 1024];
-        for b in 0..t.batch {
-            for tr in 0..rt {
-                for tc in 0..ct {
-                    tile.fill(0.0);
-                    for r in 0..32 {
-                        let row = tr * 32 + r;
-                        if row >= t.rows {
-                            break;
-                        }
-                        for c in 0..32 {
-                            let col = tc * 32 + c;
-                            if col >= t.cols {
-                                break;
-                            }
-                            tile[(r * 32 + c) as usize] = vals[((b * t.rows + row) * t.cols + col) as usize];
-                        }
-                    }
-                    let page = (b * rt + tr) * ct + tc;
-                    numerics::pack_tile(t.format, &tile, dram.write_page(t, page).map_err(RuntimeError::Device)?);
-                }
-            }
+        let bytes = tilize(t, x);
+        for (page, b) in bytes.chunks(t.page_bytes() as usize).enumerate() {
+            dram.write_page(t, page as u64).map_err(RuntimeError::Device)?.copy_from_slice(b);
         }
         Ok(())
     }
@@ -339,6 +318,29 @@ impl TensixModel {
     }
 }
 
+/// The tiles of `x` in `t`'s view and format, in page order (what a host writes to the buffer):
+/// padding zero.
+pub fn tilize(t: &DramTensor, x: &Tensor) -> Vec<u8> {
+    let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| v as f32).collect();
+    let (rt, ct) = (t.row_tiles(), t.col_tiles());
+    let mut out = vec![0u8; (t.tiles() * t.page_bytes()) as usize];
+    let mut tile = vec![0f32; 1024];
+    for (page, chunk) in out.chunks_mut(t.page_bytes() as usize).enumerate() {
+        let page = page as u64;
+        let (b, tr, tc) = (page / (rt * ct), page / ct % rt, page % ct);
+        tile.fill(0.0);
+        for r in 0..32u64.min(t.rows.saturating_sub(tr * 32)) {
+            let row = tr * 32 + r;
+            for c in 0..32u64.min(t.cols.saturating_sub(tc * 32)) {
+                let col = tc * 32 + c;
+                tile[(r * 32 + c) as usize] = vals[((b * t.rows + row) * t.cols + col) as usize];
+            }
+        }
+        numerics::pack_tile(t.format, &tile, chunk);
+    }
+    out
+}
+
 /// See [`TensixModel::predict`].
 pub fn predict(plan: &Plan) -> Result<RunReport, RuntimeError> {
     let mut dram = Dram::unbacked(plan.device.dram_banks, plan.dram_bytes_per_bank);
@@ -355,11 +357,21 @@ pub fn predict(plan: &Plan) -> Result<RunReport, RuntimeError> {
     Ok(report)
 }
 
-/// The `[batch, rows, cols]` view of a shape: the last two dims, everything before merged into batch.
+/// The default `[batch, rows, cols]` view of a shape: the last two dims, everything before merged into
+/// batch (`view_at(dims, rank - 2)`).
 pub fn view(dims: &[usize]) -> (u64, u64, u64) {
-    let n = dims.len();
-    let cols = if n >= 1 { dims[n - 1] } else { 1 } as u64;
-    let rows = if n >= 2 { dims[n - 2] } else { 1 } as u64;
-    let batch = dims[..n.saturating_sub(2)].iter().product::<usize>() as u64;
-    (batch, rows, cols)
+    view_at(dims, dims.len() as isize - 2)
+}
+
+/// The view with dim `k` as the rows: the dims before it merged into batch, the dims after it into
+/// columns (`k < 0`: one row of everything). Every view keeps the logical row-major order, so a
+/// tensor's elements are the same in each; the choice only sets which elements share a tile
+/// (`[N, C, H*W]`, `k = 1`, for convolution activations).
+pub fn view_at(dims: &[usize], k: isize) -> (u64, u64, u64) {
+    let p = |d: &[usize]| d.iter().product::<usize>() as u64;
+    if k < 0 || k as usize >= dims.len() {
+        return (1, 1, p(dims));
+    }
+    let k = k as usize;
+    (p(&dims[..k]), dims[k] as u64, p(&dims[k + 1..]))
 }

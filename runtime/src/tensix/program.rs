@@ -338,6 +338,25 @@ pub enum Fill {
     Cols { cols: u32, inside: f32, outside: f32 },
 }
 
+/// A 2-D convolution's input geometry, for gathering its im2col matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvGeom {
+    /// Input channels, height, width.
+    pub c: u64,
+    pub h: u64,
+    pub w: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sh: u64,
+    pub sw: u64,
+    pub ph: u64,
+    pub pw: u64,
+    pub dh: u64,
+    pub dw: u64,
+    pub oh: u64,
+    pub ow: u64,
+}
+
 /// One call of a kernel. Which ops a kernel may use depends on its kind (checked by `verify`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
@@ -404,6 +423,21 @@ pub enum Op {
         cb: u8,
         slot: Ix,
         bcast: Bcast,
+    },
+    /// Gathers tile (`kt`, `nt`) of the im2col matrix of image `image` of `tensor` (rows: input channel,
+    /// kernel row, kernel column; columns: output row, output column; zero outside the image) into a
+    /// reserved tile: the source tiles it touches are read over the NoC, then the RISC-V core copies
+    /// the elements (`sovc::im2col_tile` in the emitted `sovc_dm.h`), one source tile at a time through
+    /// the `scratch` CB's L1. Waits for its own reads.
+    Im2colTile {
+        tensor: u8,
+        scratch: u8,
+        image: Ix,
+        kt: Ix,
+        nt: Ix,
+        geom: Box<ConvGeom>,
+        cb: u8,
+        slot: Ix,
     },
     // --- compute ---
     /// `tile_regs_acquire`, `tile_regs_commit`, `tile_regs_wait`, `tile_regs_release`.

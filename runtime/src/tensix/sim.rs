@@ -215,6 +215,53 @@ impl<'a> Core<'a> {
         Ok(())
     }
 
+    /// Gathers an im2col tile into `self.a` (when computing values); returns the source pages it reads.
+    fn im2col(&mut self, t: &DramTensor, img: i64, kt: i64, nt: i64, g: &ConvGeom) -> Result<u64, String> {
+        let k = g.c * g.kh * g.kw;
+        let n = g.oh * g.ow;
+        let images = t.batch * t.rows * t.cols / (g.c * g.h * g.w).max(1);
+        if img < 0 || img as u64 >= images || kt < 0 || nt < 0 {
+            return Err(format!("im2col tile ({kt}, {nt}) of image {img}: out of range"));
+        }
+        let (rt, ct) = (t.row_tiles(), t.col_tiles());
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        for r in 0..32u64 {
+            let kidx = kt as u64 * 32 + r;
+            for c in 0..32u64 {
+                let sidx = nt as u64 * 32 + c;
+                let mut v = 0.0;
+                if kidx < k && sidx < n {
+                    let (ci, ky, kx) = (kidx / (g.kh * g.kw), kidx / g.kw % g.kh, kidx % g.kw);
+                    let (oh, ow) = (sidx / g.ow, sidx % g.ow);
+                    let ih = (oh * g.sh + ky * g.dh) as i64 - g.ph as i64;
+                    let iw = (ow * g.sw + kx * g.dw) as i64 - g.pw as i64;
+                    if ih >= 0 && iw >= 0 && (ih as u64) < g.h && (iw as u64) < g.w {
+                        let f = ((img as u64 * g.c + ci) * g.h + ih as u64) * g.w + iw as u64;
+                        let (col, row) = (f % t.cols, f / t.cols % t.rows);
+                        let b = f / (t.cols * t.rows);
+                        let page = (b * rt + row / 32) * ct + col / 32;
+                        let i = match cache.iter().position(|p| p.0 == page) {
+                            Some(i) => i,
+                            None => {
+                                let mut vals = vec![0f32; 1024];
+                                if self.numerics {
+                                    numerics::unpack_tile(t.format, self.dram.read_page(t, page)?, &mut vals);
+                                } else {
+                                    self.dram.page(t, page)?;
+                                }
+                                cache.push((page, vals));
+                                cache.len() - 1
+                            }
+                        };
+                        v = cache[i].1[(row % 32 * 32 + col % 32) as usize];
+                    }
+                }
+                self.a[(r * 32 + c) as usize] = v;
+            }
+        }
+        Ok(cache.len() as u64)
+    }
+
     fn dst_index(&self, d: u8) -> Result<usize, String> {
         if (d as usize) < self.dst_cap {
             Ok(d as usize)
@@ -254,6 +301,7 @@ impl<'a> Core<'a> {
                 | Op::FillTile { .. }
                 | Op::PadTile { .. }
                 | Op::BcastTile { .. }
+                | Op::Im2colTile { .. }
         );
         let compute_only = !dm_only
             && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
@@ -446,6 +494,33 @@ impl<'a> Core<'a> {
                 numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 th.clock += timing::l1_fill_cycles(fmt);
             }
+            Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
+                let t = self.tensor(*tensor)?;
+                let sf = self.cb(*scratch)?.format;
+                if sf != t.format || matches!(sf, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+                    return Err(format!(
+                        "gathers from a {} tensor through a {} scratch CB {scratch} (the RISC-V copies Float16_b or Float32 elements of the source format)",
+                        t.format.name(),
+                        sf.name()
+                    ));
+                }
+                let (img, kt, nt) = (eval(image, vars, args)?, eval(kt, vars, args)?, eval(nt, vars, args)?);
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                let pages = self.im2col(t, img, kt, nt, geom)?;
+                if self.numerics {
+                    numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                }
+                let dev = &self.plan.device;
+                let bytes = pages * t.page_bytes();
+                let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
+                let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free);
+                self.noc_free = start + xfer;
+                // The reads complete before the gather: 4 cycles per element copied by the RISC-V core.
+                th.clock = start + xfer + dev.dram_latency_cycles as u64 + timing::BARRIER + 4 * 1024;
+                self.report.dram_bytes += bytes;
+                self.report.tiles_read += pages;
+            }
             Op::Acquire => {
                 if self.dst_state != DstState::Idle {
                     return Err(format!("tile_regs_acquire while Dst is {:?} (release it first)", self.dst_state));
@@ -487,7 +562,7 @@ impl<'a> Core<'a> {
                 self.unpack(*in0, eval(t0, vars, args)?, false)?;
                 self.unpack(*in1, eval(t1, vars, args)?, true)?;
                 if self.numerics {
-                        numerics::matmul_tile(&self.a, &self.b, &mut self.dst[d], fid, self.prog.fp32_dest_acc, *transpose);
+                    numerics::matmul_tile(&self.a, &self.b, &mut self.dst[d], fid, self.prog.fp32_dest_acc, *transpose);
                 }
                 self.report.tile_products += 1;
                 self.report.ideal_fpu_cycles += timing::matmul_cycles(fid);
@@ -646,6 +721,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::FillTile { .. } => "fill_tile",
         Op::PadTile { .. } => "pad_tile",
         Op::BcastTile { .. } => "bcast_tile",
+        Op::Im2colTile { .. } => "sovc::im2col_tile",
         Op::Acquire => "tile_regs_acquire",
         Op::Commit => "tile_regs_commit",
         Op::WaitDst => "tile_regs_wait",

@@ -263,44 +263,47 @@ pub fn compile(
     Ok(chain)
 }
 
-/// Shape padded to rank 2 or more with leading ones.
-fn at_least_2d(s: &[usize]) -> Vec<usize> {
-    let mut v = vec![1; 2usize.saturating_sub(s.len())];
-    v.extend_from_slice(s);
-    v
-}
-
 /// The tile of an operand of shape `leaf` read for output tile (`ob`, `tr`, `tc`) of an output of shape
-/// `out` (numpy broadcasting), and how the tile must be broadcast. `None` if `leaf` does not broadcast to
-/// `out`.
-pub fn leaf_tile(leaf: &[usize], out: &[usize], ob: &Ix, tr: &Ix, tc: &Ix) -> Option<(Ix, Bcast)> {
-    let out = at_least_2d(out);
+/// `out` viewed with rows at dim `k` (numpy broadcasting), and how the tile must be broadcast; `view`
+/// is how the operand is stored in DRAM, which must be the operand's view aligned with the output's.
+/// `None` if `leaf` does not broadcast to `out` in that view.
+pub fn leaf_tile(
+    leaf: &[usize],
+    view: (u64, u64, u64),
+    out: &[usize],
+    k: isize,
+    ob: &Ix,
+    tr: &Ix,
+    tc: &Ix,
+) -> Option<(Ix, Bcast)> {
     let n = out.len();
     if leaf.len() > n {
         return None;
     }
     let mut full = vec![1; n - leaf.len()];
     full.extend_from_slice(leaf);
-    if full.iter().zip(&out).any(|(&l, &o)| l != o && l != 1) {
+    if full.iter().zip(out).any(|(&l, &o)| l != o && l != 1) {
         return None;
     }
-    let (lr, lc) = (full[n - 2], full[n - 1]);
-    let (or, oc) = (out[n - 2], out[n - 1]);
-    let mut lb = Ix::Const(0);
-    let mut ostride = 1i64;
-    let mut lstride = 1i64;
-    for j in (0..n - 2).rev() {
-        if full[j] != 1 {
-            let idx = ob.clone().div(ostride).rem(out[j] as i64);
-            lb = lb.add(idx.mul(lstride));
-        }
-        ostride *= out[j] as i64;
-        lstride *= full[j] as i64;
+    let (kb, kr) = if k < 0 { (0, None) } else { (k as usize, Some(k as usize)) };
+    let cols_from = kr.map_or(0, |r| r + 1);
+    // The merged columns broadcast as a whole or not at all.
+    let lc: usize = full[cols_from..].iter().product();
+    let oc: usize = out[cols_from..].iter().product();
+    if lc != oc && lc != 1 {
+        return None;
     }
-    let (lrt, lct) = (lr.div_ceil(32) as i64, lc.div_ceil(32) as i64);
+    let (lr, or) = kr.map_or((1, 1), |r| (full[r], out[r]));
+    let lb: usize = full[..kb].iter().product();
+    // The operand must be stored in the view aligned with the output's (its rows at the same dim).
+    if view != (lb as u64, lr as u64, lc as u64) {
+        return None;
+    }
+    let bi = crate::templates::batch_index(&full[..kb], &out[..kb], ob)?;
+    let (lrt, lct) = ((lr as i64 + 31) / 32, (lc as i64 + 31) / 32);
     let r = if lr == 1 { Ix::Const(0) } else { tr.clone() };
     let col = if lc == 1 { Ix::Const(0) } else { tc.clone() };
-    let tile = lb.mul(lrt).add(r).mul(lct).add(col);
+    let tile = bi.mul(lrt).add(r).mul(lct).add(col);
     let bcast = match (lr == 1 && or > 1, lc == 1 && oc > 1) {
         (false, false) => Bcast::None,
         (true, false) => Bcast::Rows,

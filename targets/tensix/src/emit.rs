@@ -1,1 +1,1197 @@
-//! C++ emission (being written).
+//! C++ emission: a Tensix [`Program`] printed as the three TT-Metalium kernels it describes, and a whole
+//! [`Plan`] as a CMake project with a host program on the Mesh API. Each [`Op`] prints as exactly one call of
+//! the pinned tt-metal API (compute ops preceded by the init, data-format reconfiguration or `reduce_uninit`
+//! the API asks for when the previous compute op configured the hardware differently), so the C++ says what
+//! the simulator ran. FillTile, PadTile and BcastTile have no TT-Metalium call: they print as calls of the
+//! helpers in `sovc_dm.h` ([`emit_dm_header`]).
+//!
+//! Argument convention of every emitted program (also written at the top of each kernel):
+//! - runtime args `0..N` are the program's per-core args ([`CoreWork::args`], padded with zeros to the longest
+//!   list `N`), so `Ix::Arg(i)` is `get_arg_val<uint32_t>(i)` in all three kernels;
+//! - the reader and the writer get `N + j` = DRAM base address of the program's tensor `j` (`Program::tensors[j]`),
+//!   for every tensor of the program;
+//! - compile-time args of a data-movement kernel: one `TensorAccessorArgs` block per program tensor it reads or
+//!   writes, in increasing `j`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use sovc_runtime::tensix::program::{
+    Bcast, DataFormat, Fill, FpuBinary, Ix, Op, Plan, Program, ReduceDim, ReduceKind, SfpuBinary, SfpuUnary, Step,
+};
+
+/// The tt-metal release the emitted C++ is written against. v0.74.0 is the first release with the whole
+/// kernel model sovc prints: `void kernel_main()` compute kernels (tt-metal PR #35282), kernel headers under
+/// `api/dataflow/` and `api/compute/` (the device-header reorganisation of PR #34119), `TensorAccessor`, the
+/// Mesh host API, and the "`compute_kernel_hw_startup` once, then `<op>_init` before each op" model for matmul
+/// (`compute_kernel_hw_startup<SrcOrder::Reverse>` + `matmul_init`, PR #46346), while the older per-op init
+/// names sovc uses elsewhere (`add_tiles_init`, `copy_tile_init`, the `*_init_short` broadcast inits) are still
+/// the current ones, before the July 2026 renames (`add_init`, `copy_init`, `bcast_init`). It is also the tag
+/// tt-lang, whose generated kernels follow the same model, publishes against (its `third-party/tt-metal-version`).
+pub const TT_METAL_VERSION: &str = "v0.74.0";
+
+/// The C++ source of a program's three kernels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSources {
+    pub reader: String,
+    pub compute: String,
+    pub writer: String,
+}
+
+/// The three kernels of `p`, a program of `plan`.
+pub fn emit_kernels(plan: &Plan, p: &Program) -> KernelSources {
+    let ctx = Ctx::new(plan, p);
+    KernelSources {
+        reader: ctx.data_movement(Dm::Reader),
+        compute: ctx.compute(),
+        writer: ctx.data_movement(Dm::Writer),
+    }
+}
+
+/// `sovc_dm.h`, the L1 tile helpers the data-movement kernels include as `"../sovc_dm.h"`.
+pub fn emit_dm_header() -> String {
+    include_str!("../include/sovc_dm.h").to_string()
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Shared printing
+
+/// The C++ of an index expression (all `uint32_t`, composite terms parenthesised).
+fn ix(e: &Ix) -> String {
+    match e {
+        Ix::Const(c) => int(*c),
+        Ix::Var(v) => format!("v{v}"),
+        Ix::Arg(a) => format!("get_arg_val<uint32_t>({a})"),
+        Ix::Add(a, b) => format!("({} + {})", ix(a), ix(b)),
+        Ix::Mul(a, c) => format!("({} * {})", ix(a), int(*c)),
+        Ix::Div(a, c) => format!("({} / {})", ix(a), int(*c)),
+        Ix::Mod(a, c) => format!("({} % {})", ix(a), int(*c)),
+        Ix::Min(a, b) => {
+            let (a, b) = (ix(a), ix(b));
+            format!("({a} < {b} ? {a} : {b})")
+        }
+    }
+}
+
+fn int(c: i64) -> String {
+    if (0..=u32::MAX as i64).contains(&c) {
+        c.to_string()
+    } else {
+        format!("static_cast<uint32_t>({c}LL)")
+    }
+}
+
+/// `v` rounded to bfloat16, nearest even (what a Float16_b tile stores).
+fn bf16_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    if v.is_nan() {
+        return (b >> 16) | 0x40;
+    }
+    b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16
+}
+
+/// A float as the bit pattern a tile of `fmt` stores, with the value in a comment.
+fn elem_bits(v: f32, fmt: DataFormat) -> String {
+    match fmt {
+        DataFormat::Float16_b => format!("0x{:04x}u /* {v:?} */", bf16_bits(v)),
+        _ => format!("0x{:08x}u /* {v:?} */", v.to_bits()),
+    }
+}
+
+/// A float as the IEEE-754 bits the SFPU scalar parameters take.
+fn f32_bits(v: f32) -> String {
+    format!("0x{:08x}u /* {v:?} */", v.to_bits())
+}
+
+fn line(out: &mut String, depth: usize, text: &str) {
+    for _ in 0..depth + 1 {
+        out.push_str("    ");
+    }
+    out.push_str(text);
+    out.push('\n');
+}
+
+/// Every op of `ops` in program order, loop bodies included.
+fn flatten<'o>(ops: &'o [Op], out: &mut Vec<&'o Op>) {
+    for op in ops {
+        out.push(op);
+        if let Op::Loop { body, .. } = op {
+            flatten(body, out);
+        }
+    }
+}
+
+/// The variant name of `op`, for error messages in the C++.
+fn op_name(op: &Op) -> String {
+    let text = format!("{op:?}");
+    text.split([' ', '{', '(']).next().unwrap_or_default().to_string()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dm {
+    Reader,
+    Writer,
+}
+
+struct Ctx<'a> {
+    plan: &'a Plan,
+    p: &'a Program,
+    /// Runtime args of the program proper; tensor base addresses follow them.
+    n_args: usize,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(plan: &'a Plan, p: &'a Program) -> Self {
+        Ctx { plan, p, n_args: program_arg_count(p) }
+    }
+
+    fn cb_format(&self, cb: u8) -> Option<DataFormat> {
+        self.p.cbs.iter().find(|c| c.index == cb).map(|c| c.format)
+    }
+
+    /// Page bytes of `cb` as C++: a literal when the program declares the CB.
+    fn page(&self, cb: u8) -> String {
+        match self.cb_format(cb) {
+            Some(f) => f.tile_bytes().to_string(),
+            None => format!("get_tile_size(cb_{cb})"),
+        }
+    }
+
+    /// `get_write_ptr(cb) + slot * page` (or `get_read_ptr`), folded when the slot is a constant.
+    fn slot_addr(&self, ptr: &str, cb: u8, slot: &Ix) -> String {
+        let base = format!("{ptr}(cb_{cb})");
+        match (slot, self.cb_format(cb)) {
+            (Ix::Const(0), _) => base,
+            (Ix::Const(k), Some(f)) if *k > 0 => format!("{base} + {}", k * f.tile_bytes() as i64),
+            _ => format!("{base} + {} * {}", ix(slot), self.page(cb)),
+        }
+    }
+
+    /// The `constexpr` names of the CBs a kernel touches, with what they hold.
+    fn cb_decls(&self, used: &BTreeSet<u8>, out: &mut String) {
+        for &i in used {
+            match self.p.cbs.iter().find(|c| c.index == i) {
+                Some(c) => line(
+                    out,
+                    0,
+                    &format!(
+                        "constexpr uint32_t cb_{i} = {i};  // {}: {} pages of {}",
+                        c.role,
+                        c.pages,
+                        c.format.name()
+                    ),
+                ),
+                None => line(out, 0, &format!("constexpr uint32_t cb_{i} = {i};  // not declared by the program")),
+            }
+        }
+    }
+
+    fn banner(&self, kind: &str, out: &mut String) {
+        let p = self.p;
+        let _ = writeln!(
+            out,
+            "// Generated by sovc for tt-metal {TT_METAL_VERSION}: the {kind} kernel of program `{}` (plan kernel {}, \
+             template `{}`), {} {}.",
+            p.name, p.kernel, p.template, self.plan.device.arch, self.plan.device.board
+        );
+        let _ = writeln!(
+            out,
+            "// Runtime args: 0..{n} are the program's per-core args (get_arg_val<uint32_t>(i)); the reader and the \
+             writer\n// also get, at {n} + j, the DRAM base address of program tensor j, for j in 0..{}.",
+            p.tensors.len(),
+            n = self.n_args
+        );
+    }
+}
+
+/// The longest per-core argument list of `p` (shorter lists are padded with zeros by the host).
+fn program_arg_count(p: &Program) -> usize {
+    p.cores.iter().map(|c| c.args.len()).max().unwrap_or(0)
+}
+
+/// The program tensors (indices into `Program::tensors`) that `ops` read or write, in increasing order.
+fn tensors_used(ops: &[Op]) -> BTreeSet<u8> {
+    let mut all = Vec::new();
+    flatten(ops, &mut all);
+    all.iter()
+        .filter_map(|op| match op {
+            Op::ReadTile { tensor, .. } | Op::WriteTile { tensor, .. } | Op::Im2colTile { tensor, .. } => Some(*tensor),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
+    let mut all = Vec::new();
+    flatten(ops, &mut all);
+    let mut set = BTreeSet::new();
+    for op in all {
+        match op {
+            Op::Reserve { cb, .. }
+            | Op::Push { cb, .. }
+            | Op::Wait { cb, .. }
+            | Op::Pop { cb, .. }
+            | Op::ReadTile { cb, .. }
+            | Op::WriteTile { cb, .. }
+            | Op::FillTile { cb, .. }
+            | Op::PadTile { cb, .. }
+            | Op::BcastTile { cb, .. }
+            | Op::CopyTile { cb, .. }
+            | Op::Transpose { cb, .. }
+            | Op::Pack { cb, .. } => {
+                set.insert(*cb);
+            }
+            Op::Matmul { in0: a, in1: b, .. }
+            | Op::Binary { a, b, .. }
+            | Op::Reduce { cb: a, scaler_cb: b, .. }
+            | Op::Im2colTile { cb: a, scratch: b, .. } => {
+                set.insert(*a);
+                set.insert(*b);
+            }
+            _ => {}
+        }
+    }
+    set
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Data-movement kernels
+
+fn dm_format(f: DataFormat) -> &'static str {
+    match f {
+        DataFormat::Float32 => "sovc::Fmt::Float32",
+        DataFormat::Float16_b => "sovc::Fmt::Float16_b",
+        DataFormat::Bfp8_b => "sovc::Fmt::Bfp8_b",
+        DataFormat::Bfp4_b => "sovc::Fmt::Bfp4_b",
+    }
+}
+
+fn dm_bcast(b: Bcast) -> &'static str {
+    match b {
+        Bcast::None => "sovc::Bcast::None",
+        Bcast::Rows => "sovc::Bcast::Rows",
+        Bcast::Cols => "sovc::Bcast::Cols",
+        Bcast::Scalar => "sovc::Bcast::Scalar",
+    }
+}
+
+impl Ctx<'_> {
+    fn data_movement(&self, kind: Dm) -> String {
+        let (ops, name) = match kind {
+            Dm::Reader => (&self.p.reader, "reader"),
+            Dm::Writer => (&self.p.writer, "writer"),
+        };
+        let mut body = String::new();
+        let mut uses_helpers = false;
+        for op in ops {
+            self.dm_op(op, 0, name, &mut uses_helpers, &mut body);
+        }
+
+        let mut out = String::new();
+        self.banner(name, &mut out);
+        let used = tensors_used(ops);
+        let list: Vec<String> = used
+            .iter()
+            .map(|&j| match self.p.tensors.get(j as usize) {
+                Some(t) => format!("t{j} (plan tensor {t})"),
+                None => format!("t{j} (missing)"),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "// Compile-time args: one TensorAccessorArgs block per tensor used, in this order: {}.",
+            if list.is_empty() { "none".to_string() } else { list.join(", ") }
+        );
+        out.push_str("\n#include <cstdint>\n\n#include \"api/dataflow/dataflow_api.h\"\n");
+        if uses_helpers {
+            out.push_str("#include \"../sovc_dm.h\"\n");
+        }
+        out.push_str("\nvoid kernel_main() {\n");
+        self.cb_decls(&cbs_used(ops), &mut out);
+        let mut prev: Option<u8> = None;
+        for &j in &used {
+            let offset = match prev {
+                None => "0".to_string(),
+                Some(k) => format!("t{k}_args.next_compile_time_args_offset()"),
+            };
+            line(&mut out, 0, &format!("constexpr auto t{j}_args = TensorAccessorArgs<{offset}>();"));
+            let page = self.p.tensors.get(j as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+            match page {
+                Some(t) => line(
+                    &mut out,
+                    0,
+                    &format!(
+                        "const auto t{j} = TensorAccessor(t{j}_args, get_arg_val<uint32_t>({}), {});",
+                        self.n_args + j as usize,
+                        t.page_bytes()
+                    ),
+                ),
+                None => line(&mut out, 0, &format!("#error \"sovc: program tensor {j} is not a tensor of the plan\"")),
+            }
+            prev = Some(j);
+        }
+        out.push_str(&body);
+        out.push_str("}\n");
+        out
+    }
+
+    fn dm_op(&self, op: &Op, depth: usize, kernel: &str, helpers: &mut bool, out: &mut String) {
+        let text = match op {
+            Op::Loop { var, count, body } => {
+                line(out, depth, &format!("for (uint32_t v{var} = 0; v{var} < {}; ++v{var}) {{", ix(count)));
+                for b in body {
+                    self.dm_op(b, depth + 1, kernel, helpers, out);
+                }
+                line(out, depth, "}");
+                return;
+            }
+            Op::Reserve { cb, n } => format!("cb_reserve_back(cb_{cb}, {n});"),
+            Op::Push { cb, n } => format!("cb_push_back(cb_{cb}, {n});"),
+            Op::Wait { cb, n } => format!("cb_wait_front(cb_{cb}, {n});"),
+            Op::Pop { cb, n } => format!("cb_pop_front(cb_{cb}, {n});"),
+            Op::ReadTile { tensor, tile, cb, slot } => {
+                format!("noc_async_read_tile({}, t{tensor}, {});", ix(tile), self.slot_addr("get_write_ptr", *cb, slot))
+            }
+            Op::WriteTile { tensor, tile, cb, slot } => {
+                format!("noc_async_write_tile({}, t{tensor}, {});", ix(tile), self.slot_addr("get_read_ptr", *cb, slot))
+            }
+            Op::ReadBarrier => "noc_async_read_barrier();".to_string(),
+            Op::WriteBarrier => "noc_async_write_barrier();".to_string(),
+            Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
+                *helpers = true;
+                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+                match (self.cb_format(*cb), t) {
+                    (Some(f), Some(t)) => format!(
+                        "sovc::im2col_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {}, {}, sovc::ConvGeom{{{}}});",
+                        dm_format(f),
+                        t.rows,
+                        t.cols,
+                        self.slot_addr("get_write_ptr", *cb, slot),
+                        ix(image),
+                        ix(kt),
+                        ix(nt),
+                        [geom.c, geom.h, geom.w, geom.kh, geom.kw, geom.sh, geom.sw, geom.ph, geom.pw, geom.dh, geom.dw, geom.oh, geom.ow]
+                            .map(|v| v.to_string())
+                            .join(", ")
+                    ),
+                    _ => format!("#error \"sovc: im2col on CB {cb} or tensor {tensor}, which the program does not declare\""),
+                }
+            }
+            Op::FillTile { cb, .. } | Op::PadTile { cb, .. } | Op::BcastTile { cb, .. } => {
+                *helpers = true;
+                match self.cb_format(*cb) {
+                    Some(f) => self.helper_call(op, f),
+                    None => format!("#error \"sovc: {} on CB {cb}, which the program does not declare\"", op_name(op)),
+                }
+            }
+            other => {
+                format!("#error \"sovc: {} is a compute op; a {kernel} kernel cannot run it\"", op_name(other))
+            }
+        };
+        line(out, depth, &text);
+    }
+
+    /// A call of a `sovc_dm.h` helper on a tile of format `f`.
+    fn helper_call(&self, op: &Op, f: DataFormat) -> String {
+        match op {
+            Op::FillTile { cb, slot, fill } => {
+                let addr = self.slot_addr("get_write_ptr", *cb, slot);
+                match fill {
+                    Fill::Value(v) => format!("sovc::fill_tile<{}>({addr}, {});", dm_format(f), elem_bits(*v, f)),
+                    Fill::Scaler(v) => format!("sovc::fill_scaler<{}>({addr}, {});", dm_format(f), elem_bits(*v, f)),
+                    Fill::Cols { cols, inside, outside } => format!(
+                        "sovc::fill_cols<{}>({addr}, {cols}, {}, {});",
+                        dm_format(f),
+                        elem_bits(*inside, f),
+                        elem_bits(*outside, f)
+                    ),
+                }
+            }
+            Op::PadTile { cb, slot, rows, cols, value, front } => {
+                let ptr = if *front { "get_read_ptr" } else { "get_write_ptr" };
+                format!(
+                    "sovc::pad_tile<{}>({}, {}, {}, {});",
+                    dm_format(f),
+                    self.slot_addr(ptr, *cb, slot),
+                    ix(rows),
+                    ix(cols),
+                    elem_bits(*value, f)
+                )
+            }
+            Op::BcastTile { cb, slot, bcast } => format!(
+                "sovc::bcast_tile<{}, {}>({});",
+                dm_format(f),
+                dm_bcast(*bcast),
+                self.slot_addr("get_write_ptr", *cb, slot)
+            ),
+            _ => unreachable!("only the L1 helper ops print through helper_call"),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// Compute kernel
+
+/// What the compute engine is configured for at a point of the kernel; `None` where paths disagree (after a
+/// loop or around one whose body changes it), which makes the next op configure it again.
+#[derive(Clone, Debug, PartialEq)]
+struct Hw {
+    /// The init call that ran last (its text, CB ids included).
+    init: Option<String>,
+    /// Unpacker source formats and packer output format.
+    srca: Option<DataFormat>,
+    srcb: Option<DataFormat>,
+    pack: Option<DataFormat>,
+    /// Whether a reduce left the packer edge mask set (`reduce_uninit` clears it).
+    reduce_mask: Option<bool>,
+}
+
+impl Hw {
+    fn join(&self, o: &Hw) -> Hw {
+        fn j<T: Clone + PartialEq>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            if a == b {
+                a.clone()
+            } else {
+                None
+            }
+        }
+        Hw {
+            init: j(&self.init, &o.init),
+            srca: j(&self.srca, &o.srca),
+            srcb: j(&self.srcb, &o.srcb),
+            pack: j(&self.pack, &o.pack),
+            reduce_mask: j(&self.reduce_mask, &o.reduce_mask),
+        }
+    }
+}
+
+/// A compute op that needs an init: its header, init, call and the CBs it unpacks into SrcA / SrcB.
+struct Spec {
+    header: &'static str,
+    init: String,
+    call: String,
+    srca: Option<u8>,
+    srcb: Option<u8>,
+    reduce: bool,
+}
+
+fn unary(op: SfpuUnary, d: u8) -> (&'static str, String, String) {
+    const EXP: &str = "api/compute/eltwise_unary/exp.h";
+    const API: &str = "api/compute/compute_kernel_api.h";
+    const SCALAR: &str = "api/compute/eltwise_unary/binop_with_scalar.h";
+    let plain = |h: &'static str, name: &str| (h, format!("{name}_tile_init();"), format!("{name}_tile({d});"));
+    let param = |h: &'static str, init: &str, name: &str, v: f32| {
+        (h, format!("{init}();"), format!("{name}({d}, {});", f32_bits(v)))
+    };
+    match op {
+        SfpuUnary::Exp => plain(EXP, "exp"),
+        SfpuUnary::Log => plain(API, "log"),
+        SfpuUnary::Recip => plain("api/compute/eltwise_unary/recip.h", "recip"),
+        SfpuUnary::Sqrt => plain("api/compute/eltwise_unary/sqrt.h", "sqrt"),
+        SfpuUnary::Rsqrt => plain("api/compute/eltwise_unary/rsqrt.h", "rsqrt"),
+        // The accurate GELU (erf form); `fast_and_approx` selects tt-metal's approximation, used for the tanh form.
+        SfpuUnary::Gelu => {
+            ("api/compute/eltwise_unary/gelu.h", "gelu_tile_init<false>();".into(), format!("gelu_tile<false>({d});"))
+        }
+        SfpuUnary::GeluTanh => {
+            ("api/compute/eltwise_unary/gelu.h", "gelu_tile_init<true>();".into(), format!("gelu_tile<true>({d});"))
+        }
+        SfpuUnary::Relu => plain("api/compute/eltwise_unary/relu.h", "relu"),
+        SfpuUnary::Sigmoid => plain(API, "sigmoid"),
+        SfpuUnary::Silu => plain(API, "silu"),
+        SfpuUnary::Tanh => plain(API, "tanh"),
+        SfpuUnary::Erf => plain("api/compute/eltwise_unary/erf_erfc.h", "erf"),
+        SfpuUnary::Abs => plain(API, "abs"),
+        SfpuUnary::Neg => plain("api/compute/eltwise_unary/negative.h", "negative"),
+        SfpuUnary::Square => plain(API, "square"),
+        SfpuUnary::Sin => plain("api/compute/eltwise_unary/trigonometry.h", "sin"),
+        SfpuUnary::Cos => plain("api/compute/eltwise_unary/trigonometry.h", "cos"),
+        SfpuUnary::Floor => {
+            ("api/compute/eltwise_unary/rounding.h", "rounding_op_tile_init();".into(), format!("floor_tile({d});"))
+        }
+        SfpuUnary::Sign => plain(API, "sign"),
+        SfpuUnary::AddScalar(v) => param(SCALAR, "binop_with_scalar_tile_init", "add_unary_tile", v),
+        SfpuUnary::MulScalar(v) => param(SCALAR, "binop_with_scalar_tile_init", "mul_unary_tile", v),
+        SfpuUnary::RsubScalar(v) => param(SCALAR, "binop_with_scalar_tile_init", "rsub_unary_tile", v),
+        SfpuUnary::MaxScalar(v) => param(API, "unary_max_tile_init", "unary_max_tile", v),
+        SfpuUnary::MinScalar(v) => param(API, "unary_min_tile_init", "unary_min_tile", v),
+        SfpuUnary::PowScalar(v) => param(API, "power_tile_init", "power_tile", v),
+        SfpuUnary::LeakyRelu(v) => {
+            param("api/compute/eltwise_unary/relu.h", "leaky_relu_tile_init", "leaky_relu_tile", v)
+        }
+        SfpuUnary::Elu(v) => param("api/compute/eltwise_unary/elu.h", "elu_tile_init", "elu_tile", v),
+    }
+}
+
+fn binary(op: FpuBinary, bcast: Bcast, a: u8, b: u8, ta: &Ix, tb: &Ix, dst: u8) -> Spec {
+    let name = match op {
+        FpuBinary::Add => "add",
+        FpuBinary::Sub => "sub",
+        FpuBinary::Mul => "mul",
+    };
+    let (header, init, call) = match bcast {
+        Bcast::None => ("api/compute/eltwise_binary.h", format!("{name}_tiles_init"), format!("{name}_tiles")),
+        Bcast::Rows => {
+            ("api/compute/bcast.h", format!("{name}_bcast_rows_init_short"), format!("{name}_tiles_bcast_rows"))
+        }
+        Bcast::Cols => {
+            ("api/compute/bcast.h", format!("{name}_bcast_cols_init_short"), format!("{name}_tiles_bcast_cols"))
+        }
+        // tt-metal spells the scalar inits of sub and mul with `_tiles`, the add one without.
+        Bcast::Scalar => {
+            let init = if op == FpuBinary::Add {
+                "add_bcast_scalar_init_short".to_string()
+            } else {
+                format!("{name}_tiles_bcast_scalar_init_short")
+            };
+            ("api/compute/bcast.h", init, format!("{name}_tiles_bcast_scalar"))
+        }
+    };
+    Spec {
+        header,
+        init: format!("{init}(cb_{a}, cb_{b});"),
+        call: format!("{call}(cb_{a}, cb_{b}, {}, {}, {dst});", ix(ta), ix(tb)),
+        srca: Some(a),
+        srcb: Some(b),
+        reduce: false,
+    }
+}
+
+fn sfpu_binary(op: SfpuBinary, a: u8, b: u8) -> Spec {
+    let (header, name) = match op {
+        SfpuBinary::Add => ("api/compute/eltwise_binary_sfpu.h", "add_binary_tile"),
+        SfpuBinary::Sub => ("api/compute/eltwise_binary_sfpu.h", "sub_binary_tile"),
+        SfpuBinary::Mul => ("api/compute/eltwise_binary_sfpu.h", "mul_binary_tile"),
+        SfpuBinary::Div => ("api/compute/eltwise_binary_sfpu.h", "div_binary_tile"),
+        SfpuBinary::Pow => ("api/compute/eltwise_binary_sfpu.h", "power_binary_tile"),
+        SfpuBinary::Max => ("api/compute/binary_max_min.h", "binary_max_tile"),
+        SfpuBinary::Min => ("api/compute/binary_max_min.h", "binary_min_tile"),
+    };
+    Spec {
+        header,
+        init: format!("{name}_init();"),
+        call: format!("{name}({a}, {b}, {a});"),
+        srca: None,
+        srcb: None,
+        reduce: false,
+    }
+}
+
+fn reduce_names(kind: ReduceKind, dim: ReduceDim) -> String {
+    let k = match kind {
+        ReduceKind::Sum => "PoolType::SUM",
+        ReduceKind::Max => "PoolType::MAX",
+    };
+    let d = match dim {
+        ReduceDim::Row => "ReduceDim::REDUCE_ROW",
+        ReduceDim::Col => "ReduceDim::REDUCE_COL",
+        ReduceDim::Scalar => "ReduceDim::REDUCE_SCALAR",
+    };
+    format!("{k}, {d}")
+}
+
+struct Compute<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    /// The compute ops in program order, to find the pack that follows a reduce.
+    order: Vec<&'a Op>,
+    /// The output CB of `compute_kernel_hw_startup`.
+    startup_out: Option<u8>,
+    headers: BTreeSet<&'static str>,
+}
+
+impl<'a> Ctx<'a> {
+    fn compute(&self) -> String {
+        let mut order = Vec::new();
+        flatten(&self.p.compute, &mut order);
+        let first_pack = order.iter().find_map(|op| match op {
+            Op::Pack { cb, .. } => Some(*cb),
+            _ => None,
+        });
+        let mut c = Compute { ctx: self, order, startup_out: first_pack, headers: BTreeSet::new() };
+        c.headers.insert("api/compute/common.h");
+        let (startup, mut hw) = c.startup();
+        let mut body = String::new();
+        if let Some(s) = &startup {
+            c.headers.insert("api/compute/compute_kernel_hw_startup.h");
+            line(&mut body, 0, s);
+        }
+        for op in &self.p.compute {
+            c.op(op, 0, &mut hw, &mut body);
+        }
+
+        let mut out = String::new();
+        self.banner("compute", &mut out);
+        let _ = writeln!(
+            out,
+            "// Math fidelity {} and fp32_dest_acc_en = {} are set by the host (ComputeConfig).",
+            self.p.fidelity.name(),
+            self.p.fp32_dest_acc
+        );
+        out.push_str("\n#include <cstdint>\n\n");
+        for h in &c.headers {
+            let _ = writeln!(out, "#include \"{h}\"");
+        }
+        out.push_str("\nvoid kernel_main() {\n");
+        self.cb_decls(&cbs_used(&self.p.compute), &mut out);
+        out.push_str(&body);
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl<'a> Compute<'_, 'a> {
+    fn fmt(&self, cb: u8) -> Option<DataFormat> {
+        self.ctx.cb_format(cb)
+    }
+
+    /// `compute_kernel_hw_startup`, set up for the first op that unpacks and the first pack, and the state it
+    /// leaves.
+    fn startup(&self) -> (Option<String>, Hw) {
+        let first = self.order.iter().find_map(|op| match op {
+            Op::Matmul { in0, in1, .. } => Some((*in0, *in1, true)),
+            Op::Binary { a, b, .. } => Some((*a, *b, false)),
+            Op::Reduce { cb, scaler_cb, .. } => Some((*cb, *scaler_cb, false)),
+            Op::CopyTile { cb, .. } | Op::Transpose { cb, .. } => Some((*cb, *cb, false)),
+            _ => None,
+        });
+        let out = self.startup_out.or(first.map(|f| f.0)).or(self.ctx.p.cbs.first().map(|c| c.index));
+        let mut hw = Hw { init: None, srca: None, srcb: None, pack: None, reduce_mask: Some(false) };
+        let Some(ocb) = out else { return (None, hw) };
+        hw.pack = self.fmt(ocb);
+        let text = match first {
+            Some((in0, in1, true)) => {
+                // Matmul feeds in0 to SrcB and in1 to SrcA.
+                hw.srca = self.fmt(in1);
+                hw.srcb = self.fmt(in0);
+                format!("compute_kernel_hw_startup<SrcOrder::Reverse>(cb_{in0}, cb_{in1}, cb_{ocb});")
+            }
+            Some((a, b, false)) => {
+                hw.srca = self.fmt(a);
+                hw.srcb = self.fmt(b);
+                if a == b {
+                    format!("compute_kernel_hw_startup(cb_{a}, cb_{ocb});")
+                } else {
+                    format!("compute_kernel_hw_startup(cb_{a}, cb_{b}, cb_{ocb});")
+                }
+            }
+            None => format!("compute_kernel_hw_startup(cb_{ocb}, cb_{ocb});"),
+        };
+        (Some(text), hw)
+    }
+
+    /// The output CB a reduce's packer mask is set for: the next pack in program order (around loops).
+    fn pack_after(&self, op: &Op) -> Option<u8> {
+        let at = self.order.iter().position(|o| std::ptr::eq(*o, op))?;
+        let after = self.order[at..].iter().chain(self.order[..at].iter());
+        after
+            .filter_map(|o| match o {
+                Op::Pack { cb, .. } => Some(*cb),
+                _ => None,
+            })
+            .next()
+            .or(self.startup_out)
+    }
+
+    fn spec(&self, op: &Op) -> Option<Spec> {
+        let fp32 = self.ctx.p.fp32_dest_acc;
+        Some(match op {
+            Op::CopyTile { cb, tile, dst } => Spec {
+                header: "api/compute/tile_move_copy.h",
+                init: format!("copy_tile_init(cb_{cb});"),
+                call: format!("copy_tile(cb_{cb}, {}, {dst});", ix(tile)),
+                srca: Some(*cb),
+                srcb: None,
+                reduce: false,
+            },
+            Op::Matmul { in0, in1, t0, t1, dst, transpose } => Spec {
+                header: "api/compute/matmul.h",
+                init: if *transpose {
+                    format!("matmul_init(cb_{in0}, cb_{in1}, 1);")
+                } else {
+                    format!("matmul_init(cb_{in0}, cb_{in1});")
+                },
+                call: format!("matmul_tiles(cb_{in0}, cb_{in1}, {}, {}, {dst});", ix(t0), ix(t1)),
+                srca: Some(*in1),
+                srcb: Some(*in0),
+                reduce: false,
+            },
+            Op::Binary { op, bcast, a, b, ta, tb, dst } => binary(*op, *bcast, *a, *b, ta, tb, *dst),
+            Op::BinaryDst { op, a, b } => sfpu_binary(*op, *a, *b),
+            Op::Unary { op, dst } => {
+                let (header, init, call) = unary(*op, *dst);
+                Spec { header, init, call, srca: None, srcb: None, reduce: false }
+            }
+            Op::CopyDst { from, to } => Spec {
+                header: "api/compute/copy_dest_values.h",
+                init: "copy_dest_values_init();".into(),
+                call: format!(
+                    "copy_dest_values<DataFormat::{}>({from}, {to});",
+                    if fp32 { "Float32" } else { "Float16_b" }
+                ),
+                srca: None,
+                srcb: None,
+                reduce: false,
+            },
+            Op::Reduce { kind, dim, cb, t, scaler_cb, dst } => {
+                let names = reduce_names(*kind, *dim);
+                let out = self.pack_after(op).unwrap_or(*cb);
+                Spec {
+                    header: "api/compute/reduce.h",
+                    init: format!("reduce_init<{names}>(cb_{cb}, cb_{scaler_cb}, cb_{out});"),
+                    call: format!("reduce_tile<{names}>(cb_{cb}, cb_{scaler_cb}, {}, 0, {dst});", ix(t)),
+                    srca: Some(*cb),
+                    srcb: Some(*scaler_cb),
+                    reduce: true,
+                }
+            }
+            Op::Transpose { cb, t, dst } => Spec {
+                header: "api/compute/transpose_wh.h",
+                init: format!("transpose_wh_init_short(cb_{cb});"),
+                call: format!("transpose_wh_tile(cb_{cb}, {}, {dst});", ix(t)),
+                srca: Some(*cb),
+                srcb: None,
+                reduce: false,
+            },
+            _ => return None,
+        })
+    }
+
+    fn op(&mut self, op: &Op, depth: usize, hw: &mut Hw, out: &mut String) {
+        if let Some(s) = self.spec(op) {
+            self.keyed(s, depth, hw, out);
+            return;
+        }
+        let text = match op {
+            Op::Loop { var, count, body } => {
+                let mut entry = self.fixpoint(body, hw, depth);
+                // When the body's first configuring op would init on every iteration only because the state
+                // before the loop differs, init once before the loop instead (as tt-metal's own kernels do),
+                // unless a pack comes first (a reduce's packer mask must survive until that pack).
+                let first = first_keyed(body, self);
+                if let Some((s, false)) = &first {
+                    // Likewise the reduce_uninit a body without reduces would repeat.
+                    if !s.reduce && entry.reduce_mask != Some(false) && !has_reduce(body) {
+                        line(out, depth, "reduce_uninit();");
+                        hw.reduce_mask = Some(false);
+                        entry = self.fixpoint(body, hw, depth);
+                    }
+                }
+                if let Some((first, packs_before)) = first {
+                    if !packs_before && self.needs_init(&first, &entry) {
+                        let (mut before, mut text) = (hw.clone(), String::new());
+                        self.prepare(&first, depth, &mut before, &mut text);
+                        let hoisted = self.fixpoint(body, &before, depth);
+                        if !self.needs_init(&first, &hoisted) {
+                            out.push_str(&text);
+                            *hw = before;
+                            entry = hoisted;
+                        }
+                    }
+                }
+                line(out, depth, &format!("for (uint32_t v{var} = 0; v{var} < {}; ++v{var}) {{", ix(count)));
+                let mut exit = entry;
+                for b in body {
+                    self.op(b, depth + 1, &mut exit, out);
+                }
+                line(out, depth, "}");
+                // The body may run no times.
+                *hw = hw.join(&exit);
+                return;
+            }
+            Op::Reserve { cb, n } => self.cb_call("cb_reserve_back", *cb, *n),
+            Op::Push { cb, n } => self.cb_call("cb_push_back", *cb, *n),
+            Op::Wait { cb, n } => self.cb_call("cb_wait_front", *cb, *n),
+            Op::Pop { cb, n } => self.cb_call("cb_pop_front", *cb, *n),
+            Op::Acquire => self.reg("tile_regs_acquire();"),
+            Op::Commit => self.reg("tile_regs_commit();"),
+            Op::WaitDst => self.reg("tile_regs_wait();"),
+            Op::Release => self.reg("tile_regs_release();"),
+            Op::Pack { dst, cb, slot } => {
+                self.headers.insert("api/compute/pack.h");
+                let f = self.fmt(*cb);
+                if f.is_some() && hw.pack != f {
+                    line(out, depth, &format!("pack_reconfig_data_format(cb_{cb});"));
+                    hw.pack = f;
+                }
+                format!("pack_tile<true>({dst}, cb_{cb}, {});", ix(slot))
+            }
+            other => {
+                format!("#error \"sovc: {} is a data-movement op; a compute kernel cannot run it\"", op_name(other))
+            }
+        };
+        line(out, depth, &text);
+    }
+
+    fn cb_call(&mut self, f: &str, cb: u8, n: u32) -> String {
+        self.headers.insert("api/compute/cb_api.h");
+        format!("{f}(cb_{cb}, {n});")
+    }
+
+    fn reg(&mut self, call: &str) -> String {
+        self.headers.insert("api/compute/reg_api.h");
+        call.to_string()
+    }
+
+    /// The state at the top of a loop body entered with `pre`: what every iteration agrees on.
+    fn fixpoint(&mut self, body: &[Op], pre: &Hw, depth: usize) -> Hw {
+        let mut entry = pre.clone();
+        loop {
+            let mut exit = entry.clone();
+            for b in body {
+                self.op(b, depth + 1, &mut exit, &mut String::new());
+            }
+            let joined = entry.join(&exit);
+            if joined == entry {
+                return entry;
+            }
+            entry = joined;
+        }
+    }
+
+    /// (CB, format) pairs the op needs in SrcA / SrcB that the hardware is not set up for.
+    fn reconfigs(&self, s: &Spec, hw: &Hw) -> [Option<(u8, DataFormat)>; 2] {
+        let need = |cb: Option<u8>, have: Option<DataFormat>| {
+            let cb = cb?;
+            let f = self.fmt(cb)?;
+            (have != Some(f)).then_some((cb, f))
+        };
+        [need(s.srca, hw.srca), need(s.srcb, hw.srcb)]
+    }
+
+    fn needs_init(&self, s: &Spec, hw: &Hw) -> bool {
+        self.reconfigs(s, hw).iter().any(Option::is_some) || hw.init.as_deref() != Some(s.init.as_str())
+    }
+
+    /// What must run before the op when the hardware is not set up for it: `reduce_uninit` after a reduce,
+    /// unpacker format reconfiguration, then the op's init.
+    fn prepare(&mut self, s: &Spec, depth: usize, hw: &mut Hw, out: &mut String) {
+        self.headers.insert(s.header);
+        if !self.needs_init(s, hw) {
+            return;
+        }
+        let [need_a, need_b] = self.reconfigs(s, hw);
+        if !s.reduce && hw.reduce_mask != Some(false) {
+            line(out, depth, "reduce_uninit();");
+            hw.reduce_mask = Some(false);
+        }
+        for (which, needed, state) in [("srca", need_a, &mut hw.srca), ("srcb", need_b, &mut hw.srcb)] {
+            if let Some((cb, f)) = needed {
+                self.headers.insert("api/compute/reconfig_data_format.h");
+                line(out, depth, &format!("reconfig_data_format_{which}(cb_{cb});"));
+                *state = Some(f);
+            }
+        }
+        line(out, depth, &s.init);
+        hw.init = Some(s.init.clone());
+    }
+
+    /// An op with an init: the init (and what must precede it) when needed, then the call.
+    fn keyed(&mut self, s: Spec, depth: usize, hw: &mut Hw, out: &mut String) {
+        self.prepare(&s, depth, hw, out);
+        if s.reduce {
+            hw.reduce_mask = Some(true);
+        }
+        line(out, depth, &s.call);
+    }
+}
+
+fn has_reduce(body: &[Op]) -> bool {
+    let mut all = Vec::new();
+    flatten(body, &mut all);
+    all.iter().any(|op| matches!(op, Op::Reduce { .. }))
+}
+
+/// The first op of `body` (loops included) that needs an init, and whether a pack comes before it.
+fn first_keyed(body: &[Op], c: &Compute<'_, '_>) -> Option<(Spec, bool)> {
+    let mut all = Vec::new();
+    flatten(body, &mut all);
+    let mut packs = false;
+    for op in all {
+        if let Some(s) = c.spec(op) {
+            return Some((s, packs));
+        }
+        packs |= matches!(op, Op::Pack { .. });
+    }
+    None
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The CMake project
+
+/// A file-name-safe form of `name`: ASCII letters, digits, `_` and `-`, everything else `_`.
+fn sanitize(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() {
+        "unnamed".into()
+    } else {
+        s
+    }
+}
+
+/// The kernel folder of each device step (`None` for host steps), unique within the plan.
+fn program_dirs(plan: &Plan) -> Vec<Option<String>> {
+    let mut seen = BTreeSet::new();
+    plan.steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s {
+            Step::Device(p) => {
+                let mut d = sanitize(&p.name);
+                if !seen.insert(d.clone()) {
+                    d = format!("{d}_step{i}");
+                    seen.insert(d.clone());
+                }
+                Some(d)
+            }
+            Step::Host { .. } => None,
+        })
+        .collect()
+}
+
+/// The files of a CMake project that runs `plan` on a Tenstorrent device through tt-metal
+/// [`TT_METAL_VERSION`]: `(path relative to the project root, contents)`. `graph_inputs` and `graph_outputs`
+/// name the graph values the host reads from `data/<value>.bin` and writes to `out/<name>.bin`.
+pub fn emit_project(
+    plan: &Plan,
+    graph_inputs: &[(String, u32)],
+    graph_outputs: &[(String, u32)],
+) -> Vec<(String, String)> {
+    let dirs = program_dirs(plan);
+    let mut files = vec![
+        ("CMakeLists.txt".to_string(), cmake(plan)),
+        ("host/main.cpp".to_string(), host_main(plan, &dirs, graph_inputs, graph_outputs)),
+        ("host/host_ops.hpp".to_string(), include_str!("../include/project/host_ops.hpp").to_string()),
+        ("host/host_ops.cpp".to_string(), include_str!("../include/project/host_ops.cpp").to_string()),
+        ("kernels/sovc_dm.h".to_string(), emit_dm_header()),
+    ];
+    for (step, dir) in plan.steps.iter().zip(&dirs) {
+        if let (Step::Device(p), Some(d)) = (step, dir) {
+            let k = emit_kernels(plan, p);
+            files.push((format!("kernels/{d}/reader.cpp"), k.reader));
+            files.push((format!("kernels/{d}/compute.cpp"), k.compute));
+            files.push((format!("kernels/{d}/writer.cpp"), k.writer));
+        }
+    }
+    files
+}
+
+fn cmake(plan: &Plan) -> String {
+    include_str!("../include/project/CMakeLists.txt.in")
+        .replace("@ARCH@", &plan.device.arch)
+        .replace("@BOARD@", &plan.device.board)
+        .replace("@TT_METAL_VERSION@", TT_METAL_VERSION)
+}
+
+fn host_main(plan: &Plan, dirs: &[Option<String>], inputs: &[(String, u32)], outputs: &[(String, u32)]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "// Generated by sovc for tt-metal {TT_METAL_VERSION} (Mesh API): runs a {} ({}) plan of {} steps on device 0.",
+        plan.device.arch,
+        plan.device.board,
+        plan.steps.len()
+    );
+    o.push_str(
+        "//
+// Data: every plan tensor is a DRAM-interleaved MeshBuffer with one tile per page. A graph input or weight is
+// read from <run folder>/data/<graph value>.bin, which holds the tensor's tilized bytes (tiles row-major, each
+// tile four 16x16 faces, in the tensor's format, shapes padded to whole tiles); the caller writes these files.
+// Inputs must be there; other tensors no device step writes (weights, constants) are loaded when their file
+// exists. Graph outputs are written to <run folder>/out/<name>.bin in the same form.
+// Buffer addresses come from tt-metal's allocator, not the plan (the kernels get them as runtime args).
+// Host steps call sovc_host::run_host_step (host_ops.cpp), which for now throws.
+",
+    );
+    o.push('\n');
+    o.push_str(include_str!("../include/project/main_prelude.cpp.in"));
+    o.push_str("\n// One entry per plan tensor.\nconst TensorInfo kTensors[] = {\n");
+    for (i, t) in plan.tensors.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "    {{{}, {}, {}}},  // plan tensor {i}: {}x{}x{} {}",
+            t.value,
+            t.tiles() * t.page_bytes(),
+            t.page_bytes(),
+            t.batch,
+            t.rows,
+            t.cols,
+            t.format.name()
+        );
+    }
+    o.push_str("};\n");
+    for (i, (step, dir)) in plan.steps.iter().zip(dirs).enumerate() {
+        match (step, dir) {
+            (Step::Device(p), Some(d)) => host_step(&mut o, i, p, d),
+            (Step::Host { kernel, nodes, reason }, _) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+                let _ = write!(
+                    o,
+                    "\n// Step {i}: plan kernel {kernel} on the host.\nvoid step_{i}(distributed::MeshDevice&, \
+                     distributed::MeshCommandQueue& cq, Tensors& t) {{\n    sovc_host::run_host_step(cq, t, {kernel}, \
+                     {{{}}}, {});\n}}\n",
+                    nodes.join(", "),
+                    cpp_string(reason)
+                );
+            }
+            _ => {}
+        }
+    }
+    o.push_str("\n}  // namespace\n\nint main(int argc, char** argv) {\n");
+    o.push_str("    const std::string root = argc > 1 ? argv[1] : \".\";\n");
+    o.push_str("    std::shared_ptr<distributed::MeshDevice> mesh = distributed::MeshDevice::create_unit_mesh(0);\n");
+    o.push_str("    distributed::MeshCommandQueue& cq = mesh->mesh_command_queue();\n\n");
+    o.push_str("    Tensors t;\n    for (const TensorInfo& info : kTensors) {\n");
+    o.push_str("        const distributed::DeviceLocalBufferConfig local{.page_size = info.page, .buffer_type = BufferType::DRAM};\n");
+    o.push_str("        const distributed::ReplicatedBufferConfig whole{.size = info.bytes};\n");
+    o.push_str("        t.push_back(distributed::MeshBuffer::create(whole, local, mesh.get()));\n    }\n\n");
+
+    let written = device_written(plan);
+    let input_values: BTreeSet<u32> = inputs.iter().map(|(_, v)| *v).collect();
+    for (i, t) in plan.tensors.iter().enumerate() {
+        let path = format!("root + \"/data/{}.bin\"", t.value);
+        if input_values.contains(&t.value) {
+            let _ = writeln!(o, "    {{  // graph input, plan tensor {i}");
+            let _ = writeln!(o, "        std::vector<uint32_t> words = read_file({path}, kTensors[{i}].bytes);");
+            let _ = writeln!(o, "        distributed::EnqueueWriteMeshBuffer(cq, t[{i}], words, true);\n    }}");
+        } else if !written.contains(&i) {
+            let _ = writeln!(o, "    if (exists({path})) {{  // weight or constant, plan tensor {i}");
+            let _ = writeln!(o, "        std::vector<uint32_t> words = read_file({path}, kTensors[{i}].bytes);");
+            let _ = writeln!(o, "        distributed::EnqueueWriteMeshBuffer(cq, t[{i}], words, true);\n    }}");
+        }
+    }
+    o.push('\n');
+    for i in 0..plan.steps.len() {
+        let _ = writeln!(o, "    step_{i}(*mesh, cq, t);");
+    }
+    o.push('\n');
+    for (name, value) in outputs {
+        match plan.tensors.iter().position(|t| t.value == *value) {
+            Some(i) => {
+                let _ = writeln!(o, "    {{  // graph output `{name}`, plan tensor {i}");
+                let _ = writeln!(o, "        std::vector<uint32_t> words;");
+                let _ = writeln!(o, "        distributed::EnqueueReadMeshBuffer(cq, words, t[{i}], true);");
+                let _ = writeln!(o, "        write_file(root + \"/out/{}.bin\", words);\n    }}", sanitize(name));
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "    throw std::runtime_error({});",
+                    cpp_string(&format!("sovc: graph output `{name}` (value {value}) is not in device DRAM"))
+                );
+            }
+        }
+    }
+    o.push_str("\n    mesh->close();\n    return 0;\n}\n");
+    o
+}
+
+/// Plan tensors that a device program writes (so there is nothing to load for them).
+fn device_written(plan: &Plan) -> BTreeSet<usize> {
+    let mut set = BTreeSet::new();
+    for s in &plan.steps {
+        if let Step::Device(p) = s {
+            let mut all = Vec::new();
+            flatten(&p.writer, &mut all);
+            flatten(&p.reader, &mut all);
+            for op in all {
+                if let Op::WriteTile { tensor, .. } = op {
+                    if let Some(&t) = p.tensors.get(*tensor as usize) {
+                        set.insert(t as usize);
+                    }
+                }
+            }
+        }
+    }
+    set
+}
+
+fn cpp_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if c.is_ascii() && !c.is_ascii_control() => o.push(c),
+            c => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(o, "\\x{b:02x}\"\"");
+                }
+            }
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn host_step(o: &mut String, i: usize, p: &Program, dir: &str) {
+    let n_args = program_arg_count(p);
+    let _ = writeln!(
+        o,
+        "\n// Step {i}: program `{}` (plan kernel {}, template `{}`) on {} cores.",
+        p.name,
+        p.kernel,
+        p.template,
+        p.cores.len()
+    );
+    for note in &p.notes {
+        let _ = writeln!(o, "// {}", note.replace('\n', " "));
+    }
+    let _ =
+        writeln!(o, "void step_{i}(distributed::MeshDevice& mesh, distributed::MeshCommandQueue& cq, Tensors& t) {{");
+    o.push_str("    Program program = CreateProgram();\n    const CoreRangeSet cores(std::set<CoreRange>{\n");
+    for c in &p.cores {
+        let _ = writeln!(o, "        CoreRange(CoreCoord({x}, {y}), CoreCoord({x}, {y})),", x = c.x, y = c.y);
+    }
+    o.push_str("    });\n");
+    for cb in &p.cbs {
+        let page = cb.format.tile_bytes();
+        let _ = writeln!(
+            o,
+            "    CreateCircularBuffer(program, cores, CircularBufferConfig({}, {{{{{}, tt::DataFormat::{}}}}}).set_page_size({}, {page}));  // {}",
+            cb.pages * page,
+            cb.index,
+            cb.format.name(),
+            cb.index,
+            cb.role
+        );
+    }
+    for (name, ops, proc_, noc) in
+        [("reader", &p.reader, "RISCV_0", "RISCV_0_default"), ("writer", &p.writer, "RISCV_1", "RISCV_1_default")]
+    {
+        let _ = writeln!(o, "    std::vector<uint32_t> {name}_ct;");
+        for j in tensors_used(ops) {
+            if let Some(&t) = p.tensors.get(j as usize) {
+                let _ = writeln!(o, "    TensorAccessorArgs(*t[{t}]).append_to({name}_ct);  // program tensor {j}");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "    const KernelHandle {name} = CreateKernel(program, SOVC_KERNEL_DIR \"{dir}/{name}.cpp\", cores,\n        \
+             DataMovementConfig{{.processor = DataMovementProcessor::{proc_}, .noc = NOC::{noc}, .compile_args = {name}_ct}});"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "    const KernelHandle compute = CreateKernel(program, SOVC_KERNEL_DIR \"{dir}/compute.cpp\", cores,\n        \
+         ComputeConfig{{.math_fidelity = MathFidelity::{}, .fp32_dest_acc_en = {}}});",
+        p.fidelity.name(),
+        p.fp32_dest_acc
+    );
+    let addrs: Vec<String> = p.tensors.iter().map(|t| format!("address_of(t[{t}])")).collect();
+    let _ = writeln!(o, "    const std::vector<uint32_t> addresses = {{{}}};", addrs.join(", "));
+    for c in &p.cores {
+        let mut args: Vec<String> = c.args.iter().map(|a| a.to_string()).collect();
+        args.resize(n_args, "0".into());
+        let _ = writeln!(
+            o,
+            "    set_core_args(program, reader, writer, compute, CoreCoord({}, {}), {{{}}}, addresses);",
+            c.x,
+            c.y,
+            args.join(", ")
+        );
+    }
+    o.push_str("    run(mesh, cq, std::move(program));\n}\n");
+}

@@ -5,6 +5,7 @@
 
 pub mod builder;
 pub mod chain;
+pub mod conv;
 pub mod devices;
 pub mod emit;
 pub mod lower;

@@ -7,7 +7,7 @@
 use crate::builder::ProgramBuilder;
 use crate::chain;
 use sovc_ir::{ConstData, DType, Graph, Op as GOp, ValueId, Weights};
-use sovc_runtime::tensix::device::view;
+use sovc_runtime::tensix::device::view_at;
 use sovc_runtime::tensix::program::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,9 +75,33 @@ pub struct Ctx<'a> {
     pub tensor_of: BTreeMap<ValueId, u32>,
     pub tensors: Vec<DramTensor>,
     pub scalars: BTreeMap<ValueId, f32>,
+    /// The rows dim of each value's view (see `sovc_runtime::tensix::device::view_at`).
+    pub views: BTreeMap<ValueId, isize>,
 }
 
 impl Ctx<'_> {
+    /// The rows dim of `v`'s view.
+    pub fn k(&self, v: ValueId) -> isize {
+        self.views.get(&v).copied().unwrap_or(self.g.ty(v).shape.rank() as isize - 2)
+    }
+
+    /// Fails unless `v` has the default view (rows and columns its last two dims).
+    pub fn default_view(&self, v: ValueId) -> Result<(), String> {
+        let r = self.g.ty(v).shape.rank() as isize;
+        let k = self.k(v);
+        if k == r - 2 || r < 2 && k < 0 {
+            Ok(())
+        } else {
+            Err(format!("%{} is stored with rows at dim {k} (a convolution layout)", v.0))
+        }
+    }
+
+    /// The stored `[batch, rows, cols]` view of `v`'s DRAM tensor.
+    pub fn view(&self, v: ValueId) -> Result<(u64, u64, u64), String> {
+        let t = &self.tensors[self.dram(v)? as usize];
+        Ok((t.batch, t.rows, t.cols))
+    }
+
     /// The plan tensor of `v`, or why it has none.
     pub fn dram(&self, v: ValueId) -> Result<u32, String> {
         self.tensor_of.get(&v).copied().ok_or_else(|| format!("%{} ({}) is not in device DRAM", v.0, self.g.ty(v)))
@@ -128,7 +152,7 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     // Weights read as matmul B operands take the weights format.
     let mut weight_uses: BTreeSet<ValueId> = BTreeSet::new();
     for n in &g.nodes {
-        if matches!(n.op, GOp::MatMul {}) && is_const.contains(&n.inputs[1]) {
+        if matches!(n.op, GOp::MatMul {} | GOp::Conv { .. }) && is_const.contains(&n.inputs[1]) {
             weight_uses.insert(n.inputs[1]);
         }
     }
@@ -149,6 +173,7 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     for o in &g.outputs {
         push(o.value);
     }
+    let views = assign_views(g, groups);
     // Candidate DRAM tensors (every f32 value crossing a group); only those a program touches are kept.
     let mut tensors = Vec::new();
     let mut tensor_of = BTreeMap::new();
@@ -158,12 +183,13 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         if ty.dtype != DType::F32 || scalars.contains_key(&v) && !g.outputs.iter().any(|o| o.value == v) {
             continue;
         }
-        let (batch, rows, cols) = view(&d);
+        let k = views.get(&v).copied().unwrap_or(d.len() as isize - 2);
+        let (batch, rows, cols) = view_at(&d, k);
         let format = if weight_uses.contains(&v) { opts.numerics.weights } else { opts.numerics.activations };
         tensor_of.insert(v, tensors.len() as u32);
         tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0 });
     }
-    let cx = Ctx { g, opts, tensor_of, tensors, scalars };
+    let cx = Ctx { g, opts, tensor_of, tensors, scalars, views };
     let mut steps = Vec::new();
     let mut how = Vec::new();
     for (k, grp) in groups.iter().enumerate() {
@@ -185,9 +211,53 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     }
     let (tensors, next) = place_in_dram(cx.tensors, &mut steps, &opts.device)?;
     Ok(Lowered {
-        plan: Plan { device: opts.device.clone(), numerics: opts.numerics.clone(), tensors, dram_bytes_per_bank: next, steps },
+        plan: Plan {
+            device: opts.device.clone(),
+            numerics: opts.numerics.clone(),
+            tensors,
+            dram_bytes_per_bank: next,
+            steps,
+        },
         how,
     })
+}
+
+/// Chooses each value's view. Convolution outputs are `[N, C, H*W]` (rows at dim 1), so the product is
+/// a matrix per image with the output channels as rows; elementwise groups on such values keep that
+/// view, and their other operands (per-channel biases, residuals) are stored aligned with it; weights
+/// of convolutions are `[Cout, Cin*KH*KW]` (rows at dim 0). Everything else has the default view.
+fn assign_views(g: &Graph, groups: &[Group]) -> BTreeMap<ValueId, isize> {
+    let mut k: BTreeMap<ValueId, isize> = BTreeMap::new();
+    let rank = |v: ValueId| g.ty(v).shape.rank() as isize;
+    for grp in groups {
+        let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
+        let conv = anchor.filter(|&a| a == grp.nodes[0] && crate::conv::supported(g, a).is_ok());
+        let Some(&out) = grp.outputs.first() else { continue };
+        let flat = rank(out) == 4
+            && grp.outputs.len() == 1
+            && (conv.is_some()
+                || anchor.is_none()
+                    && grp.inputs.iter().any(|&v| k.get(&v) == Some(&1) && g.ty(v).shape == g.ty(out).shape));
+        if !flat {
+            continue;
+        }
+        k.insert(out, 1);
+        let mut skip = Vec::new();
+        if let Some(a) = conv {
+            let ins = &g.nodes[a].inputs;
+            skip.push(ins[0]);
+            for &w in &ins[1..] {
+                k.entry(w).or_insert(0);
+                skip.push(w);
+            }
+        }
+        for &v in &grp.inputs {
+            if !skip.contains(&v) {
+                k.entry(v).or_insert((rank(v) - 3).max(-1));
+            }
+        }
+    }
+    k
 }
 
 /// Keeps the tensors some program reads or writes (values only host steps touch stay on the host, in

@@ -131,6 +131,8 @@ fn read_row(t: u8, r: Ix, w: u64, cols: u64, cb: u8, pad: Option<f32>) -> Vec<Op
 pub fn softmax(cx: &Ctx, a: usize, name: &str, kernel: usize) -> R<sovc_runtime::tensix::program::Program> {
     let node = &cx.g.nodes[a];
     let (x, out) = (node.inputs[0], node.outputs[0]);
+    cx.default_view(x)?;
+    cx.default_view(out)?;
     let (b, rows, cols) = sovc_runtime::tensix::device::view(&cx.dims(x)?);
     let (rt, w) = (rows.div_ceil(32), cols.div_ceil(32));
     let mut pb = cx.builder(name, kernel, "softmax");
@@ -163,6 +165,9 @@ pub fn softmax(cx: &Ctx, a: usize, name: &str, kernel: usize) -> R<sovc_runtime:
 pub fn layer_norm(cx: &Ctx, a: usize, eps: f32, name: &str, kernel: usize) -> R<Program> {
     let node = &cx.g.nodes[a];
     let (x, out) = (node.inputs[0], node.outputs[0]);
+    for &v in node.inputs.iter().chain(&node.outputs) {
+        cx.default_view(v)?;
+    }
     let (b, rows, cols) = sovc_runtime::tensix::device::view(&cx.dims(x)?);
     let (rt, w) = (rows.div_ceil(32), cols.div_ceil(32));
     let mut pb = cx.builder(name, kernel, "layer_norm");
@@ -262,6 +267,9 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
     let node = &cx.g.nodes[a];
     let (q, k, val, out) = (node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]);
     let mask = node.inputs.get(3).copied();
+    for &v in node.inputs.iter().chain(&node.outputs) {
+        cx.default_view(v)?;
+    }
     let (qd, kd, vd, od) = (cx.dims(q)?, cx.dims(k)?, cx.dims(val)?, cx.dims(out)?);
     if qd.len() < 2 || kd.len() < 2 || vd.len() < 2 {
         return Err("attention operands of rank < 2".to_string().into());
@@ -374,7 +382,9 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
         pb.cb(3, fmt(m)?, skt as u32, "mask row");
         let mut sdims = obd.to_vec();
         sdims.extend([sq as usize, sk as usize]);
-        let (tile, bcast) = chain::leaf_tile(&md, &sdims, &ob, &qi, &v(1)).ok_or("the mask does not broadcast")?;
+        let k = sdims.len() as isize - 2;
+        let (tile, bcast) =
+            chain::leaf_tile(&md, cx.view(m)?, &sdims, k, &ob, &qi, &v(1)).ok_or("the mask does not broadcast")?;
         unit_rd.push(Op::Reserve { cb: 3, n: skt as u32 });
         unit_rd.push(lp(1, skt, vec![Op::ReadTile { tensor: mt, tile, cb: 3, slot: v(1) }]));
         if bcast != Bcast::None {

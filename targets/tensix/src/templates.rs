@@ -34,6 +34,7 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
             crate::rows::layer_norm(cx, a, *epsilon, name, kernel)
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
+        GOp::Conv { .. } => crate::conv::conv(cx, grp, a, &rest, name, kernel),
         op => Err(format!("no Tensix template for `{}` yet", op.name()).into()),
     }
 }
@@ -49,11 +50,12 @@ fn coords(t: Ix, rt: u64, ct: u64) -> (Ix, Ix, Ix) {
 }
 
 /// Reads every leaf's tile for one output tile position into slot `slot` of its CB, broadcast as needed.
-fn read_leaves(
+pub fn read_leaves(
     cx: &Ctx,
     pb: &mut ProgramBuilder,
     leaves: &[(ValueId, u8)],
     out: &[usize],
+    k: isize,
     pos: &[(Ix, Ix, Ix, Ix)],
 ) -> R<(Vec<Op>, Vec<Op>)> {
     let mut reads = Vec::new();
@@ -61,9 +63,15 @@ fn read_leaves(
     for &(v, cb) in leaves {
         let t = pb.tensor(cx.dram(v)?);
         let d = cx.dims(v)?;
+        let view = cx.view(v)?;
         for (ob, tr, tc, slot) in pos {
-            let (tile, bcast) = chain::leaf_tile(&d, out, ob, tr, tc)
-                .ok_or_else(|| format!("%{} ({}) does not broadcast to {out:?}", v.0, cx.g.ty(v)))?;
+            let (tile, bcast) = chain::leaf_tile(&d, view, out, k, ob, tr, tc).ok_or_else(|| {
+                format!(
+                    "%{} ({}, stored as {view:?}) does not broadcast to {out:?} with rows at dim {k}",
+                    v.0,
+                    cx.g.ty(v)
+                )
+            })?;
             reads.push(Op::ReadTile { tensor: t, tile, cb, slot: slot.clone() });
             if bcast != Bcast::None {
                 fix.push(Op::BcastTile { cb, slot: slot.clone(), bcast });
@@ -74,7 +82,7 @@ fn read_leaves(
 }
 
 /// The chain's steps as compute ops: leaf loads from their CBs at `slot`, Dst tiles renumbered by `dst`.
-fn chain_ops(ch: &Chain, leaf_cb: &[u8], slot: &Ix, dst: &dyn Fn(u8) -> u8) -> Vec<Op> {
+pub fn chain_ops(ch: &Chain, leaf_cb: &[u8], slot: &Ix, dst: &dyn Fn(u8) -> u8) -> Vec<Op> {
     ch.steps
         .iter()
         .map(|s| match s {
@@ -100,7 +108,7 @@ fn chain_ops(ch: &Chain, leaf_cb: &[u8], slot: &Ix, dst: &dyn Fn(u8) -> u8) -> V
 }
 
 /// Zeroes the padding of output tile (`tr`, `tc`) of a `rows x cols` matrix when it is partial.
-fn pad_out(rows: u64, cols: u64, tr: &Ix, tc: &Ix, cb: u8, slot: Ix) -> Option<Op> {
+pub fn pad_out(rows: u64, cols: u64, tr: &Ix, tc: &Ix, cb: u8, slot: Ix) -> Option<Op> {
     (rows % 32 != 0 || cols % 32 != 0).then(|| Op::PadTile {
         cb,
         slot,
@@ -121,7 +129,8 @@ fn eltwise(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
     if ch.leaves.len() > 16 {
         return Err(format!("{} inputs; at most 16 input CBs", ch.leaves.len()).into());
     }
-    let (b, rows, cols) = sovc_runtime::tensix::device::view(&od);
+    let (b, rows, cols) = cx.view(out)?;
+    let k = cx.k(out);
     let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
     let t = unit();
     let (ob, tr, tc) = coords(t.clone(), rt, ct);
@@ -133,7 +142,7 @@ fn eltwise(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
     let ot = pb.tensor(cx.dram(out)?);
     let of = cx.tensors[cx.dram(out)? as usize].format;
     pb.cb(CB_OUT, of, 2, "out");
-    let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, &[(ob, tr.clone(), tc.clone(), c(0))])?;
+    let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, k, &[(ob, tr.clone(), tc.clone(), c(0))])?;
     let mut rb: Vec<Op> = leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: 1 }).collect();
     rb.extend(reads);
     rb.push(Op::ReadBarrier);
@@ -186,7 +195,7 @@ pub fn batch_index(leaf: &[usize], out: &[usize], ob: &Ix) -> Option<Ix> {
 }
 
 /// The largest divisor of `n` that is at most `max`.
-fn divisor(n: u64, max: u64) -> u64 {
+pub fn divisor(n: u64, max: u64) -> u64 {
     (1..=max.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
 }
 
@@ -217,6 +226,9 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
         return Err("matmul of a vector".to_string().into());
     }
     let out = grp.outputs[0];
+    for v in [av, bv, out] {
+        cx.default_view(v)?;
+    }
     let (m, k, n) = (ad[ad.len() - 2] as u64, ad[ad.len() - 1] as u64, bd[bd.len() - 1] as u64);
     let (mt, kt, nt) = (m.div_ceil(32), k.div_ceil(32), n.div_ceil(32));
     let obd = &od[..od.len() - 2];
@@ -278,7 +290,7 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
         .map(|(i, j)| (ob.clone(), tr(i), tc(j), c(i * bw + j)))
         .collect();
     if !leaves.is_empty() {
-        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, &pos)?;
+        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, od.len() as isize - 2, &pos)?;
         rb.extend(leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: (bh * bw) as u32 }));
         rb.extend(reads);
         rb.push(Op::ReadBarrier);

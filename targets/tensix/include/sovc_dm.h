@@ -1,0 +1,162 @@
+// sovc_dm.h: tile stores that sovc's data-movement kernels do with the RISC-V core itself, in L1, without the
+// NoC: FillTile, PadTile and BcastTile of sovc's Tensix programs. TT-Metalium has no call for these, so sovc
+// emits this header beside the kernels (kernels/sovc_dm.h) and the kernels include it after
+// api/dataflow/dataflow_api.h, which brings `tt_l1_ptr` and uint32_t.
+//
+// Tile layout: a 32x32 tile is four 16x16 faces, face0 top-left, face1 top-right, face2 bottom-left, face3
+// bottom-right, each row-major, one after another. Element (r, c) is element (r % 16) * 16 + c % 16 of face
+// (r / 16) * 2 + c / 16. Float16_b tiles hold 1024 16-bit values, Float32 tiles 1024 32-bit values, nothing else.
+//
+// Only those two formats are supported. A block-float tile (Bfp8_b, Bfp4_b) shares one exponent per 16 values
+// of a face row, stored before the mantissas; storing one element means re-encoding its whole group, which these
+// helpers do not do. Instantiating a helper for a Bfp format fails to compile (static_assert) rather than
+// writing a wrong tile; sovc's simulator rejects the same programs.
+//
+// Values are passed as bit patterns already in the tile's format (the upper 16 bits of the float, rounded to
+// nearest even, for Float16_b), so the kernels do no float arithmetic.
+#pragma once
+
+#include <stdint.h>
+
+namespace sovc {
+
+enum class Fmt : uint32_t { Float32 = 0, Float16_b = 1, Bfp8_b = 2, Bfp4_b = 3 };
+enum class Bcast : uint32_t { None = 0, Rows = 1, Cols = 2, Scalar = 3 };
+
+template <Fmt F>
+struct Elem {
+    static_assert(F == Fmt::Float32 || F == Fmt::Float16_b,
+                  "sovc_dm.h: FillTile/PadTile/BcastTile support Float16_b and Float32 tiles only, not Bfp8_b or "
+                  "Bfp4_b (their shared exponents would have to be re-encoded)");
+    using T = uint32_t;
+};
+template <>
+struct Elem<Fmt::Float16_b> {
+    using T = uint16_t;
+};
+
+template <Fmt F>
+using ElemPtr = volatile tt_l1_ptr typename Elem<F>::T*;
+
+// Offset of element (r, c) in face layout.
+inline uint32_t face_offset(uint32_t r, uint32_t c) {
+    return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15);
+}
+
+template <Fmt F>
+inline ElemPtr<F> tile_at(uint32_t l1_addr) {
+    return reinterpret_cast<ElemPtr<F>>(static_cast<uintptr_t>(l1_addr));
+}
+
+// Every element `bits`.
+template <Fmt F>
+inline void fill_tile(uint32_t l1_addr, uint32_t bits) {
+    ElemPtr<F> t = tile_at<F>(l1_addr);
+    for (uint32_t i = 0; i < 1024; ++i) {
+        t[i] = static_cast<typename Elem<F>::T>(bits);
+    }
+}
+
+// The reduce scaler: `bits` in row 0 of every face (rows 0 and 16 of the tile), zero elsewhere.
+template <Fmt F>
+inline void fill_scaler(uint32_t l1_addr, uint32_t bits) {
+    ElemPtr<F> t = tile_at<F>(l1_addr);
+    for (uint32_t i = 0; i < 1024; ++i) {
+        t[i] = (i & 255) < 16 ? static_cast<typename Elem<F>::T>(bits) : 0;
+    }
+}
+
+// `inside` in columns 0..cols, `outside` in the rest.
+template <Fmt F>
+inline void fill_cols(uint32_t l1_addr, uint32_t cols, uint32_t inside, uint32_t outside) {
+    ElemPtr<F> t = tile_at<F>(l1_addr);
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            t[face_offset(r, c)] = static_cast<typename Elem<F>::T>(c < cols ? inside : outside);
+        }
+    }
+}
+
+// Every element outside the top-left rows x cols block set to `bits` (padding of a partial tile).
+template <Fmt F>
+inline void pad_tile(uint32_t l1_addr, uint32_t rows, uint32_t cols, uint32_t bits) {
+    ElemPtr<F> t = tile_at<F>(l1_addr);
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            if (r >= rows || c >= cols) {
+                t[face_offset(r, c)] = static_cast<typename Elem<F>::T>(bits);
+            }
+        }
+    }
+}
+
+// Row 0 (Rows), column 0 (Cols) or element (0, 0) (Scalar) copied across the tile; None leaves it as it is.
+template <Fmt F, Bcast B>
+inline void bcast_tile(uint32_t l1_addr) {
+    ElemPtr<F> t = tile_at<F>(l1_addr);
+    if (B == Bcast::None) {
+        return;
+    }
+    const typename Elem<F>::T corner = t[0];
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            if (B == Bcast::Rows && r > 0) {
+                t[face_offset(r, c)] = t[face_offset(0, c)];
+            } else if (B == Bcast::Cols && c > 0) {
+                t[face_offset(r, c)] = t[face_offset(r, 0)];
+            } else if (B == Bcast::Scalar) {
+                t[face_offset(r, c)] = corner;
+            }
+        }
+    }
+}
+
+
+// Im2colTile: tile (kt, nt) of the im2col matrix of image `image` of a convolution input stored as a
+// tensor of `src_rows` x `src_cols` views (any view that keeps the logical row-major order of
+// [N, C, H, W]). Row r of the matrix is (channel, kernel row, kernel column), column c is (output row,
+// output column); elements outside the image are zero. Each source tile the gather touches is read over the
+// NoC into `scratch_addr` (one tile of L1), then the RISC-V core copies its elements.
+struct ConvGeom {
+    uint32_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+};
+
+template <Fmt F, typename Accessor>
+inline void im2col_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
+                        uint32_t dst_addr, uint32_t image, uint32_t kt, uint32_t nt, const ConvGeom& g) {
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    const uint32_t k = g.c * g.kh * g.kw;
+    const uint32_t n = g.oh * g.ow;
+    const uint32_t row_tiles = (src_rows + 31) / 32;
+    const uint32_t col_tiles = (src_cols + 31) / 32;
+    uint32_t cached = 0xffffffffu;
+    for (uint32_t r = 0; r < 32; ++r) {
+        const uint32_t kidx = kt * 32 + r;
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t sidx = nt * 32 + c;
+            typename Elem<F>::T v = 0;
+            if (kidx < k && sidx < n) {
+                const uint32_t ci = kidx / (g.kh * g.kw), ky = kidx / g.kw % g.kh, kx = kidx % g.kw;
+                const int32_t ih = static_cast<int32_t>((sidx / g.ow) * g.sh + ky * g.dh) - static_cast<int32_t>(g.ph);
+                const int32_t iw = static_cast<int32_t>((sidx % g.ow) * g.sw + kx * g.dw) - static_cast<int32_t>(g.pw);
+                if (ih >= 0 && iw >= 0 && static_cast<uint32_t>(ih) < g.h && static_cast<uint32_t>(iw) < g.w) {
+                    const uint64_t f =
+                        ((static_cast<uint64_t>(image) * g.c + ci) * g.h + static_cast<uint32_t>(ih)) * g.w +
+                        static_cast<uint32_t>(iw);
+                    const uint32_t col = f % src_cols, row = f / src_cols % src_rows;
+                    const uint32_t b = f / (static_cast<uint64_t>(src_cols) * src_rows);
+                    const uint32_t page = (b * row_tiles + row / 32) * col_tiles + col / 32;
+                    if (page != cached) {
+                        noc_async_read_tile(page, src, scratch_addr);
+                        noc_async_read_barrier();
+                        cached = page;
+                    }
+                    v = scratch[face_offset(row % 32, col % 32)];
+                }
+            }
+            dst[face_offset(r, c)] = v;
+        }
+    }
+}
+}  // namespace sovc
