@@ -64,7 +64,7 @@ fn time_runs(iters: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<
 }
 
 fn compile_cpu(m: &Model) -> Result<Vec<u8>, String> {
-    let opts = sovc_compiler::compile::CompileOptions { target: "cpu".into(), optimize: true };
+    let opts = sovc_compiler::compile::CompileOptions { target: "cpu".into(), optimize: true, ..Default::default() };
     sovc_compiler::compile::compile(m, &opts).map(|c| c.bytes).map_err(|e| format!("compile --target cpu: {e}"))
 }
 

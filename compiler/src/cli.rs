@@ -120,7 +120,11 @@ pub enum Cmd {
         /// built-in device description.
         #[arg(long, value_name = "FILE")]
         system_desc: Option<String>,
-        /// Tensix: data format of matmul weights: bf16 (default), bfp8 or bfp4 (faster, less accurate).
+        /// Tensix: data format of activations in DRAM and circular buffers: bf16 (default) or fp32.
+        #[arg(long, value_name = "FORMAT")]
+        activations_format: Option<String>,
+        /// Tensix: data format of matmul and convolution weights: bf16 (default), fp32, or bfp8 / bfp4
+        /// (faster, less accurate).
         #[arg(long, value_name = "FORMAT")]
         weights_format: Option<String>,
         /// Tensix: math fidelity forced on every op (LoFi, HiFi2, HiFi3, HiFi4); default: per op, enough
@@ -265,7 +269,35 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 let feeds = read_inputs_for(s.graph(), &inputs)?;
                 let t = Instant::now();
-                let outs = s.run(&feeds)?;
+                let outs = match (compare, s.tensix_model()) {
+                    // On the simulator, --compare also finds the first kernel whose result diverges.
+                    (true, Some(m)) => {
+                        let want = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?
+                            .reference_values(&feeds)?;
+                        let mut worst: Option<(usize, usize, f64, f64)> = None;
+                        let outs = m.run_watched(&feeds, &mut |step, v, t| {
+                            if let Some(w) = want.get(&v) {
+                                let (err, pcc) = crate::tensix_report::compare(t, w);
+                                if worst.is_none() && pcc < 0.9999 {
+                                    worst = Some((step, v, err, pcc));
+                                }
+                            }
+                        })?;
+                        if let Some((step, v, err, pcc)) = worst {
+                            let kernel = match &m.plan().steps[step] {
+                                sovc_runtime::tensix::program::Step::Device(p) => format!("program `{}`", p.name),
+                                sovc_runtime::tensix::program::Step::Host { kernel, .. } => {
+                                    format!("host step of kernel {kernel}")
+                                }
+                            };
+                            eprintln!(
+                                "first result below PCC 0.9999: %{v} written by {kernel} (step {step}): max abs error {err:.3e}, PCC {pcc:.6}"
+                            );
+                        }
+                        outs
+                    }
+                    _ => s.run(&feeds)?,
+                };
                 let what = format!("on device {device} in {:.3} s", t.elapsed().as_secs_f64());
                 if let Some(r) = s.tensix_model().and_then(|m| m.last_report()) {
                     eprintln!("{}", crate::tensix_report::summary(&r));
@@ -444,7 +476,7 @@ pub fn run(cli: Cli) -> Result<()> {
             for arch in ["blackhole", "wormhole_b0"] {
                 if a.manifest.targets.iter().any(|t| t == arch) && target.as_deref().is_none_or(|t| t == arch) {
                     let dir = output.join(arch);
-                    let n = crate::tensix_report::emit_project(&a, &dir)?;
+                    let n = crate::tensix_report::emit_project(&a, &dir).map_err(|e| anyhow!(e))?;
                     eprintln!(
                         "wrote the TT-Metalium project ({n} files, tt-metal {}) to {}; build it with cmake against tt-metal",
                         sovc_target_tensix::emit::TT_METAL_VERSION,
@@ -471,10 +503,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", audit_text(&a, &plan));
             }
         }
-        Cmd::Compile { model, target, output, no_opt, system_desc, weights_format, fidelity, bf16_acc } => {
+        Cmd::Compile {
+            model,
+            target,
+            output,
+            no_opt,
+            system_desc,
+            activations_format,
+            weights_format,
+            fidelity,
+            bf16_acc,
+        } => {
             let m = model.load()?;
             let t = Instant::now();
-            let tensix = crate::compile::TensixOptions { system_desc, weights: weights_format, fidelity, bf16_acc };
+            let tensix = crate::compile::TensixOptions {
+                system_desc,
+                activations: activations_format,
+                weights: weights_format,
+                fidelity,
+                bf16_acc,
+            };
             let c = crate::compile::compile(
                 &m,
                 &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix },

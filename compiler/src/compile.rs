@@ -49,11 +49,13 @@ impl Default for CompileOptions {
     }
 }
 
-/// Tensix options: a system-description file instead of the built-in device, the weights' data format
-/// (`bf16`, `bfp8`, `bfp4`), a fidelity forced on every op, and BF16 instead of FP32 accumulation.
+/// Tensix options: a system-description file instead of the built-in device, the activations' data format
+/// (`fp32`, `bf16`), the weights' (`fp32`, `bf16`, `bfp8`, `bfp4`), a fidelity forced on every op, and
+/// BF16 instead of FP32 accumulation.
 #[derive(Clone, Debug, Default)]
 pub struct TensixOptions {
     pub system_desc: Option<String>,
+    pub activations: Option<String>,
     pub weights: Option<String>,
     pub fidelity: Option<String>,
     pub bf16_acc: bool,
@@ -69,8 +71,12 @@ fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::l
     let mut t = sovc_target_tensix::lower::Options::new(desc);
     if let Some(w) = &o.weights {
         t.numerics.weights = DataFormat::parse(w)
-            .filter(|f| *f != DataFormat::Float32)
-            .ok_or_else(|| CompileError::Target(format!("unknown weights format `{w}` (bf16, bfp8, bfp4)")))?;
+            .ok_or_else(|| CompileError::Target(format!("unknown weights format `{w}` (fp32, bf16, bfp8, bfp4)")))?;
+    }
+    if let Some(a) = &o.activations {
+        t.numerics.activations = DataFormat::parse(a)
+            .filter(|f| matches!(f, DataFormat::Float32 | DataFormat::Float16_b))
+            .ok_or_else(|| CompileError::Target(format!("unknown activations format `{a}` (fp32, bf16)")))?;
     }
     if let Some(f) = &o.fidelity {
         t.numerics.fidelity = Some(

@@ -128,37 +128,35 @@ pub fn audit_lines(plan: &sovc_runtime::tensix::program::Plan) -> std::collectio
 
 /// Writes the artifact's TT-Metalium project (its `tensix.project` section) under `dir`, and the tilized
 /// bytes of every weight the device reads as `data/<value>.bin` (the host program loads them).
-pub fn emit_project(a: &sovc_runtime::Artifact, dir: &std::path::Path) -> anyhow::Result<usize> {
-    use anyhow::{anyhow, Context};
+pub fn emit_project(a: &sovc_runtime::Artifact, dir: &std::path::Path) -> Result<usize, String> {
     let section = |n: &str| {
-        a.sections.iter().find(|s| s.name == n).map(|s| s.data.as_slice()).ok_or_else(|| anyhow!("no `{n}` section"))
+        a.sections.iter().find(|s| s.name == n).map(|s| s.data.as_slice()).ok_or_else(|| format!("no `{n}` section"))
     };
-    let files: Vec<(String, String)> = serde_json::from_slice(section("tensix.project")?)?;
-    let plan: sovc_runtime::tensix::program::Plan = serde_json::from_slice(section("tensix.plan")?)?;
+    let files: Vec<(String, String)> =
+        serde_json::from_slice(section("tensix.project")?).map_err(|e| format!("tensix.project: {e}"))?;
+    let plan: sovc_runtime::tensix::program::Plan =
+        serde_json::from_slice(section("tensix.plan")?).map_err(|e| format!("tensix.plan: {e}"))?;
+    let write = |p: &std::path::Path, bytes: &[u8]| {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(p, bytes).map_err(|e| format!("cannot write {}: {e}", p.display()))
+    };
     let mut n = 0;
     for (path, text) in &files {
         if path.split('/').any(|c| c == ".." || c.is_empty()) || path.starts_with('/') {
-            return Err(anyhow!("the project names an unsafe path `{path}`"));
+            return Err(format!("the project names an unsafe path `{path}`"));
         }
-        let p = dir.join(path);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        write(&dir.join(path), text.as_bytes())?;
         n += 1;
     }
-    let s = sovc_runtime::Session::new(a, sovc_runtime::Device::Reference)?;
-    let g = s.graph();
-    let weights = s.constants().ok();
-    std::fs::create_dir_all(dir.join("data"))?;
+    let s = sovc_runtime::Session::new(a, sovc_runtime::Device::Reference).map_err(|e| e.to_string())?;
+    let consts = s.constants().map_err(|e| e.to_string())?;
     for t in &plan.tensors {
-        let v = t.value as usize;
-        if !g.consts.iter().any(|c| c.value.index() == v) {
-            continue;
+        if let Some(x) = consts.get(&(t.value as usize)) {
+            write(&dir.join(format!("data/{}.bin", t.value)), &sovc_runtime::tensix::device::tilize(t, x))?;
+            n += 1;
         }
-        let Some(x) = weights.as_ref().and_then(|w| w.get(&v)) else { continue };
-        std::fs::write(dir.join(format!("data/{v}.bin")), sovc_runtime::tensix::device::tilize(t, x))?;
-        n += 1;
     }
     Ok(n)
 }

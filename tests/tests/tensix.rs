@@ -184,68 +184,6 @@ fn encoder_layer_on_blackhole_and_wormhole() {
     }
 }
 
-#[test]
-#[ignore]
-fn debug_first_divergence() {
-    let p = std::env::var("MODEL").expect("MODEL=path/model.onnx");
-    let m = sovc_models::load_model(std::path::Path::new(&p), &Default::default()).unwrap();
-    let opts = CompileOptions { target: "blackhole".into(), optimize: true, tensix: TensixOptions::default() };
-    let a = Artifact::from_bytes(&compile(&m, &opts).unwrap().bytes).unwrap();
-    let feeds = sovc_runtime::read_npy_dir(std::path::Path::new(&p).parent().unwrap(), "input.").unwrap();
-    let s = Session::new(&a, Device::TensixSim).unwrap();
-    let want = s.reference_values(&feeds).unwrap();
-    let mut shown = 0;
-    let outs = s
-        .tensix_model()
-        .unwrap()
-        .run_watched(&feeds, &mut |step, v, t| {
-            let (e, p) = compare(t, &want[&v]);
-            if p < 0.9999 && shown < 10 {
-                shown += 1;
-                eprintln!("step {step} wrote %{v} {:?}: err {e:.3e} pcc {p:.6}", t.shape());
-            }
-        })
-        .unwrap();
-    for o in &s.graph().outputs {
-        let (e, p) = compare(&outs[&o.name], &want[&o.value.index()]);
-        eprintln!("output {} %{}: err {e:.3e} pcc {p:.6}", o.name, o.value.0);
-    }
-}
-
-#[test]
-#[ignore]
-fn debug_encoder_intermediates() {
-    let mut m = match std::env::var("MODEL") {
-        Ok(p) => sovc_models::load_model(std::path::Path::new(&p), &Default::default()).unwrap(),
-        Err(_) => sovc_models::builtin::encoder_layer(16, 64, 4),
-    };
-    let names: Vec<(String, ValueId)> = m.graph.nodes.iter().map(|n| (n.name.clone(), n.outputs[0])).collect();
-    let only = std::env::var("ONLY").unwrap_or_default();
-    for (n, v) in &names {
-        if only == "all" || only.split(',').any(|o| o == n) {
-            if !m.graph.outputs.iter().any(|o| o.value == *v) {
-                m.graph.add_output(format!("o_{}_{n}", v.0), *v);
-            }
-        }
-    }
-    let opts = CompileOptions { target: "blackhole".into(), optimize: true, tensix: TensixOptions::default() };
-    let bytes = compile(&m, &opts).unwrap().bytes;
-    let a = Artifact::from_bytes(&bytes).unwrap();
-    let feeds = match std::env::var("MODEL") {
-        Ok(p) => sovc_runtime::read_npy_dir(std::path::Path::new(&p).parent().unwrap(), "input.").unwrap(),
-        Err(_) => inputs(&m),
-    };
-    let got = Session::new(&a, Device::TensixSim).unwrap().run(&feeds).unwrap();
-    let want = Session::new(&a, Device::Reference).unwrap().run(&feeds).unwrap();
-    for k in got.keys() {
-        let n = k;
-        if let (Some(x), Some(y)) = (got.get(k), want.get(k)) {
-            let (e, p) = compare(x, y);
-            eprintln!("{n}: err {e:.3e} pcc {p:.6}");
-        }
-    }
-}
-
 /// The encoder layer compiled for blackhole, with `edit` applied to its plan's JSON.
 fn edited_encoder(edit: &dyn Fn(&mut serde_json::Value)) -> Artifact {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
@@ -327,4 +265,135 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
     let e = compile(&m, &CompileOptions { target: "wormhole_b0".into(), optimize: true, tensix }).err().expect("arch");
     assert!(e.to_string().contains("describes a `blackhole` device"), "{e}");
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// PCC each real model must reach on the simulator with the default options. Most reach 0.999. Three
+/// randomly initialised CNNs cannot on any bf16 datapath: rounding only their input to bf16 already
+/// costs onnxruntime PCC 0.9984 (MobileNet-V2), 0.9905 (ResNet-50) and 0.9875 (Inception-v3), and the
+/// FPU sees at most TF32; their floors guard against regressions, not accuracy claims.
+const REAL_MODELS: [(&str, f64); 8] = [
+    ("resnet18", 0.999),
+    ("squeezenet1_1", 0.999),
+    ("efficientnet_b0", 0.999),
+    ("bert_encoder", 0.999),
+    ("gpt2_decoder", 0.999),
+    ("mobilenet_v2", 0.97),
+    ("resnet50", 0.95),
+    ("inception_v3", 0.85),
+];
+
+#[test]
+fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simulator() {
+    let root = sovc_tests::generated_models();
+    if !sovc_tests::require_generated(&root) {
+        return;
+    }
+    for (name, floor) in REAL_MODELS {
+        let dir = root.join(name);
+        assert!(sovc_tests::require_generated(&dir));
+        let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
+        let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
+        for target in ["blackhole", "wormhole_b0"] {
+            let opts = CompileOptions { target: target.into(), optimize: true, tensix: TensixOptions::default() };
+            let a = Artifact::from_bytes(&compile(&m, &opts).unwrap_or_else(|e| panic!("{name}: {e}")).bytes)
+                .expect("artifact");
+            let t = std::time::Instant::now();
+            let s = Session::new(&a, Device::TensixSim).expect("session");
+            let got = s.run(&feeds).unwrap_or_else(|e| panic!("{name} on {target}: {e}"));
+            let secs = t.elapsed().as_secs_f64();
+            let want = Session::new(&a, Device::Reference).expect("session").run(&feeds).expect("reference");
+            let report = s.tensix_model().and_then(|m| m.last_report()).expect("a report");
+            let plan = a.plan().expect("plan parses").expect("a plan");
+            let on_device = plan.kernels.iter().filter(|k| k.lowering.starts_with("tensix")).count();
+            for (o, w) in &want {
+                let (err, pcc) = compare(&got[o], w);
+                eprintln!(
+                    "{name} on {target}: {o}: max abs error {err:.3e}, PCC {pcc:.6}; {on_device}/{} kernels on the device, predicted {:.3} ms, simulated in {secs:.2} s",
+                    plan.kernels.len(),
+                    report.device_seconds() * 1e3
+                );
+                assert!(pcc >= floor, "{name} on {target}: {o}: PCC {pcc} < {floor}");
+            }
+            // Convolutions and matrix products run on the device.
+            assert!(
+                plan.kernels
+                    .iter()
+                    .all(|k| !matches!(k.anchor.as_str(), "matmul" | "attention") || k.lowering.starts_with("tensix")),
+                "{name} on {target}: a matmul or attention kernel runs on the host"
+            );
+        }
+    }
+}
+
+fn write_project(a: &Artifact, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("sovc-tensix-cpp-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    let n = sovc_compiler::tensix_report::emit_project(a, &d).expect("emits");
+    assert!(n > 5, "{n} files");
+    d
+}
+
+/// `g++ -fsyntax-only` on every file, against the project's declaration headers; returns the count.
+fn syntax_check(files: &[std::path::PathBuf], include: &[std::path::PathBuf]) -> usize {
+    let mut cmd = std::process::Command::new("g++");
+    cmd.args(["-std=c++17", "-fsyntax-only"]);
+    for i in include {
+        cmd.arg("-I").arg(i);
+    }
+    cmd.args(files);
+    let out = cmd.output().expect("g++ runs (the test set-up installs it)");
+    assert!(out.status.success(), "g++ rejected emitted code:\n{}", String::from_utf8_lossy(&out.stderr));
+    files.len()
+}
+
+#[test]
+fn emitted_projects_compile_against_the_pinned_api_headers() {
+    let inc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets/tensix/include");
+    let enc = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let mut models = vec![("encoder", enc)];
+    let r18 = sovc_tests::generated_models().join("resnet18/model.onnx");
+    if sovc_tests::require_generated(&r18) {
+        models.push(("resnet18", sovc_models::load_model(&r18, &Default::default()).expect("imports")));
+    }
+    for (name, m) in models {
+        let opts = CompileOptions { target: "blackhole".into(), optimize: true, tensix: TensixOptions::default() };
+        let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+        let d = write_project(&a, name);
+        let mut kernels: Vec<std::path::PathBuf> = std::fs::read_dir(d.join("kernels"))
+            .expect("kernels")
+            .flat_map(|e| std::fs::read_dir(e.expect("entry").path()).into_iter().flatten())
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cpp"))
+            .collect();
+        kernels.sort();
+        // Every program's three kernels, and the host program against the host API declarations.
+        let n = syntax_check(&kernels, &[inc.clone(), d.join("kernels")]);
+        let h = syntax_check(&[d.join("host/main.cpp")], &[inc.join("host"), d.join("host")]);
+        eprintln!("{name}: {n} kernels and {h} host program pass g++ -fsyntax-only");
+        assert!(
+            d.join("CMakeLists.txt").exists()
+                && std::fs::read_dir(d.join("data")).is_ok_and(|mut r| r.next().is_some())
+        );
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
+
+#[test]
+fn speed_options_report_their_error() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let cases: [(&str, TensixOptions, f64); 4] = [
+        ("default (bf16, FP32 accumulation, HiFi4)", TensixOptions::default(), 0.9999),
+        ("BF16 accumulation", TensixOptions { bf16_acc: true, ..Default::default() }, 0.999),
+        ("LoFi", TensixOptions { fidelity: Some("LoFi".into()), ..Default::default() }, 0.99),
+        ("Bfp8_b weights", TensixOptions { weights: Some("bfp8".into()), ..Default::default() }, 0.999),
+    ];
+    let mut pccs = Vec::new();
+    for (what, opts, floor) in cases {
+        let (err, pcc, _) = run_on(&m, "blackhole", opts);
+        eprintln!("encoder layer, {what}: max abs error {err:.3e}, PCC {pcc:.6}");
+        assert!(pcc >= floor, "{what}: PCC {pcc}");
+        pccs.push(pcc);
+    }
+    // Trading accuracy away shows: every faster option correlates less with the reference.
+    assert!(pccs[1..].iter().all(|&p| p < pccs[0]), "{pccs:?}");
 }

@@ -191,7 +191,7 @@ impl Ix {
         Ix::Var(v)
     }
 
-    pub fn add(self, o: Ix) -> Ix {
+    pub fn plus(self, o: Ix) -> Ix {
         match (self, o) {
             (Ix::Const(0), x) | (x, Ix::Const(0)) => x,
             (Ix::Const(a), Ix::Const(b)) => Ix::Const(a + b),
@@ -199,7 +199,7 @@ impl Ix {
         }
     }
 
-    pub fn mul(self, c: i64) -> Ix {
+    pub fn times(self, c: i64) -> Ix {
         match (self, c) {
             (_, 0) => Ix::Const(0),
             (x, 1) => x,
@@ -208,7 +208,7 @@ impl Ix {
         }
     }
 
-    pub fn div(self, c: i64) -> Ix {
+    pub fn over(self, c: i64) -> Ix {
         match (self, c) {
             (x, 1) => x,
             (Ix::Const(a), c) => Ix::Const(a / c),
@@ -216,7 +216,7 @@ impl Ix {
         }
     }
 
-    pub fn rem(self, c: i64) -> Ix {
+    pub fn modulo(self, c: i64) -> Ix {
         match (self, c) {
             (_, 1) => Ix::Const(0),
             (Ix::Const(a), c) => Ix::Const(a % c),

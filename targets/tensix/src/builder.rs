@@ -125,7 +125,7 @@ pub fn split(units: u64, dev: &DeviceDesc) -> Vec<CoreWork> {
 
 /// The unit a core's loop iteration works on: `arg0 + v0`.
 pub fn unit() -> Ix {
-    Ix::Arg(0).add(Ix::Var(0))
+    Ix::Arg(0).plus(Ix::Var(0))
 }
 
 /// `for v0 in 0..arg1 { body }`: the loop over a core's units.
@@ -143,5 +143,5 @@ pub fn c(v: u64) -> Ix {
 
 /// Valid rows (or columns) of tile `t` of a dimension of `n` elements: `min(32, n - 32 t)`.
 pub fn valid(n: u64, t: Ix) -> Ix {
-    Ix::Const(32).min(c(n).add(t.mul(-32)))
+    Ix::Const(32).min(c(n).plus(t.times(-32)))
 }

@@ -128,7 +128,7 @@ pub fn compile(
             _ => node.inputs.iter().copied().filter(|&v| scalar(v).is_none()).collect(),
         };
         for &v in &tensor_ins {
-            if !slot_of.contains_key(&v) {
+            if let std::collections::btree_map::Entry::Vacant(e) = slot_of.entry(v) {
                 if nodes.iter().any(|&m| g.nodes[m].outputs.contains(&v)) || Some(v) == root {
                     return Err(format!("{what} reads %{} before it is computed", v.0));
                 }
@@ -138,19 +138,18 @@ pub fn compile(
                     chain.leaves.len() - 1
                 });
                 chain.steps.push(Step::Load { leaf, slot: s });
-                slot_of.insert(v, s);
+                e.insert(s);
             }
         }
-        let ops: Vec<SfpuUnary>;
         let mut binary: Option<(SfpuBinary, ValueId, ValueId)> = None;
-        match &node.op {
-            GOp::Reshape { .. } => ops = Vec::new(),
-            GOp::Unary(u) => ops = vec![unary(*u).ok_or_else(|| format!("{what}: no SFPU op"))?],
+        let ops: Vec<SfpuUnary> = match &node.op {
+            GOp::Reshape { .. } => Vec::new(),
+            GOp::Unary(u) => vec![unary(*u).ok_or_else(|| format!("{what}: no SFPU op"))?],
             GOp::Gelu { approximate } => {
-                ops = vec![if *approximate == GeluApprox::Tanh { SfpuUnary::GeluTanh } else { SfpuUnary::Gelu }]
+                vec![if *approximate == GeluApprox::Tanh { SfpuUnary::GeluTanh } else { SfpuUnary::Gelu }]
             }
-            GOp::LeakyRelu { alpha } => ops = vec![SfpuUnary::LeakyRelu(finite(*alpha, &what)?)],
-            GOp::Elu { alpha } => ops = vec![SfpuUnary::Elu(finite(*alpha, &what)?)],
+            GOp::LeakyRelu { alpha } => vec![SfpuUnary::LeakyRelu(finite(*alpha, &what)?)],
+            GOp::Elu { alpha } => vec![SfpuUnary::Elu(finite(*alpha, &what)?)],
             GOp::Clip {} => {
                 let lo = scalar(node.inputs[1]).ok_or_else(|| format!("{what}: bounds are not constants"))?;
                 let hi = scalar(node.inputs[2]).ok_or_else(|| format!("{what}: bounds are not constants"))?;
@@ -161,12 +160,12 @@ pub fn compile(
                 if hi.is_finite() && hi < f32::MAX {
                     v.push(SfpuUnary::MinScalar(hi));
                 }
-                ops = v;
+                v
             }
             GOp::Binary(b) => {
                 let (x, y) = (node.inputs[0], node.inputs[1]);
                 let (sx, sy) = (scalar(x), scalar(y));
-                ops = match (b, sx, sy) {
+                match (b, sx, sy) {
                     (_, Some(_), Some(_)) => return Err(format!("{what}: both operands are constants")),
                     (BinaryOp::Add, None, Some(k)) | (BinaryOp::Add, Some(k), None) => {
                         vec![SfpuUnary::AddScalar(finite(k, &what)?)]
@@ -184,8 +183,8 @@ pub fn compile(
                     (BinaryOp::Sub, Some(k), None) => vec![SfpuUnary::RsubScalar(finite(k, &what)?)],
                     (BinaryOp::Div, None, Some(k)) => vec![SfpuUnary::MulScalar(finite(1.0 / k, &what)?)],
                     (BinaryOp::Div, Some(k), None) => vec![SfpuUnary::Recip, SfpuUnary::MulScalar(finite(k, &what)?)],
-                    (BinaryOp::Pow, None, Some(k)) if k == 2.0 => vec![SfpuUnary::Square],
-                    (BinaryOp::Pow, None, Some(k)) if k == 0.5 => vec![SfpuUnary::Sqrt],
+                    (BinaryOp::Pow, None, Some(2.0)) => vec![SfpuUnary::Square],
+                    (BinaryOp::Pow, None, Some(0.5)) => vec![SfpuUnary::Sqrt],
                     (BinaryOp::Pow, None, Some(k)) => vec![SfpuUnary::PowScalar(finite(k, &what)?)],
                     (BinaryOp::Pow, Some(_), None) => return Err(format!("{what}: a constant raised to a tensor")),
                     (_, None, None) => {
@@ -203,10 +202,10 @@ pub fn compile(
                         Vec::new()
                     }
                     _ => return Err(format!("{what}: no SFPU op")),
-                };
+                }
             }
             _ => return Err(format!("{what} is not an elementwise op the SFPU runs")),
-        }
+        };
         let outv = node.outputs[0];
         // The result goes to the first tensor operand's tile, copied first if that value is used later.
         let (first, op_steps): (ValueId, Vec<Op>) = match binary {
@@ -303,7 +302,7 @@ pub fn leaf_tile(
     let (lrt, lct) = ((lr as i64 + 31) / 32, (lc as i64 + 31) / 32);
     let r = if lr == 1 { Ix::Const(0) } else { tr.clone() };
     let col = if lc == 1 { Ix::Const(0) } else { tc.clone() };
-    let tile = bi.mul(lrt).add(r).mul(lct).add(col);
+    let tile = bi.times(lrt).plus(r).times(lct).plus(col);
     let bcast = match (lr == 1 && or > 1, lc == 1 && oc > 1) {
         (false, false) => Bcast::None,
         (true, false) => Bcast::Rows,

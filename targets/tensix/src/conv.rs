@@ -101,16 +101,16 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     }
     pb.cb(CB_OUT, of, 2 * blk as u32, "out");
     let u = unit();
-    let img = u.clone().div((mb * nb) as i64);
-    let mbi = u.clone().div(nb as i64).rem(mb as i64);
-    let nbi = u.rem(nb as i64);
+    let img = u.clone().over((mb * nb) as i64);
+    let mbi = u.clone().over(nb as i64).modulo(mb as i64);
+    let nbi = u.modulo(nb as i64);
     let kv = Ix::Var(1);
-    let tr = |i: u64| mbi.clone().mul(bh as i64).add(c(i));
-    let tc = |j: u64| nbi.clone().mul(bw as i64).add(c(j));
+    let tr = |i: u64| mbi.clone().times(bh as i64).plus(c(i));
+    let tc = |j: u64| nbi.clone().times(bw as i64).plus(c(j));
     // Reader.
     let mut kbody = vec![Op::Reserve { cb: 0, n: bh as u32 }, Op::Reserve { cb: 1, n: bw as u32 }];
     for i in 0..bh {
-        kbody.push(Op::ReadTile { tensor: wt, tile: tr(i).mul(kt as i64).add(kv.clone()), cb: 0, slot: c(i) });
+        kbody.push(Op::ReadTile { tensor: wt, tile: tr(i).times(kt as i64).plus(kv.clone()), cb: 0, slot: c(i) });
     }
     kbody.push(Op::ReadBarrier);
     for j in 0..bw {
@@ -194,7 +194,7 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk as u32 }];
     for (img, tr, tc, slot) in &pos {
         wb.extend(pad_out(m, n, tr, tc, CB_OUT, slot.clone()));
-        let tile = img.clone().mul(mt as i64).add(tr.clone()).mul(nt as i64).add(tc.clone());
+        let tile = img.clone().times(mt as i64).plus(tr.clone()).times(nt as i64).plus(tc.clone());
         wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
     }
     wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);

@@ -46,7 +46,7 @@ pub fn check(d: &DeviceDesc) -> Result<(), String> {
     if d.dram_banks == 0 || d.dram_bank_bytes == 0 || d.dram_banks > 64 {
         return Err("needs at least one DRAM bank (and at most 64)".into());
     }
-    if d.clock_mhz == 0 || !(d.dram_gbps > 0.0) || d.noc_bytes_per_cycle == 0 {
+    if d.clock_mhz == 0 || d.dram_gbps.is_nan() || d.dram_gbps <= 0.0 || d.noc_bytes_per_cycle == 0 {
         return Err("clock, DRAM bandwidth and NoC width must be positive".into());
     }
     if !(8..=16).contains(&d.dst_tiles) {

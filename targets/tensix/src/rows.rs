@@ -8,6 +8,7 @@
 use crate::builder::*;
 use crate::chain;
 use crate::lower::{Ctx, LowerError};
+use sovc_ir::ValueId;
 use sovc_runtime::tensix::program::*;
 
 type R<T> = Result<T, LowerError>;
@@ -96,18 +97,18 @@ fn softmax_ops(x: u8, w: u64, mx: u8, ex: u8, sm: u8, to: u8) -> Vec<Op> {
 /// The writer of a row unit: `w` tiles of row tile `r` (of `rt` per batch entry) of a `rows x cols` view.
 fn row_writer(t: u8, r: Ix, rt: u64, w: u64, rows: u64, cols: u64) -> Vec<Op> {
     let mut body = vec![Op::Wait { cb: CB_OUT, n: 1 }];
-    if rows % 32 != 0 || cols % 32 != 0 {
+    if !rows.is_multiple_of(32) || !cols.is_multiple_of(32) {
         body.push(Op::PadTile {
             cb: CB_OUT,
             slot: c(0),
-            rows: valid(rows, r.clone().rem(rt as i64)),
+            rows: valid(rows, r.clone().modulo(rt as i64)),
             cols: valid(cols, v(1)),
             value: 0.0,
             front: true,
         });
     }
     body.extend([
-        Op::WriteTile { tensor: t, tile: r.mul(w as i64).add(v(1)), cb: CB_OUT, slot: c(0) },
+        Op::WriteTile { tensor: t, tile: r.times(w as i64).plus(v(1)), cb: CB_OUT, slot: c(0) },
         Op::WriteBarrier,
         Op::Pop { cb: CB_OUT, n: 1 },
     ]);
@@ -118,19 +119,19 @@ fn row_writer(t: u8, r: Ix, rt: u64, w: u64, rows: u64, cols: u64) -> Vec<Op> {
 fn read_row(t: u8, r: Ix, w: u64, cols: u64, cb: u8, pad: Option<f32>) -> Vec<Op> {
     let mut ops = vec![
         Op::Reserve { cb, n: w as u32 },
-        lp(1, w, vec![Op::ReadTile { tensor: t, tile: r.mul(w as i64).add(v(1)), cb, slot: v(1) }]),
+        lp(1, w, vec![Op::ReadTile { tensor: t, tile: r.times(w as i64).plus(v(1)), cb, slot: v(1) }]),
         Op::ReadBarrier,
     ];
-    if let (Some(value), true) = (pad, cols % 32 != 0) {
+    if let (Some(value), true) = (pad, !cols.is_multiple_of(32)) {
         ops.push(Op::PadTile { cb, slot: c(w - 1), rows: c(32), cols: c(cols % 32), value, front: false });
     }
     ops.push(Op::Push { cb, n: w as u32 });
     ops
 }
 
-pub fn softmax(cx: &Ctx, a: usize, name: &str, kernel: usize) -> R<sovc_runtime::tensix::program::Program> {
+pub fn softmax(cx: &Ctx, a: usize, out: ValueId, name: &str, kernel: usize) -> R<Program> {
     let node = &cx.g.nodes[a];
-    let (x, out) = (node.inputs[0], node.outputs[0]);
+    let x = node.inputs[0];
     cx.default_view(x)?;
     cx.default_view(out)?;
     let (b, rows, cols) = sovc_runtime::tensix::device::view(&cx.dims(x)?);
@@ -162,10 +163,10 @@ pub fn softmax(cx: &Ctx, a: usize, name: &str, kernel: usize) -> R<sovc_runtime:
     pb.finish(b * rt)
 }
 
-pub fn layer_norm(cx: &Ctx, a: usize, eps: f32, name: &str, kernel: usize) -> R<Program> {
+pub fn layer_norm(cx: &Ctx, a: usize, out: ValueId, eps: f32, name: &str, kernel: usize) -> R<Program> {
     let node = &cx.g.nodes[a];
-    let (x, out) = (node.inputs[0], node.outputs[0]);
-    for &v in node.inputs.iter().chain(&node.outputs) {
+    let x = node.inputs[0];
+    for &v in node.inputs.iter().chain([&out]) {
         cx.default_view(v)?;
     }
     let (b, rows, cols) = sovc_runtime::tensix::device::view(&cx.dims(x)?);
@@ -289,8 +290,8 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
     pb.cb(2, fmt(val)?, (skt * dvt) as u32, "v");
     pb.cb(CB_SCALER, cx.act(), 1, "scaler");
     let u = unit();
-    let ob = u.clone().div(sqt as i64);
-    let qi = u.rem(sqt as i64);
+    let ob = u.clone().over(sqt as i64);
+    let qi = u.modulo(sqt as i64);
     let bi = |dims: &[usize]| {
         crate::templates::batch_index(&dims[..dims.len() - 2], obd, &ob).ok_or("attention batch dims do not broadcast")
     };
@@ -323,7 +324,7 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
             dt,
             vec![Op::ReadTile {
                 tensor: qt,
-                tile: qb.mul(sqt as i64).add(qi.clone()).mul(dt as i64).add(v(1)),
+                tile: qb.times(sqt as i64).plus(qi.clone()).times(dt as i64).plus(v(1)),
                 cb: 0,
                 slot: v(1),
             }],
@@ -336,9 +337,9 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
                 dt,
                 vec![Op::ReadTile {
                     tensor: kt,
-                    tile: kb.mul(skt as i64).add(v(1)).mul(dt as i64).add(v(2)),
+                    tile: kb.times(skt as i64).plus(v(1)).times(dt as i64).plus(v(2)),
                     cb: 1,
-                    slot: v(1).mul(dt as i64).add(v(2)),
+                    slot: v(1).times(dt as i64).plus(v(2)),
                 }],
             )],
         ),
@@ -350,9 +351,9 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
                 dvt,
                 vec![Op::ReadTile {
                     tensor: vt,
-                    tile: vb.mul(skt as i64).add(v(1)).mul(dvt as i64).add(v(2)),
+                    tile: vb.times(skt as i64).plus(v(1)).times(dvt as i64).plus(v(2)),
                     cb: 2,
-                    slot: v(1).mul(dvt as i64).add(v(2)),
+                    slot: v(1).times(dvt as i64).plus(v(2)),
                 }],
             )],
         ),
@@ -371,7 +372,14 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
         lp(
             2,
             dt,
-            vec![Op::Matmul { in0: 0, in1: 1, t0: v(2), t1: v(1).mul(dt as i64).add(v(2)), dst: 0, transpose: true }],
+            vec![Op::Matmul {
+                in0: 0,
+                in1: 1,
+                t0: v(2),
+                t1: v(1).times(dt as i64).plus(v(2)),
+                dst: 0,
+                transpose: true,
+            }],
         ),
         Op::Unary { op: SfpuUnary::MulScalar(scale), dst: 0 },
     ];
@@ -425,7 +433,7 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
                 in0: 28,
                 in1: 2,
                 t0: v(2),
-                t1: v(2).mul(dvt as i64).add(v(1)),
+                t1: v(2).times(dvt as i64).plus(v(1)),
                 dst: 0,
                 transpose: false,
             }],
@@ -436,7 +444,7 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
     cstart.push(units_loop(o));
     cstart.extend(cend);
     pb.compute = cstart;
-    let r = ob.mul(sqt as i64).add(qi);
+    let r = ob.times(sqt as i64).plus(qi);
     pb.writer = row_writer(ot, r, sqt, dvt, sq, dv);
     let (fid, why) = crate::templates::fidelity(cx, fmt(q)?, fmt(k)?);
     pb.fidelity = fid;

@@ -27,16 +27,33 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
     }
     match &node.op {
         GOp::MatMul {} => matmul(cx, grp, a, &rest, name, kernel),
-        GOp::Softmax { axis } if rest.is_empty() && last_axis(cx, node.inputs[0], *axis)? => {
-            crate::rows::softmax(cx, a, name, kernel)
+        GOp::Softmax { axis } if last_axis(cx, node.inputs[0], *axis)? => {
+            let out = reshaped(cx, &rest, node.outputs[0])?;
+            crate::rows::softmax(cx, a, out, name, kernel)
         }
-        GOp::LayerNorm { axis, epsilon } if rest.is_empty() && last_axis(cx, node.inputs[0], *axis)? => {
-            crate::rows::layer_norm(cx, a, *epsilon, name, kernel)
+        GOp::LayerNorm { axis, epsilon } if last_axis(cx, node.inputs[0], *axis)? => {
+            let out = reshaped(cx, &rest, node.outputs[0])?;
+            crate::rows::layer_norm(cx, a, out, *epsilon, name, kernel)
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
         GOp::Conv { .. } => crate::conv::conv(cx, grp, a, &rest, name, kernel),
         op => Err(format!("no Tensix template for `{}` yet", op.name()).into()),
     }
+}
+
+/// The value `rest` (reshapes of `v` that keep its tiles where they are) ends with.
+fn reshaped(cx: &Ctx, rest: &[usize], v: ValueId) -> R<ValueId> {
+    let mut cur = v;
+    for &n in rest {
+        let node = &cx.g.nodes[n];
+        let same = sovc_runtime::tensix::device::view(&cx.dims(node.outputs[0])?)
+            == sovc_runtime::tensix::device::view(&cx.dims(cur)?);
+        if !matches!(node.op, GOp::Reshape { .. }) || node.inputs[0] != cur || !same {
+            return Err(format!("`{}` ({}) after a row kernel", node.name, node.op.name()).into());
+        }
+        cur = node.outputs[0];
+    }
+    Ok(cur)
 }
 
 fn last_axis(cx: &Ctx, v: ValueId, axis: i64) -> R<bool> {
@@ -46,7 +63,7 @@ fn last_axis(cx: &Ctx, v: ValueId, axis: i64) -> R<bool> {
 
 /// Output tile coordinates (batch, row tile, column tile) of flat tile `t` of a `[b, rt, ct]` tiling.
 fn coords(t: Ix, rt: u64, ct: u64) -> (Ix, Ix, Ix) {
-    (t.clone().div((rt * ct) as i64), t.clone().div(ct as i64).rem(rt as i64), t.rem(ct as i64))
+    (t.clone().over((rt * ct) as i64), t.clone().over(ct as i64).modulo(rt as i64), t.modulo(ct as i64))
 }
 
 /// Reads every leaf's tile for one output tile position into slot `slot` of its CB, broadcast as needed.
@@ -109,7 +126,7 @@ pub fn chain_ops(ch: &Chain, leaf_cb: &[u8], slot: &Ix, dst: &dyn Fn(u8) -> u8) 
 
 /// Zeroes the padding of output tile (`tr`, `tc`) of a `rows x cols` matrix when it is partial.
 pub fn pad_out(rows: u64, cols: u64, tr: &Ix, tc: &Ix, cb: u8, slot: Ix) -> Option<Op> {
-    (rows % 32 != 0 || cols % 32 != 0).then(|| Op::PadTile {
+    (!rows.is_multiple_of(32) || !cols.is_multiple_of(32)).then(|| Op::PadTile {
         cb,
         slot,
         rows: valid(rows, tr.clone()),
@@ -186,7 +203,7 @@ pub fn batch_index(leaf: &[usize], out: &[usize], ob: &Ix) -> Option<Ix> {
             return None;
         }
         if full[j] != 1 {
-            idx = idx.add(ob.clone().div(os).rem(out[j] as i64).mul(ls));
+            idx = idx.plus(ob.clone().over(os).modulo(out[j] as i64).times(ls));
         }
         os *= out[j] as i64;
         ls *= full[j] as i64;
@@ -196,7 +213,7 @@ pub fn batch_index(leaf: &[usize], out: &[usize], ob: &Ix) -> Option<Ix> {
 
 /// The largest divisor of `n` that is at most `max`.
 pub fn divisor(n: u64, max: u64) -> u64 {
-    (1..=max.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=max.min(n)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// Fidelity for a product of `a` by `b`: enough phases for full precision of the narrower operand
@@ -228,6 +245,11 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let out = grp.outputs[0];
     for v in [av, bv, out] {
         cx.default_view(v)?;
+    }
+    // The epilogue may reshape the product, but not move its tiles.
+    let (pv, gv) = (sovc_runtime::tensix::device::view(&od), sovc_runtime::tensix::device::view(&cx.dims(out)?));
+    if pv != gv {
+        return Err(format!("the epilogue turns the {od:?} product into {}", cx.g.ty(out)).into());
     }
     let (m, k, n) = (ad[ad.len() - 2] as u64, ad[ad.len() - 1] as u64, bd[bd.len() - 1] as u64);
     let (mt, kt, nt) = (m.div_ceil(32), k.div_ceil(32), n.div_ceil(32));
@@ -265,22 +287,22 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     }
     pb.cb(CB_OUT, of, (2 * bh * bw) as u32, "out");
     let u = unit();
-    let ob = u.clone().div((mb * nb) as i64);
-    let mbi = u.clone().div(nb as i64).rem(mb as i64);
-    let nbi = u.rem(nb as i64);
+    let ob = u.clone().over((mb * nb) as i64);
+    let mbi = u.clone().over(nb as i64).modulo(mb as i64);
+    let nbi = u.modulo(nb as i64);
     let a_b = batch_index(&ad[..ad.len() - 2], obd, &ob).ok_or("A's batch dims do not broadcast")?;
     let b_b = batch_index(&bd[..bd.len() - 2], obd, &ob).ok_or("B's batch dims do not broadcast")?;
     let kv = Ix::Var(1);
-    let tr = |i: u64| mbi.clone().mul(bh as i64).add(c(i));
-    let tc = |j: u64| nbi.clone().mul(bw as i64).add(c(j));
+    let tr = |i: u64| mbi.clone().times(bh as i64).plus(c(i));
+    let tc = |j: u64| nbi.clone().times(bw as i64).plus(c(j));
     // Reader.
     let mut kbody = vec![Op::Reserve { cb: 0, n: bh as u32 }, Op::Reserve { cb: 1, n: bw as u32 }];
     for i in 0..bh {
-        let tile = a_b.clone().mul(mt as i64).add(tr(i)).mul(kt as i64).add(kv.clone());
+        let tile = a_b.clone().times(mt as i64).plus(tr(i)).times(kt as i64).plus(kv.clone());
         kbody.push(Op::ReadTile { tensor: at, tile, cb: 0, slot: c(i) });
     }
     for j in 0..bw {
-        let tile = b_b.clone().mul(kt as i64).add(kv.clone()).mul(nt as i64).add(tc(j));
+        let tile = b_b.clone().times(kt as i64).plus(kv.clone()).times(nt as i64).plus(tc(j));
         kbody.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot: c(j) });
     }
     kbody.extend([Op::ReadBarrier, Op::Push { cb: 0, n: bh as u32 }, Op::Push { cb: 1, n: bw as u32 }]);
@@ -290,7 +312,8 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
         .map(|(i, j)| (ob.clone(), tr(i), tc(j), c(i * bw + j)))
         .collect();
     if !leaves.is_empty() {
-        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &od, od.len() as isize - 2, &pos)?;
+        let gd = cx.dims(out)?;
+        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &gd, gd.len() as isize - 2, &pos)?;
         rb.extend(leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: (bh * bw) as u32 }));
         rb.extend(reads);
         rb.push(Op::ReadBarrier);
@@ -329,7 +352,7 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk as u32 }];
     for (ob, tr, tc, slot) in &pos {
         wb.extend(pad_out(m, n, tr, tc, CB_OUT, slot.clone()));
-        let tile = ob.clone().mul(mt as i64).add(tr.clone()).mul(nt as i64).add(tc.clone());
+        let tile = ob.clone().times(mt as i64).plus(tr.clone()).times(nt as i64).plus(tc.clone());
         wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
     }
     wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);

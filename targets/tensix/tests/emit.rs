@@ -102,7 +102,7 @@ fn plan(tensors: Vec<DramTensor>, steps: Vec<Step>) -> Plan {
 /// `out = relu(x + bias_row) * 0.5` over a 64x128 bf16 tensor on two cores: the reader broadcasts the bias tile's
 /// row 0 with BcastTile, the compute kernel adds on the SFPU and chains two more SFPU ops.
 fn eltwise_bcast() -> (Plan, Program) {
-    let tile = arg(0).add(v(0));
+    let tile = arg(0).plus(v(0));
     let reader = vec![lp(
         0,
         arg(1),
@@ -110,7 +110,7 @@ fn eltwise_bcast() -> (Plan, Program) {
             Op::Reserve { cb: 0, n: 1 },
             Op::ReadTile { tensor: 0, tile: tile.clone(), cb: 0, slot: c(0) },
             Op::Reserve { cb: 1, n: 1 },
-            Op::ReadTile { tensor: 1, tile: tile.clone().rem(4), cb: 1, slot: c(0) },
+            Op::ReadTile { tensor: 1, tile: tile.clone().modulo(4), cb: 1, slot: c(0) },
             Op::ReadBarrier,
             Op::BcastTile { cb: 1, slot: c(0), bcast: Bcast::Rows },
             Op::Push { cb: 0, n: 1 },
@@ -173,9 +173,9 @@ fn eltwise_bcast() -> (Plan, Program) {
 /// Float32 CB, and the bias row broadcast by the FPU in the epilogue.
 fn matmul_bias() -> (Plan, Program) {
     let (mt, kt, nt) = (2i64, 4i64, 2i64);
-    let out_tile = arg(0).add(v(0));
-    let row = out_tile.clone().div(nt);
-    let col = out_tile.clone().rem(nt);
+    let out_tile = arg(0).plus(v(0));
+    let row = out_tile.clone().over(nt);
+    let col = out_tile.clone().modulo(nt);
     let reader = vec![lp(
         0,
         arg(1),
@@ -192,13 +192,13 @@ fn matmul_bias() -> (Plan, Program) {
                         vec![
                             Op::ReadTile {
                                 tensor: 0,
-                                tile: row.clone().mul(kt).add(v(1).mul(2)).add(v(2)),
+                                tile: row.clone().times(kt).plus(v(1).times(2)).plus(v(2)),
                                 cb: 0,
                                 slot: v(2),
                             },
                             Op::ReadTile {
                                 tensor: 1,
-                                tile: v(1).mul(2).add(v(2)).mul(nt).add(col.clone()),
+                                tile: v(1).times(2).plus(v(2)).times(nt).plus(col.clone()),
                                 cb: 1,
                                 slot: v(2),
                             },
@@ -291,7 +291,7 @@ fn matmul_bias() -> (Plan, Program) {
 /// column broadcasts.
 fn softmax() -> (Plan, Program) {
     let wt = 4i64;
-    let row_tile = |w: Ix| arg(0).add(v(0)).mul(wt).add(w);
+    let row_tile = |w: Ix| arg(0).plus(v(0)).times(wt).plus(w);
     let reader = vec![
         Op::Reserve { cb: 2, n: 1 },
         Op::FillTile { cb: 2, slot: c(0), fill: Fill::Scaler(1.0) },
@@ -310,7 +310,7 @@ fn softmax() -> (Plan, Program) {
                         cb: 0,
                         slot: c(0),
                         rows: c(32),
-                        cols: arg(2).add(v(1).mul(-32)),
+                        cols: arg(2).plus(v(1).times(-32)),
                         value: f32::NEG_INFINITY,
                         front: false,
                     },
@@ -475,7 +475,7 @@ fn every_op() -> (Plan, Program) {
         for bcast in [Bcast::None, Bcast::Rows, Bcast::Cols, Bcast::Scalar] {
             reader.push(Op::BcastTile { cb, slot: c(slot), bcast });
         }
-        reader.push(Op::PadTile { cb, slot: v(0).add(c(slot)), rows: arg(0), cols: c(7), value: 0.0, front: false });
+        reader.push(Op::PadTile { cb, slot: v(0).plus(c(slot)), rows: arg(0), cols: c(7), value: 0.0, front: false });
     }
     reader.push(Op::FillTile { cb: 2, slot: c(0), fill: Fill::Scaler(0.03125) });
     reader.extend([Op::Push { cb: 0, n: 2 }, Op::Push { cb: 1, n: 2 }, Op::Push { cb: 2, n: 1 }]);
