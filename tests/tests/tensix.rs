@@ -397,3 +397,14 @@ fn speed_options_report_their_error() {
     // Trading accuracy away shows: every faster option correlates less with the reference.
     assert!(pccs[1..].iter().all(|&p| p < pccs[0]), "{pccs:?}");
 }
+
+#[test]
+fn movement_chains_gather_on_the_device() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 40, 6, 16]);
+    let t = g.op(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x]);
+    let r = g.op(Op::Reshape { shape: Shape::from_consts(&[12, 640]) }, &[t]);
+    let s = g.op(Op::Slice { starts: vec![1, 3], ends: vec![12, 603], steps: vec![2, 3] }, &[r]);
+    let plan = check(&g.model(s), "transpose, reshape, strided slice", 0.99999);
+    assert!(plan.contains("tensix movement"), "{plan}");
+}

@@ -357,6 +357,88 @@ pub struct ConvGeom {
     pub ow: u64,
 }
 
+/// One op of a chain of data movements, from the source toward the result; each gives its result's dims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveStep {
+    /// The same elements in row-major order under new dims.
+    Reshape { dims: Vec<u64> },
+    /// Result dim `i` is input dim `perm[i]`.
+    Transpose { perm: Vec<u32>, dims: Vec<u64> },
+    /// Result coordinate `i` is input coordinate `starts[i] + i * steps[i]`.
+    Slice { starts: Vec<u64>, steps: Vec<u64>, dims: Vec<u64> },
+}
+
+impl MoveStep {
+    pub fn dims(&self) -> &[u64] {
+        match self {
+            MoveStep::Reshape { dims } | MoveStep::Transpose { dims, .. } | MoveStep::Slice { dims, .. } => dims,
+        }
+    }
+}
+
+/// Where each element of a moved tensor comes from: the source's dims and the chain of movements.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveMap {
+    pub src_dims: Vec<u64>,
+    pub steps: Vec<MoveStep>,
+}
+
+impl MoveMap {
+    /// The result's dims.
+    pub fn dims(&self) -> &[u64] {
+        self.steps.last().map_or(&self.src_dims, |s| s.dims())
+    }
+
+    /// The source's flat (row-major) index of the result's flat index `f`, walking the chain backwards;
+    /// `None` if the map is inconsistent (a coordinate out of its dim).
+    pub fn source(&self, f: u64) -> Option<u64> {
+        let mut coords: Vec<u64> = unravel(f, self.dims())?;
+        for (i, st) in self.steps.iter().enumerate().rev() {
+            let in_dims: &[u64] = if i == 0 { &self.src_dims } else { self.steps[i - 1].dims() };
+            coords = match st {
+                MoveStep::Reshape { dims } => unravel(ravel(&coords, dims)?, in_dims)?,
+                MoveStep::Transpose { perm, .. } => {
+                    let mut c = vec![0; in_dims.len()];
+                    for (o, &p) in perm.iter().enumerate() {
+                        *c.get_mut(p as usize)? = *coords.get(o)?;
+                    }
+                    c
+                }
+                MoveStep::Slice { starts, steps, .. } => {
+                    coords.iter().zip(starts).zip(steps).map(|((&x, &s), &k)| s + x * k).collect()
+                }
+            };
+        }
+        ravel(&coords, &self.src_dims)
+    }
+}
+
+fn unravel(mut f: u64, dims: &[u64]) -> Option<Vec<u64>> {
+    let mut c = vec![0; dims.len()];
+    for i in (0..dims.len()).rev() {
+        if dims[i] == 0 {
+            return None;
+        }
+        c[i] = f % dims[i];
+        f /= dims[i];
+    }
+    (f == 0).then_some(c)
+}
+
+fn ravel(c: &[u64], dims: &[u64]) -> Option<u64> {
+    if c.len() != dims.len() {
+        return None;
+    }
+    let mut f = 0u64;
+    for (&x, &d) in c.iter().zip(dims) {
+        if x >= d {
+            return None;
+        }
+        f = f.checked_mul(d)?.checked_add(x)?;
+    }
+    Some(f)
+}
+
 /// One call of a kernel. Which ops a kernel may use depends on its kind (checked by `verify`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
@@ -423,6 +505,19 @@ pub enum Op {
         cb: u8,
         slot: Ix,
         bcast: Bcast,
+    },
+    /// Gathers tile `tile` of a moved tensor (`map` applied to `tensor`, viewed `rows x cols` per batch
+    /// entry) into a reserved tile: the source tiles it touches are read over the NoC through the
+    /// `scratch` CB, then the RISC-V core copies the elements (`sovc::gather_tile`); padding is zero.
+    GatherTile {
+        tensor: u8,
+        scratch: u8,
+        tile: Ix,
+        rows: u64,
+        cols: u64,
+        map: Box<MoveMap>,
+        cb: u8,
+        slot: Ix,
     },
     /// Gathers tile (`kt`, `nt`) of the im2col matrix of image `image` of `tensor` (rows: input channel,
     /// kernel row, kernel column; columns: output row, output column; zero outside the image) into a

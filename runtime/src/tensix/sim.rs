@@ -215,6 +215,83 @@ impl<'a> Core<'a> {
         Ok(())
     }
 
+    /// The scratch CB of a gather holds one source tile: same format, one the RISC-V can copy elements of.
+    fn scratch_format(&mut self, scratch: u8, t: &DramTensor) -> Result<(), String> {
+        let sf = self.cb(scratch)?.format;
+        if sf != t.format || matches!(sf, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+            return Err(format!(
+                "gathers from a {} tensor through a {} scratch CB {scratch} (the RISC-V copies Float16_b or Float32 elements of the source format)",
+                t.format.name(),
+                sf.name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Time of a gather that read `pages` source tiles: the reads, their latency and barrier, then 4
+    /// cycles per element copied by the RISC-V core.
+    fn gather_time(&mut self, th: &mut Thread<'_>, t: &DramTensor, pages: u64) {
+        let dev = &self.plan.device;
+        let bytes = pages * t.page_bytes();
+        let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
+        let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free);
+        self.noc_free = start + xfer;
+        th.clock = start + xfer + dev.dram_latency_cycles as u64 + timing::BARRIER + 4 * 1024;
+        self.report.dram_bytes += bytes;
+        self.report.tiles_read += pages;
+    }
+
+    /// Element `f` (flat, row-major) of `t`, through a cache of unpacked source pages.
+    fn element(&mut self, t: &DramTensor, f: u64, cache: &mut Vec<(u64, Vec<f32>)>) -> Result<f32, String> {
+        let (col, row) = (f % t.cols, f / t.cols % t.rows);
+        let b = f / (t.cols * t.rows);
+        let page = (b * t.row_tiles() + row / 32) * t.col_tiles() + col / 32;
+        let i = match cache.iter().position(|p| p.0 == page) {
+            Some(i) => i,
+            None => {
+                let mut vals = vec![0f32; 1024];
+                if self.numerics {
+                    numerics::unpack_tile(t.format, self.dram.read_page(t, page)?, &mut vals);
+                } else {
+                    self.dram.page(t, page)?;
+                }
+                cache.push((page, vals));
+                cache.len() - 1
+            }
+        };
+        Ok(cache[i].1[(row % 32 * 32 + col % 32) as usize])
+    }
+
+    /// Gathers tile `tile` of `map` applied to `t` (result viewed `rows x cols`) into `self.a`; returns
+    /// the source pages read.
+    fn gather(&mut self, t: &DramTensor, tile: i64, rows: u64, cols: u64, map: &MoveMap) -> Result<u64, String> {
+        let total: u64 = map.dims().iter().product();
+        let src: u64 = map.src_dims.iter().product();
+        if src != t.batch * t.rows * t.cols || rows == 0 || cols == 0 || total % (rows * cols) != 0 {
+            return Err(format!("the movement map does not fit value %{} or its {rows}x{cols} view", t.value));
+        }
+        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
+        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
+            return Err(format!("gathers tile {tile}, past the moved tensor's tiles"));
+        }
+        let tile = tile as u64;
+        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        for r in 0..32u64 {
+            for c in 0..32u64 {
+                let (row, col) = (tr * 32 + r, tc * 32 + c);
+                let mut v = 0.0;
+                if row < rows && col < cols {
+                    let f = (b * rows + row) * cols + col;
+                    let s = map.source(f).ok_or_else(|| format!("the movement map has no source for element {f}"))?;
+                    v = self.element(t, s, &mut cache)?;
+                }
+                self.a[(r * 32 + c) as usize] = v;
+            }
+        }
+        Ok(cache.len() as u64)
+    }
+
     /// Gathers an im2col tile into `self.a` (when computing values); returns the source pages it reads.
     fn im2col(&mut self, t: &DramTensor, img: i64, kt: i64, nt: i64, g: &ConvGeom) -> Result<u64, String> {
         let k = g.c * g.kh * g.kw;
@@ -223,7 +300,6 @@ impl<'a> Core<'a> {
         if img < 0 || img as u64 >= images || kt < 0 || nt < 0 {
             return Err(format!("im2col tile ({kt}, {nt}) of image {img}: out of range"));
         }
-        let (rt, ct) = (t.row_tiles(), t.col_tiles());
         let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
         for r in 0..32u64 {
             let kidx = kt as u64 * 32 + r;
@@ -237,23 +313,7 @@ impl<'a> Core<'a> {
                     let iw = (ow * g.sw + kx * g.dw) as i64 - g.pw as i64;
                     if ih >= 0 && iw >= 0 && (ih as u64) < g.h && (iw as u64) < g.w {
                         let f = ((img as u64 * g.c + ci) * g.h + ih as u64) * g.w + iw as u64;
-                        let (col, row) = (f % t.cols, f / t.cols % t.rows);
-                        let b = f / (t.cols * t.rows);
-                        let page = (b * rt + row / 32) * ct + col / 32;
-                        let i = match cache.iter().position(|p| p.0 == page) {
-                            Some(i) => i,
-                            None => {
-                                let mut vals = vec![0f32; 1024];
-                                if self.numerics {
-                                    numerics::unpack_tile(t.format, self.dram.read_page(t, page)?, &mut vals);
-                                } else {
-                                    self.dram.page(t, page)?;
-                                }
-                                cache.push((page, vals));
-                                cache.len() - 1
-                            }
-                        };
-                        v = cache[i].1[(row % 32 * 32 + col % 32) as usize];
+                        v = self.element(t, f, &mut cache)?;
                     }
                 }
                 self.a[(r * 32 + c) as usize] = v;
@@ -302,6 +362,7 @@ impl<'a> Core<'a> {
                 | Op::PadTile { .. }
                 | Op::BcastTile { .. }
                 | Op::Im2colTile { .. }
+                | Op::GatherTile { .. }
         );
         let compute_only = !dm_only
             && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
@@ -494,16 +555,21 @@ impl<'a> Core<'a> {
                 numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 th.clock += timing::l1_fill_cycles(fmt);
             }
+            Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
+                let t = self.tensor(*tensor)?;
+                self.scratch_format(*scratch, t)?;
+                let tile = eval(tile, vars, args)?;
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                let pages = self.gather(t, tile, *rows, *cols, map)?;
+                if self.numerics {
+                    numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                }
+                self.gather_time(th, t, pages);
+            }
             Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
                 let t = self.tensor(*tensor)?;
-                let sf = self.cb(*scratch)?.format;
-                if sf != t.format || matches!(sf, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
-                    return Err(format!(
-                        "gathers from a {} tensor through a {} scratch CB {scratch} (the RISC-V copies Float16_b or Float32 elements of the source format)",
-                        t.format.name(),
-                        sf.name()
-                    ));
-                }
+                self.scratch_format(*scratch, t)?;
                 let (img, kt, nt) = (eval(image, vars, args)?, eval(kt, vars, args)?, eval(nt, vars, args)?);
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
@@ -511,15 +577,7 @@ impl<'a> Core<'a> {
                 if self.numerics {
                     numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 }
-                let dev = &self.plan.device;
-                let bytes = pages * t.page_bytes();
-                let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
-                let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free);
-                self.noc_free = start + xfer;
-                // The reads complete before the gather: 4 cycles per element copied by the RISC-V core.
-                th.clock = start + xfer + dev.dram_latency_cycles as u64 + timing::BARRIER + 4 * 1024;
-                self.report.dram_bytes += bytes;
-                self.report.tiles_read += pages;
+                self.gather_time(th, t, pages);
             }
             Op::Acquire => {
                 if self.dst_state != DstState::Idle {
@@ -722,6 +780,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::PadTile { .. } => "pad_tile",
         Op::BcastTile { .. } => "bcast_tile",
         Op::Im2colTile { .. } => "sovc::im2col_tile",
+        Op::GatherTile { .. } => "sovc::gather_tile",
         Op::Acquire => "tile_regs_acquire",
         Op::Commit => "tile_regs_commit",
         Op::WaitDst => "tile_regs_wait",

@@ -159,4 +159,79 @@ inline void im2col_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
         }
     }
 }
+
+// GatherTile: tile `tile` of a moved tensor (a chain of reshapes, transposes and forward slices applied to
+// `src`), whose result is viewed `rows` x `cols` per batch entry. `map` encodes the chain (see sovc's
+// `move_map_words`): source rank and dims, the number of steps, then per step its kind (0 reshape,
+// 1 transpose, 2 slice), rank, dims and its permutation or starts and steps. Each element's source is
+// found by walking the chain backwards; source tiles are read through `scratch_addr` as in im2col_tile.
+template <Fmt F, typename Accessor>
+inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
+                        uint32_t dst_addr, uint32_t tile, uint32_t rows, uint32_t cols, const uint32_t* map) {
+    constexpr uint32_t kMaxRank = 8, kMaxSteps = 16;
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    // Decode: where each step's words start, and the source dims.
+    const uint32_t src_rank = map[0];
+    const uint32_t* src_dims = map + 1;
+    const uint32_t nsteps = map[1 + src_rank];
+    uint32_t at[kMaxSteps];
+    uint32_t p = 2 + src_rank;
+    for (uint32_t s = 0; s < nsteps && s < kMaxSteps; ++s) {
+        at[s] = p;
+        const uint32_t kind = map[p], rank = map[p + 1];
+        p += 2 + rank + (kind == 1 ? rank : kind == 2 ? 2 * rank : 0);
+    }
+    const uint32_t out_rank = nsteps ? map[at[nsteps - 1] + 1] : src_rank;
+    const uint32_t* out_dims = nsteps ? map + at[nsteps - 1] + 2 : src_dims;
+    const uint32_t row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
+    const uint32_t b = tile / (row_tiles * col_tiles), tr = tile / col_tiles % row_tiles, tc = tile % col_tiles;
+    const uint32_t src_row_tiles = (src_rows + 31) / 32, src_col_tiles = (src_cols + 31) / 32;
+    uint32_t cached = 0xffffffffu;
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t row = tr * 32 + r, col = tc * 32 + c;
+            typename Elem<F>::T v = 0;
+            if (row < rows && col < cols) {
+                uint32_t coords[kMaxRank], next[kMaxRank];
+                uint64_t f = (static_cast<uint64_t>(b) * rows + row) * cols + col;
+                for (uint32_t i = out_rank; i-- > 0;) {
+                    coords[i] = f % out_dims[i];
+                    f /= out_dims[i];
+                }
+                for (uint32_t s = nsteps; s-- > 0;) {
+                    const uint32_t kind = map[at[s]], rank = map[at[s] + 1];
+                    const uint32_t* dims = map + at[s] + 2;
+                    const uint32_t in_rank = s ? map[at[s - 1] + 1] : src_rank;
+                    const uint32_t* in_dims = s ? map + at[s - 1] + 2 : src_dims;
+                    if (kind == 0) {
+                        uint64_t flat = 0;
+                        for (uint32_t i = 0; i < rank; ++i) flat = flat * dims[i] + coords[i];
+                        for (uint32_t i = in_rank; i-- > 0;) {
+                            next[i] = flat % in_dims[i];
+                            flat /= in_dims[i];
+                        }
+                    } else if (kind == 1) {
+                        for (uint32_t i = 0; i < rank; ++i) next[dims[rank + i]] = coords[i];
+                    } else {
+                        for (uint32_t i = 0; i < rank; ++i) next[i] = dims[rank + i] + coords[i] * dims[2 * rank + i];
+                    }
+                    for (uint32_t i = 0; i < in_rank; ++i) coords[i] = next[i];
+                }
+                uint64_t s = 0;
+                for (uint32_t i = 0; i < src_rank; ++i) s = s * src_dims[i] + coords[i];
+                const uint32_t scol = s % src_cols, srow = s / src_cols % src_rows;
+                const uint32_t sb = s / (static_cast<uint64_t>(src_cols) * src_rows);
+                const uint32_t page = (sb * src_row_tiles + srow / 32) * src_col_tiles + scol / 32;
+                if (page != cached) {
+                    noc_async_read_tile(page, src, scratch_addr);
+                    noc_async_read_barrier();
+                    cached = page;
+                }
+                v = scratch[face_offset(srow % 32, scol % 32)];
+            }
+            dst[face_offset(r, c)] = v;
+        }
+    }
+}
 }  // namespace sovc

@@ -17,6 +17,9 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
     if grp.outputs.len() != 1 {
         return Err(format!("the group writes {} values; Tensix programs write one", grp.outputs.len()).into());
     }
+    if is_movement(g, grp) {
+        return movement(cx, grp, name, kernel);
+    }
     let Some(a) = anchor else {
         return eltwise(cx, grp, name, kernel);
     };
@@ -358,4 +361,68 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);
     pb.writer = vec![units_loop(wb)];
     pb.finish(ob_n * mb * nb)
+}
+
+/// Whether a group only moves data: a chain of reshapes, transposes and forward slices.
+pub fn is_movement(g: &sovc_ir::Graph, grp: &Group) -> bool {
+    grp.nodes.iter().all(|&n| match &g.nodes[n].op {
+        GOp::Reshape { .. } | GOp::Transpose { .. } => true,
+        GOp::Slice { steps, .. } => steps.iter().all(|&s| s > 0),
+        _ => false,
+    })
+}
+
+/// A movement group: each output tile gathered element by element from the source's tiles by the
+/// reader (`sovc::gather_tile`) and written by the writer; no compute.
+fn movement(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
+    let g = cx.g;
+    let src = g.nodes[grp.nodes[0]].inputs[0];
+    let out = grp.outputs[0];
+    let u = |d: Vec<usize>| d.into_iter().map(|x| x as u64).collect::<Vec<u64>>();
+    let mut map = MoveMap { src_dims: u(cx.dims(src)?), steps: Vec::new() };
+    let mut cur = src;
+    for &n in &grp.nodes {
+        let node = &g.nodes[n];
+        if node.inputs[0] != cur {
+            return Err(format!("`{}` does not continue the movement chain", node.name).into());
+        }
+        let dims = u(cx.dims(node.outputs[0])?);
+        if dims.len() > 8 {
+            return Err("a movement of rank above 8".to_string().into());
+        }
+        map.steps.push(match &node.op {
+            GOp::Reshape { .. } => MoveStep::Reshape { dims },
+            GOp::Transpose { perm } => MoveStep::Transpose { perm: perm.iter().map(|&p| p as u32).collect(), dims },
+            GOp::Slice { starts, steps, .. } => MoveStep::Slice {
+                starts: starts.iter().map(|&s| s.max(0) as u64).collect(),
+                steps: steps.iter().map(|&s| s as u64).collect(),
+                dims,
+            },
+            op => return Err(format!("`{}` in a movement group", op.name()).into()),
+        });
+        cur = node.outputs[0];
+    }
+    if cur != out || g.ty(src).dtype != sovc_ir::DType::F32 {
+        return Err("the movement chain does not end in the group's f32 result".to_string().into());
+    }
+    let mut pb = cx.builder(name, kernel, "movement");
+    let (st, ot) = (pb.tensor(cx.dram(src)?), pb.tensor(cx.dram(out)?));
+    let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
+    let (b, rows, cols) = cx.view(out)?;
+    pb.cb(7, fmt(src)?, 1, "gather scratch");
+    pb.cb(CB_OUT, fmt(out)?, 2, "out");
+    let steps = map.steps.len();
+    pb.reader = vec![units_loop(vec![
+        Op::Reserve { cb: CB_OUT, n: 1 },
+        Op::GatherTile { tensor: st, scratch: 7, tile: unit(), rows, cols, map: Box::new(map), cb: CB_OUT, slot: c(0) },
+        Op::Push { cb: CB_OUT, n: 1 },
+    ])];
+    pb.writer = vec![units_loop(vec![
+        Op::Wait { cb: CB_OUT, n: 1 },
+        Op::WriteTile { tensor: ot, tile: unit(), cb: CB_OUT, slot: c(0) },
+        Op::WriteBarrier,
+        Op::Pop { cb: CB_OUT, n: 1 },
+    ])];
+    pb.notes.push(format!("{steps} movement steps gathered by the reader"));
+    pb.finish(b * rows.div_ceil(32) * cols.div_ceil(32))
 }

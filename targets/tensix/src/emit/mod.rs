@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use sovc_runtime::tensix::program::{
-    Bcast, DataFormat, Fill, FpuBinary, Ix, Op, Plan, Program, ReduceDim, ReduceKind, SfpuBinary, SfpuUnary, Step,
+    Bcast, DataFormat, Fill, FpuBinary, Ix, MoveMap, MoveStep, Op, Plan, Program, ReduceDim, ReduceKind, SfpuBinary,
+    SfpuUnary, Step,
 };
 
 /// The tt-metal release the emitted C++ is written against. v0.74.0 is the first release with the whole
@@ -215,7 +216,10 @@ fn tensors_used(ops: &[Op]) -> BTreeSet<u8> {
     flatten(ops, &mut all);
     all.iter()
         .filter_map(|op| match op {
-            Op::ReadTile { tensor, .. } | Op::WriteTile { tensor, .. } | Op::Im2colTile { tensor, .. } => Some(*tensor),
+            Op::ReadTile { tensor, .. }
+            | Op::WriteTile { tensor, .. }
+            | Op::Im2colTile { tensor, .. }
+            | Op::GatherTile { tensor, .. } => Some(*tensor),
             _ => None,
         })
         .collect()
@@ -244,7 +248,8 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
             Op::Matmul { in0: a, in1: b, .. }
             | Op::Binary { a, b, .. }
             | Op::Reduce { cb: a, scaler_cb: b, .. }
-            | Op::Im2colTile { cb: a, scratch: b, .. } => {
+            | Op::Im2colTile { cb: a, scratch: b, .. }
+            | Op::GatherTile { cb: a, scratch: b, .. } => {
                 set.insert(*a);
                 set.insert(*b);
             }
@@ -256,6 +261,34 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
 
 // ----------------------------------------------------------------------------------------------------------
 // Data-movement kernels
+
+/// A movement map as the words `sovc::gather_tile` decodes: source rank and dims, the number of steps,
+/// then per step its kind (0 reshape, 1 transpose, 2 slice), rank and dims, and its permutation or its
+/// starts and steps.
+fn move_map_words(m: &MoveMap) -> Vec<u64> {
+    let mut w = vec![m.src_dims.len() as u64];
+    w.extend(&m.src_dims);
+    w.push(m.steps.len() as u64);
+    for st in &m.steps {
+        let kind = match st {
+            MoveStep::Reshape { .. } => 0,
+            MoveStep::Transpose { .. } => 1,
+            MoveStep::Slice { .. } => 2,
+        };
+        w.push(kind);
+        w.push(st.dims().len() as u64);
+        w.extend(st.dims());
+        match st {
+            MoveStep::Reshape { .. } => {}
+            MoveStep::Transpose { perm, .. } => w.extend(perm.iter().map(|&p| p as u64)),
+            MoveStep::Slice { starts, steps, .. } => {
+                w.extend(starts);
+                w.extend(steps);
+            }
+        }
+    }
+    w
+}
 
 fn dm_format(f: DataFormat) -> &'static str {
     match f {
@@ -375,6 +408,27 @@ impl Ctx<'_> {
                             .join(", ")
                     ),
                     _ => format!("#error \"sovc: im2col on CB {cb} or tensor {tensor}, which the program does not declare\""),
+                }
+            }
+            Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
+                *helpers = true;
+                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+                match (self.cb_format(*cb), t) {
+                    (Some(f), Some(t)) => {
+                        let words: Vec<String> = move_map_words(map).iter().map(|w| w.to_string()).collect();
+                        format!(
+                            "{{ static constexpr uint32_t map[] = {{{}}}; sovc::gather_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {rows}, {cols}, map); }}",
+                            words.join(", "),
+                            dm_format(f),
+                            t.rows,
+                            t.cols,
+                            self.slot_addr("get_write_ptr", *cb, slot),
+                            ix(tile)
+                        )
+                    }
+                    _ => format!(
+                        "#error \"sovc: gather on CB {cb} or tensor {tensor}, which the program does not declare\""
+                    ),
                 }
             }
             Op::FillTile { cb, .. } | Op::PadTile { cb, .. } | Op::BcastTile { cb, .. } => {
@@ -611,7 +665,9 @@ impl<'a> Ctx<'a> {
         c.headers.insert("api/compute/common.h");
         let (startup, mut hw) = c.startup();
         let mut body = String::new();
-        if let Some(s) = &startup {
+        if self.p.compute.is_empty() {
+            line(&mut body, 0, "// This program only moves data: the compute engine has nothing to do.");
+        } else if let Some(s) = &startup {
             c.headers.insert("api/compute/compute_kernel_hw_startup.h");
             line(&mut body, 0, s);
         }
