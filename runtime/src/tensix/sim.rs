@@ -267,7 +267,7 @@ impl<'a> Core<'a> {
     fn gather(&mut self, t: &DramTensor, tile: i64, rows: u64, cols: u64, map: &MoveMap) -> Result<u64, String> {
         let total: u64 = map.dims().iter().product();
         let src: u64 = map.src_dims.iter().product();
-        if src != t.batch * t.rows * t.cols || rows == 0 || cols == 0 || total % (rows * cols) != 0 {
+        if src != t.batch * t.rows * t.cols || rows == 0 || cols == 0 || !total.is_multiple_of(rows * cols) {
             return Err(format!("the movement map does not fit value %{} or its {rows}x{cols} view", t.value));
         }
         let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
