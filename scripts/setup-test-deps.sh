@@ -27,7 +27,8 @@ export PIP_NO_INPUT=1
 PYTHON="${PYTHON:-python3}"
 ONNX_VERSION="1.22.0"
 TRANSFORMERS_VERSION="4.40.2"
-APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip)
+# g++ checks the emitted Tensix C++ (`g++ -fsyntax-only` against targets/tensix/include).
+APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++)
 # Pins for .venv-torch. Debian's torch 1.13.1 is built against numpy 1.x
 # (Debian ships 1.24.2); a numpy 2 wheel pulled in by some dependency would break
 # `import torch`, so keep numpy < 2. tokenizers/huggingface-hub/safetensors are

@@ -96,7 +96,10 @@ fn every_corruption_is_caught() {
     assert_eq!(Artifact::from_bytes(b"PK\x03\x04 not an artifact").expect_err("magic"), ArtifactError::BadMagic);
     let e = a.require_target("blackhole").expect_err("no code");
     assert!(e.to_string().contains("no code for target `blackhole`"), "{e}");
-    assert!(Device::parse("tensix-sim").is_err());
+    assert!(Device::parse("ptx-emu").is_err());
+    // A null artifact has no Tensix plan: the simulator refuses it by name.
+    let e = Session::new(&a, Device::parse("tensix-sim").expect("a device")).err().expect("no plan");
+    assert!(e.to_string().contains("no Tensix code"), "{e}");
 }
 
 #[test]

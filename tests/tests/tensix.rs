@@ -408,3 +408,35 @@ fn movement_chains_gather_on_the_device() {
     let plan = check(&g.model(s), "transpose, reshape, strided slice", 0.99999);
     assert!(plan.contains("tensix movement"), "{plan}");
 }
+
+#[test]
+fn depthwise_convolution_and_pooling_windows() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 40, 15, 13]);
+    let w = g.weight("w", &[40, 1, 3, 3], 0.5);
+    let b = g.weight("b", &[40], 0.5);
+    let conv = Op::Conv { strides: vec![2, 1], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 40 };
+    let h = g.op(conv, &[x, w, b]);
+    let h = g.op(Op::Unary(UnaryOp::Relu), &[h]);
+    let pool = Op::MaxPool {
+        kernel: vec![3, 3],
+        strides: vec![2, 2],
+        pads: vec![1, 1, 1, 1],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+    };
+    let h = g.op(pool, &[h]);
+    let avg = Op::AvgPool {
+        kernel: vec![2, 2],
+        strides: vec![1, 1],
+        pads: vec![0, 0, 0, 0],
+        dilations: vec![1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let y = g.op(avg, &[h]);
+    let plan = check(&g.model(y), "depthwise conv, relu, max pool, avg pool", 0.9999);
+    for t in ["tensix depthwise_conv", "tensix max_pool", "tensix avg_pool"] {
+        assert!(plan.contains(t), "{t}: {plan}");
+    }
+}

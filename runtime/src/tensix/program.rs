@@ -534,6 +534,30 @@ pub enum Op {
         cb: u8,
         slot: Ix,
     },
+    /// Gathers, for window tap `tap` (kernel row `tap / kw`, column `tap % kw`), the tile of channels
+    /// `ct` (rows) by output positions `nt` (columns) of image `image`: the input element under that tap
+    /// of each output position's window, `pad` outside the image (`sovc::tap_tile`). Depthwise
+    /// convolutions and pooling multiply or combine these tiles tap by tap.
+    TapTile {
+        tensor: u8,
+        scratch: u8,
+        image: Ix,
+        ct: Ix,
+        nt: Ix,
+        tap: u32,
+        geom: Box<ConvGeom>,
+        pad: f32,
+        cb: u8,
+        slot: Ix,
+    },
+    /// Fills a reserved tile with column `col` of the tile reserved at the back of CB `from`, copied to
+    /// every column (`sovc::column_tile`): one weight per row, broadcast along the row.
+    ColumnTile {
+        from: u8,
+        col: u32,
+        cb: u8,
+        slot: Ix,
+    },
     // --- compute ---
     /// `tile_regs_acquire`, `tile_regs_commit`, `tile_regs_wait`, `tile_regs_release`.
     Acquire,

@@ -292,6 +292,46 @@ impl<'a> Core<'a> {
         Ok(cache.len() as u64)
     }
 
+    /// Gathers a tap tile (see `Op::TapTile`) into `self.a`; returns the source pages read.
+    #[allow(clippy::too_many_arguments)]
+    fn tap(
+        &mut self,
+        t: &DramTensor,
+        img: i64,
+        ct: i64,
+        nt: i64,
+        tap: u32,
+        g: &ConvGeom,
+        pad: f32,
+    ) -> Result<u64, String> {
+        let images = t.batch * t.rows * t.cols / (g.c * g.h * g.w).max(1);
+        let taps = g.kh * g.kw;
+        if img < 0 || img as u64 >= images || ct < 0 || nt < 0 || tap as u64 >= taps {
+            return Err(format!("tap tile ({ct}, {nt}) tap {tap} of image {img}: out of range"));
+        }
+        let (ky, kx) = (tap as u64 / g.kw, tap as u64 % g.kw);
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        for r in 0..32u64 {
+            let ch = ct as u64 * 32 + r;
+            for c in 0..32u64 {
+                let s = nt as u64 * 32 + c;
+                let mut v = 0.0;
+                if ch < g.c && s < g.oh * g.ow {
+                    let (oh, ow) = (s / g.ow, s % g.ow);
+                    let ih = (oh * g.sh + ky * g.dh) as i64 - g.ph as i64;
+                    let iw = (ow * g.sw + kx * g.dw) as i64 - g.pw as i64;
+                    v = pad;
+                    if ih >= 0 && iw >= 0 && (ih as u64) < g.h && (iw as u64) < g.w {
+                        let f = ((img as u64 * g.c + ch) * g.h + ih as u64) * g.w + iw as u64;
+                        v = self.element(t, f, &mut cache)?;
+                    }
+                }
+                self.a[(r * 32 + c) as usize] = v;
+            }
+        }
+        Ok(cache.len() as u64)
+    }
+
     /// Gathers an im2col tile into `self.a` (when computing values); returns the source pages it reads.
     fn im2col(&mut self, t: &DramTensor, img: i64, kt: i64, nt: i64, g: &ConvGeom) -> Result<u64, String> {
         let k = g.c * g.kh * g.kw;
@@ -363,6 +403,8 @@ impl<'a> Core<'a> {
                 | Op::BcastTile { .. }
                 | Op::Im2colTile { .. }
                 | Op::GatherTile { .. }
+                | Op::TapTile { .. }
+                | Op::ColumnTile { .. }
         );
         let compute_only = !dm_only
             && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
@@ -566,6 +608,34 @@ impl<'a> Core<'a> {
                     numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 }
                 self.gather_time(th, t, pages);
+            }
+            Op::TapTile { tensor, scratch, image, ct, nt, tap, geom, pad, cb, slot } => {
+                let t = self.tensor(*tensor)?;
+                self.scratch_format(*scratch, t)?;
+                let (img, ct, nt) = (eval(image, vars, args)?, eval(ct, vars, args)?, eval(nt, vars, args)?);
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                let pages = self.tap(t, img, ct, nt, *tap, geom, *pad)?;
+                if self.numerics {
+                    numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                }
+                self.gather_time(th, t, pages);
+            }
+            Op::ColumnTile { from, col, cb, slot } => {
+                let (src, sf) = self.slot(*from, 0, true)?;
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *from, src)?;
+                in_flight(th, *cb, off)?;
+                if *col >= 32 || [sf, fmt].iter().any(|f| matches!(f, DataFormat::Bfp8_b | DataFormat::Bfp4_b)) {
+                    return Err(format!("column {col} of a {} tile into a {} tile", sf.name(), fmt.name()));
+                }
+                numerics::unpack_tile(sf, &self.l1[src..src + sf.tile_bytes() as usize], &mut self.b);
+                for r in 0..32 {
+                    let v = self.b[r * 32 + *col as usize];
+                    self.a[r * 32..r * 32 + 32].fill(v);
+                }
+                numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                th.clock += timing::l1_fill_cycles(fmt);
             }
             Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
                 let t = self.tensor(*tensor)?;
@@ -781,6 +851,8 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::BcastTile { .. } => "bcast_tile",
         Op::Im2colTile { .. } => "sovc::im2col_tile",
         Op::GatherTile { .. } => "sovc::gather_tile",
+        Op::TapTile { .. } => "sovc::tap_tile",
+        Op::ColumnTile { .. } => "sovc::column_tile",
         Op::Acquire => "tile_regs_acquire",
         Op::Commit => "tile_regs_commit",
         Op::WaitDst => "tile_regs_wait",

@@ -234,4 +234,58 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
         }
     }
 }
+
+// TapTile: for window tap `tap` (kernel row tap / kw, column tap % kw), the tile of channels `ct` (rows)
+// by output positions `nt` (columns) of image `image`: the input element under that tap of each output
+// position's window, `pad_bits` outside the image, zero past the valid channels and positions.
+template <Fmt F, typename Accessor>
+inline void tap_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
+                     uint32_t dst_addr, uint32_t image, uint32_t ct, uint32_t nt, uint32_t tap, uint32_t pad_bits,
+                     const ConvGeom& g) {
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    const uint32_t ky = tap / g.kw, kx = tap % g.kw;
+    const uint32_t row_tiles = (src_rows + 31) / 32, col_tiles = (src_cols + 31) / 32;
+    uint32_t cached = 0xffffffffu;
+    for (uint32_t r = 0; r < 32; ++r) {
+        const uint32_t ch = ct * 32 + r;
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t s = nt * 32 + c;
+            typename Elem<F>::T v = 0;
+            if (ch < g.c && s < g.oh * g.ow) {
+                const int32_t ih = static_cast<int32_t>((s / g.ow) * g.sh + ky * g.dh) - static_cast<int32_t>(g.ph);
+                const int32_t iw = static_cast<int32_t>((s % g.ow) * g.sw + kx * g.dw) - static_cast<int32_t>(g.pw);
+                v = static_cast<typename Elem<F>::T>(pad_bits);
+                if (ih >= 0 && iw >= 0 && static_cast<uint32_t>(ih) < g.h && static_cast<uint32_t>(iw) < g.w) {
+                    const uint64_t f =
+                        ((static_cast<uint64_t>(image) * g.c + ch) * g.h + static_cast<uint32_t>(ih)) * g.w +
+                        static_cast<uint32_t>(iw);
+                    const uint32_t col = f % src_cols, row = f / src_cols % src_rows;
+                    const uint32_t b = f / (static_cast<uint64_t>(src_cols) * src_rows);
+                    const uint32_t page = (b * row_tiles + row / 32) * col_tiles + col / 32;
+                    if (page != cached) {
+                        noc_async_read_tile(page, src, scratch_addr);
+                        noc_async_read_barrier();
+                        cached = page;
+                    }
+                    v = scratch[face_offset(row % 32, col % 32)];
+                }
+            }
+            dst[face_offset(r, c)] = v;
+        }
+    }
+}
+
+// ColumnTile: column `col` of the tile at `src_addr` copied to every column of the tile at `dst_addr`.
+template <Fmt F>
+inline void column_tile(uint32_t src_addr, uint32_t col, uint32_t dst_addr) {
+    ElemPtr<F> src = tile_at<F>(src_addr);
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    for (uint32_t r = 0; r < 32; ++r) {
+        const typename Elem<F>::T v = src[face_offset(r, col)];
+        for (uint32_t c = 0; c < 32; ++c) {
+            dst[face_offset(r, c)] = v;
+        }
+    }
+}
 }  // namespace sovc

@@ -11,3 +11,4 @@ pub mod emit;
 pub mod lower;
 pub mod rows;
 pub mod templates;
+pub mod window;

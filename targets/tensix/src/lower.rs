@@ -152,7 +152,12 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     // Weights read as matmul B operands take the weights format.
     let mut weight_uses: BTreeSet<ValueId> = BTreeSet::new();
     for n in &g.nodes {
-        if matches!(n.op, GOp::MatMul {} | GOp::Conv { .. }) && is_const.contains(&n.inputs[1]) {
+        let dense = match &n.op {
+            GOp::MatMul {} => true,
+            GOp::Conv { group, .. } => *group == 1,
+            _ => false,
+        };
+        if dense && is_const.contains(&n.inputs[1]) {
             weight_uses.insert(n.inputs[1]);
         }
     }
@@ -185,7 +190,16 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         }
         let k = views.get(&v).copied().unwrap_or(d.len() as isize - 2);
         let (batch, rows, cols) = view_at(&d, k);
-        let format = if weight_uses.contains(&v) { opts.numerics.weights } else { opts.numerics.activations };
+        // Matmul and convolution weights take the weights format; other small constants (biases, norm
+        // scales, depthwise weights: bandwidth they cost is negligible) stay FP32.
+        let small_const = is_const.contains(&v) && d.iter().product::<usize>() <= 1 << 16;
+        let format = if weight_uses.contains(&v) {
+            opts.numerics.weights
+        } else if small_const {
+            DataFormat::Float32
+        } else {
+            opts.numerics.activations
+        };
         tensor_of.insert(v, tensors.len() as u32);
         tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0 });
     }
@@ -231,7 +245,9 @@ fn assign_views(g: &Graph, groups: &[Group]) -> BTreeMap<ValueId, isize> {
     let rank = |v: ValueId| g.ty(v).shape.rank() as isize;
     for grp in groups {
         let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
-        let conv = anchor.filter(|&a| a == grp.nodes[0] && crate::conv::supported(g, a).is_ok());
+        let conv = anchor.filter(|&a| {
+            a == grp.nodes[0] && (crate::conv::supported(g, a).is_ok() || crate::window::supported(g, a).is_ok())
+        });
         let Some(&out) = grp.outputs.first() else { continue };
         let flat = rank(out) == 4
             && grp.outputs.len() == 1

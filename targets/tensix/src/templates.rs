@@ -39,7 +39,11 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
             crate::rows::layer_norm(cx, a, out, *epsilon, name, kernel)
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
-        GOp::Conv { .. } => crate::conv::conv(cx, grp, a, &rest, name, kernel),
+        GOp::Conv { .. } if crate::conv::supported(g, a).is_ok() => crate::conv::conv(cx, grp, a, &rest, name, kernel),
+        GOp::Conv { .. } | GOp::MaxPool { .. } | GOp::AvgPool { .. } => {
+            crate::window::supported(g, a)?;
+            crate::window::lower(cx, grp, a, &rest, name, kernel)
+        }
         op => Err(format!("no Tensix template for `{}` yet", op.name()).into()),
     }
 }

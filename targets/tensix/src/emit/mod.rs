@@ -219,6 +219,7 @@ fn tensors_used(ops: &[Op]) -> BTreeSet<u8> {
             Op::ReadTile { tensor, .. }
             | Op::WriteTile { tensor, .. }
             | Op::Im2colTile { tensor, .. }
+            | Op::TapTile { tensor, .. }
             | Op::GatherTile { tensor, .. } => Some(*tensor),
             _ => None,
         })
@@ -249,6 +250,8 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::Binary { a, b, .. }
             | Op::Reduce { cb: a, scaler_cb: b, .. }
             | Op::Im2colTile { cb: a, scratch: b, .. }
+            | Op::TapTile { cb: a, scratch: b, .. }
+            | Op::ColumnTile { cb: a, from: b, .. }
             | Op::GatherTile { cb: a, scratch: b, .. } => {
                 set.insert(*a);
                 set.insert(*b);
@@ -408,6 +411,38 @@ impl Ctx<'_> {
                             .join(", ")
                     ),
                     _ => format!("#error \"sovc: im2col on CB {cb} or tensor {tensor}, which the program does not declare\""),
+                }
+            }
+            Op::TapTile { tensor, scratch, image, ct, nt, tap, geom, pad, cb, slot } => {
+                *helpers = true;
+                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+                match (self.cb_format(*cb), t) {
+                    (Some(f), Some(t)) => format!(
+                        "sovc::tap_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {}, {}, {tap}, {}, sovc::ConvGeom{{{}}});",
+                        dm_format(f),
+                        t.rows,
+                        t.cols,
+                        self.slot_addr("get_write_ptr", *cb, slot),
+                        ix(image),
+                        ix(ct),
+                        ix(nt),
+                        elem_bits(*pad, f),
+                        [geom.c, geom.h, geom.w, geom.kh, geom.kw, geom.sh, geom.sw, geom.ph, geom.pw, geom.dh, geom.dw, geom.oh, geom.ow]
+                            .map(|v| v.to_string())
+                            .join(", ")
+                    ),
+                    _ => format!("#error \"sovc: tap tile on CB {cb} or tensor {tensor}, which the program does not declare\""),
+                }
+            }
+            Op::ColumnTile { from, col, cb, slot } => {
+                *helpers = true;
+                match self.cb_format(*cb) {
+                    Some(f) => format!(
+                        "sovc::column_tile<{}>(get_write_ptr(cb_{from}), {col}, {});",
+                        dm_format(f),
+                        self.slot_addr("get_write_ptr", *cb, slot)
+                    ),
+                    None => format!("#error \"sovc: column tile on CB {cb}, which the program does not declare\""),
                 }
             }
             Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
