@@ -283,6 +283,26 @@ pub fn run(cli: Cli) -> Result<()> {
                                 }
                             }
                         })?;
+                        let alone = m.run_isolated(&want)?;
+                        let mut low = (1.0f64, String::new());
+                        for (step, v, t) in &alone {
+                            if let Some(w) = want.get(v) {
+                                let pcc = crate::tensix_report::compare(t, w).1;
+                                if pcc < low.0 || low.1.is_empty() {
+                                    let name = match &m.plan().steps[*step] {
+                                        sovc_runtime::tensix::program::Step::Device(p) => p.name.clone(),
+                                        _ => String::new(),
+                                    };
+                                    low = (pcc, format!("%{v} of program `{name}`"));
+                                }
+                            }
+                        }
+                        eprintln!(
+                            "each program alone on the reference's inputs: {} results, lowest PCC {:.6} ({})",
+                            alone.len(),
+                            low.0,
+                            low.1
+                        );
                         if let Some((step, v, err, pcc)) = worst {
                             let kernel = match &m.plan().steps[step] {
                                 sovc_runtime::tensix::program::Step::Device(p) => format!("program `{}`", p.name),

@@ -144,6 +144,35 @@ impl TensixModel {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Runs every device program alone on the reference's values of its inputs (`want`, every graph
+    /// value by index, from `Session::reference_values`) and returns, per value a program writes, the
+    /// step, the value and the program's result read back: each kernel's own error, without the error of
+    /// the kernels before it (what matters on models whose outputs amplify any rounding).
+    pub fn run_isolated(&self, want: &BTreeMap<usize, Tensor>) -> Result<Vec<(usize, usize, Tensor)>, RuntimeError> {
+        let mut dram = Dram::new(self.plan.device.dram_banks, self.plan.dram_bytes_per_bank);
+        let mut out = Vec::new();
+        for (si, step) in self.plan.steps.iter().enumerate() {
+            let Step::Device(p) = step else { continue };
+            for &t in &p.tensors {
+                let dt = &self.plan.tensors[t as usize];
+                let v = dt.value as usize;
+                if !self.writes(p, t) {
+                    let x = want.get(&v).ok_or_else(|| RuntimeError::Device(format!("no reference value for %{v}")))?;
+                    self.write_tensor(&mut dram, dt, x)?;
+                }
+            }
+            sim::run_program(&self.plan, p, &mut dram).map_err(RuntimeError::Device)?;
+            for &t in &p.tensors {
+                let dt = &self.plan.tensors[t as usize];
+                if self.writes(p, t) {
+                    let v = dt.value as usize;
+                    out.push((si, v, self.read_tensor(&dram, dt, &self.shape(v))?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Predicted device time of every program without computing any value (host steps skipped): what
     /// the audit and the benchmarks report. DRAM is allocated only for addressing checks.
     pub fn predict(&self) -> Result<RunReport, RuntimeError> {
