@@ -472,3 +472,16 @@ fn depthwise_convolution_and_pooling_windows() {
         assert!(plan.contains(t), "{t}: {plan}");
     }
 }
+
+#[test]
+fn concatenation_gathers_each_part() {
+    for axis in [1i64, 2, -1] {
+        let mut g = G::new();
+        let a = g.input("a", &[2, 20, 7, 9]);
+        let b = g.input("b", &[2, 20, 7, 9]);
+        let e = g.op(Op::Unary(UnaryOp::Exp), &[b]);
+        let y = g.op(Op::Concat { axis }, &[a, e, a]);
+        let plan = check(&g.model(y), &format!("concat along {axis}"), 0.9999);
+        assert!(plan.contains("tensix concat"), "{plan}");
+    }
+}

@@ -550,6 +550,23 @@ pub enum Op {
         cb: u8,
         slot: Ix,
     },
+    /// Writes, into a reserved tile of a concatenation along `axis` (result dims `dims`, viewed `rows x
+    /// cols` per batch entry), the elements that come from `tensor`, whose slice of the axis starts at
+    /// `start` and has `size` entries; other elements are left as they are (`sovc::concat_part_tile`).
+    /// A concatenation's tile is a fill with zeros, then one of these per input.
+    ConcatPartTile {
+        tensor: u8,
+        scratch: u8,
+        tile: Ix,
+        rows: u64,
+        cols: u64,
+        dims: Vec<u64>,
+        axis: u32,
+        start: u64,
+        size: u64,
+        cb: u8,
+        slot: Ix,
+    },
     /// Fills a reserved tile with column `col` of the tile reserved at the back of CB `from`, copied to
     /// every column (`sovc::column_tile`): one weight per row, broadcast along the row.
     ColumnTile {

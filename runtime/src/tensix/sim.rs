@@ -292,6 +292,56 @@ impl<'a> Core<'a> {
         Ok(cache.len() as u64)
     }
 
+    /// Overwrites in `self.a` the elements of a concatenation tile that come from `t` (see
+    /// `Op::ConcatPartTile`); returns the source pages read.
+    #[allow(clippy::too_many_arguments)]
+    fn concat_part(
+        &mut self,
+        t: &DramTensor,
+        tile: i64,
+        rows: u64,
+        cols: u64,
+        dims: &[u64],
+        axis: u32,
+        start: u64,
+        size: u64,
+    ) -> Result<u64, String> {
+        let a = axis as usize;
+        let total: u64 = dims.iter().product();
+        if a >= dims.len() || start + size > dims[a] || rows == 0 || cols == 0 || !total.is_multiple_of(rows * cols) {
+            return Err("the concatenation's geometry is inconsistent".into());
+        }
+        let mut src_dims = dims.to_vec();
+        src_dims[a] = size;
+        if src_dims.iter().product::<u64>() != t.batch * t.rows * t.cols {
+            return Err(format!("value %{} is not the size of its part of the concatenation", t.value));
+        }
+        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
+        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
+            return Err(format!("concatenation tile {tile} out of range"));
+        }
+        let tile = tile as u64;
+        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
+        let inner: u64 = dims[a + 1..].iter().product();
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        for r in 0..32u64 {
+            for c in 0..32u64 {
+                let (row, col) = (tr * 32 + r, tc * 32 + c);
+                if row >= rows || col >= cols {
+                    continue;
+                }
+                let f = (b * rows + row) * cols + col;
+                let (outer, x, i) = (f / (inner * dims[a]), f / inner % dims[a], f % inner);
+                if x < start || x >= start + size {
+                    continue;
+                }
+                let s = (outer * size + (x - start)) * inner + i;
+                self.a[(r * 32 + c) as usize] = self.element(t, s, &mut cache)?;
+            }
+        }
+        Ok(cache.len() as u64)
+    }
+
     /// Gathers a tap tile (see `Op::TapTile`) into `self.a`; returns the source pages read.
     #[allow(clippy::too_many_arguments)]
     fn tap(
@@ -405,6 +455,7 @@ impl<'a> Core<'a> {
                 | Op::GatherTile { .. }
                 | Op::TapTile { .. }
                 | Op::ColumnTile { .. }
+                | Op::ConcatPartTile { .. }
         );
         let compute_only = !dm_only
             && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
@@ -616,6 +667,24 @@ impl<'a> Core<'a> {
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
                 let pages = self.tap(t, img, ct, nt, *tap, geom, *pad)?;
+                if self.numerics {
+                    numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                }
+                self.gather_time(th, t, pages);
+            }
+            Op::ConcatPartTile { tensor, scratch, tile, rows, cols, dims, axis, start, size, cb, slot } => {
+                let t = self.tensor(*tensor)?;
+                self.scratch_format(*scratch, t)?;
+                let tile = eval(tile, vars, args)?;
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                if matches!(fmt, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+                    return Err(format!("concatenates into a {} tile", fmt.name()));
+                }
+                if self.numerics {
+                    numerics::unpack_tile(fmt, &self.l1[off..off + fmt.tile_bytes() as usize], &mut self.a);
+                }
+                let pages = self.concat_part(t, tile, *rows, *cols, dims, *axis, *start, *size)?;
                 if self.numerics {
                     numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 }
@@ -853,6 +922,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::GatherTile { .. } => "sovc::gather_tile",
         Op::TapTile { .. } => "sovc::tap_tile",
         Op::ColumnTile { .. } => "sovc::column_tile",
+        Op::ConcatPartTile { .. } => "sovc::concat_part_tile",
         Op::Acquire => "tile_regs_acquire",
         Op::Commit => "tile_regs_commit",
         Op::WaitDst => "tile_regs_wait",

@@ -288,4 +288,40 @@ inline void column_tile(uint32_t src_addr, uint32_t col, uint32_t dst_addr) {
         }
     }
 }
+
+// ConcatPartTile: into tile `tile` of a concatenation (result elements split as outer x axis x inner, the
+// axis `axis_len` long, viewed rows x cols per batch entry), the elements whose axis coordinate lies in
+// [start, start + size), read from `src` (that input: outer x size x inner). Other elements are left.
+template <Fmt F, typename Accessor>
+inline void concat_part_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
+                             uint32_t dst_addr, uint32_t tile, uint32_t rows, uint32_t cols, uint32_t outer,
+                             uint32_t axis_len, uint32_t inner, uint32_t start, uint32_t size) {
+    (void)outer;
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    const uint32_t row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
+    const uint32_t b = tile / (row_tiles * col_tiles), tr = tile / col_tiles % row_tiles, tc = tile % col_tiles;
+    const uint32_t src_row_tiles = (src_rows + 31) / 32, src_col_tiles = (src_cols + 31) / 32;
+    uint32_t cached = 0xffffffffu;
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t row = tr * 32 + r, col = tc * 32 + c;
+            if (row >= rows || col >= cols) continue;
+            const uint64_t f = (static_cast<uint64_t>(b) * rows + row) * cols + col;
+            const uint64_t o = f / (static_cast<uint64_t>(inner) * axis_len);
+            const uint32_t x = f / inner % axis_len, i = f % inner;
+            if (x < start || x >= start + size) continue;
+            const uint64_t s = (o * size + (x - start)) * inner + i;
+            const uint32_t scol = s % src_cols, srow = s / src_cols % src_rows;
+            const uint32_t sb = s / (static_cast<uint64_t>(src_cols) * src_rows);
+            const uint32_t page = (sb * src_row_tiles + srow / 32) * src_col_tiles + scol / 32;
+            if (page != cached) {
+                noc_async_read_tile(page, src, scratch_addr);
+                noc_async_read_barrier();
+                cached = page;
+            }
+            dst[face_offset(r, c)] = scratch[face_offset(srow % 32, scol % 32)];
+        }
+    }
+}
 }  // namespace sovc

@@ -39,6 +39,7 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
             crate::rows::layer_norm(cx, a, out, *epsilon, name, kernel)
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
+        GOp::Concat { .. } => concat(cx, grp, a, name, kernel),
         GOp::Conv { .. } if crate::conv::supported(g, a).is_ok() => crate::conv::conv(cx, grp, a, &rest, name, kernel),
         GOp::Conv { .. } | GOp::MaxPool { .. } | GOp::AvgPool { .. } => {
             crate::window::supported(g, a)?;
@@ -428,5 +429,63 @@ fn movement(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
         Op::Pop { cb: CB_OUT, n: 1 },
     ])];
     pb.notes.push(format!("{steps} movement steps gathered by the reader"));
+    pb.finish(b * rows.div_ceil(32) * cols.div_ceil(32))
+}
+
+/// A concatenation: per output tile, the reader fills it with zeros and writes each input's part
+/// (`ConcatPartTile`, one per input), the writer writes it; no compute.
+fn concat(cx: &Ctx, grp: &Group, a: usize, name: &str, kernel: usize) -> R<Program> {
+    let g = cx.g;
+    let node = &g.nodes[a];
+    let GOp::Concat { axis } = &node.op else { unreachable!("dispatched on concat") };
+    let out = node.outputs[0];
+    if grp.nodes.len() != 1 || grp.outputs[0] != out {
+        return Err("a concatenation with an epilogue".to_string().into());
+    }
+    let dims: Vec<u64> = cx.dims(out)?.into_iter().map(|d| d as u64).collect();
+    let axis = if *axis < 0 { *axis + dims.len() as i64 } else { *axis } as usize;
+    if axis >= dims.len() || node.inputs.len() > 16 || g.ty(out).dtype != sovc_ir::DType::F32 {
+        return Err("a concatenation this template does not handle".to_string().into());
+    }
+    let mut pb = cx.builder(name, kernel, "concat");
+    let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
+    let of = fmt(out)?;
+    if node.inputs.iter().any(|&v| fmt(v).ok() != Some(of)) || matches!(of, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
+        return Err("a concatenation of tensors in different formats".to_string().into());
+    }
+    let ot = pb.tensor(cx.dram(out)?);
+    let (b, rows, cols) = cx.view(out)?;
+    pb.cb(7, of, 1, "gather scratch");
+    pb.cb(CB_OUT, of, 2, "out");
+    let mut rb =
+        vec![Op::Reserve { cb: CB_OUT, n: 1 }, Op::FillTile { cb: CB_OUT, slot: c(0), fill: Fill::Value(0.0) }];
+    let mut start = 0u64;
+    for &v in &node.inputs {
+        let size = cx.dims(v)?[axis] as u64;
+        let t = pb.tensor(cx.dram(v)?);
+        rb.push(Op::ConcatPartTile {
+            tensor: t,
+            scratch: 7,
+            tile: unit(),
+            rows,
+            cols,
+            dims: dims.clone(),
+            axis: axis as u32,
+            start,
+            size,
+            cb: CB_OUT,
+            slot: c(0),
+        });
+        start += size;
+    }
+    rb.push(Op::Push { cb: CB_OUT, n: 1 });
+    pb.reader = vec![units_loop(rb)];
+    pb.writer = vec![units_loop(vec![
+        Op::Wait { cb: CB_OUT, n: 1 },
+        Op::WriteTile { tensor: ot, tile: unit(), cb: CB_OUT, slot: c(0) },
+        Op::WriteBarrier,
+        Op::Pop { cb: CB_OUT, n: 1 },
+    ])];
+    pb.notes.push(format!("{} inputs along axis {axis}, gathered by the reader", node.inputs.len()));
     pb.finish(b * rows.div_ceil(32) * cols.div_ceil(32))
 }

@@ -220,6 +220,7 @@ fn tensors_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::WriteTile { tensor, .. }
             | Op::Im2colTile { tensor, .. }
             | Op::TapTile { tensor, .. }
+            | Op::ConcatPartTile { tensor, .. }
             | Op::GatherTile { tensor, .. } => Some(*tensor),
             _ => None,
         })
@@ -252,6 +253,7 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::Im2colTile { cb: a, scratch: b, .. }
             | Op::TapTile { cb: a, scratch: b, .. }
             | Op::ColumnTile { cb: a, from: b, .. }
+            | Op::ConcatPartTile { cb: a, scratch: b, .. }
             | Op::GatherTile { cb: a, scratch: b, .. } => {
                 set.insert(*a);
                 set.insert(*b);
@@ -432,6 +434,27 @@ impl Ctx<'_> {
                             .join(", ")
                     ),
                     _ => format!("#error \"sovc: tap tile on CB {cb} or tensor {tensor}, which the program does not declare\""),
+                }
+            }
+            Op::ConcatPartTile { tensor, scratch, tile, rows, cols, dims, axis, start, size, cb, slot } => {
+                *helpers = true;
+                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+                let a = *axis as usize;
+                match (self.cb_format(*cb), t, dims.get(a)) {
+                    (Some(f), Some(t), Some(&n)) => {
+                        // Elements of the result split as (outer, axis, inner).
+                        let inner: u64 = dims[a + 1..].iter().product();
+                        let outer: u64 = dims[..a].iter().product();
+                        format!(
+                            "sovc::concat_part_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {rows}, {cols}, {outer}, {n}, {inner}, {start}, {size});",
+                            dm_format(f),
+                            t.rows,
+                            t.cols,
+                            self.slot_addr("get_write_ptr", *cb, slot),
+                            ix(tile)
+                        )
+                    }
+                    _ => format!("#error \"sovc: concatenation on CB {cb} or tensor {tensor}, which the program does not declare\""),
                 }
             }
             Op::ColumnTile { from, col, cb, slot } => {
