@@ -485,3 +485,18 @@ fn concatenation_gathers_each_part() {
         assert!(plan.contains("tensix concat"), "{plan}");
     }
 }
+
+#[test]
+fn global_pooling_reduces_rows_into_one_row() {
+    for kind in [sovc_ir::ReduceKind::Mean, sovc_ir::ReduceKind::Max] {
+        let mut g = G::new();
+        let x = g.input("x", &[1, 8, 10, 10]);
+        let w = g.weight("w", &[40, 8, 1, 1], 0.5);
+        let conv = Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 };
+        let h = g.op(conv, &[x, w]);
+        let r = g.op(Op::Reduce { kind, axes: vec![2, 3], keepdims: true }, &[h]);
+        let y = g.op(Op::Reshape { shape: Shape::from_consts(&[1, 40]) }, &[r]);
+        let plan = check(&g.model(y), &format!("conv then global {}", kind.as_str()), 0.9999);
+        assert!(plan.contains("tensix reduce"), "{plan}");
+    }
+}

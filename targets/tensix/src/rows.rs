@@ -451,3 +451,71 @@ pub fn attention(cx: &Ctx, a: usize, scale: f32, name: &str, kernel: usize) -> R
     pb.notes.push(why);
     pb.finish(obn * sqt)
 }
+
+/// A reduction (sum, mean or max) over the columns of the input's view, with an output that is one row:
+/// global pooling of `[1, C, H*W]` activations followed by a flatten to `[1, C]`. Per row tile of
+/// channels the reader reads the row of tiles; the compute kernel reduces along rows (`reduce_tile`,
+/// results in column 0), packs, transposes the tile (`transpose_wh_tile`) so the results form row 0, and
+/// packs that.
+pub fn reduce_to_row(cx: &Ctx, a: usize, out: ValueId, name: &str, kernel: usize) -> R<Program> {
+    let g = cx.g;
+    let node = &g.nodes[a];
+    let sovc_ir::Op::Reduce { kind, axes, .. } = &node.op else { unreachable!("dispatched on reduce") };
+    let x = node.inputs[0];
+    let xd = cx.dims(x)?;
+    let k = cx.k(x);
+    let after: Vec<i64> = ((k + 1).max(0) as usize..xd.len()).map(|i| i as i64).collect();
+    if k < 0 || *axes != after || axes.is_empty() {
+        return Err(format!("reduce over axes {axes:?} of a value stored with rows at dim {k}").into());
+    }
+    let (b, rows, cols) = cx.view(x)?;
+    if b != 1 || cx.view(out)? != (1, 1, rows) || g.ty(x).dtype != sovc_ir::DType::F32 {
+        return Err("a reduction whose result is not one row of the input's rows".to_string().into());
+    }
+    let (kind, scale) = match kind {
+        sovc_ir::ReduceKind::Sum => (ReduceKind::Sum, 1.0),
+        sovc_ir::ReduceKind::Mean => (ReduceKind::Sum, 1.0 / cols as f32),
+        sovc_ir::ReduceKind::Max => (ReduceKind::Max, 1.0),
+        other => return Err(format!("a `{}` reduction", other.as_str()).into()),
+    };
+    let (rt, w) = (rows.div_ceil(32), cols.div_ceil(32));
+    let mut pb = cx.builder(name, kernel, "reduce");
+    let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
+    let (xt, ot) = (pb.tensor(cx.dram(x)?), pb.tensor(cx.dram(out)?));
+    pb.cb(0, fmt(x)?, w as u32, "row");
+    pb.cb(CB_SCALER, cx.act(), 1, "scaler");
+    pb.cb(24, cx.inter(), 1, "column of results");
+    pb.cb(CB_OUT, fmt(out)?, 2, "out");
+    let pad = if kind == ReduceKind::Max { Some(NEG_BIG) } else { None };
+    let mut rd = scaler_fill();
+    rd.push(units_loop(read_row(xt, unit(), w, cols, 0, pad)));
+    pb.reader = rd;
+    let post: Vec<SfpuUnary> = if scale == 1.0 { Vec::new() } else { vec![SfpuUnary::MulScalar(scale)] };
+    let mut o = vec![Op::Wait { cb: 0, n: w as u32 }];
+    o.extend(reduce_row(kind, 0, w, &post, 24));
+    o.extend([
+        Op::Pop { cb: 0, n: w as u32 },
+        Op::Wait { cb: 24, n: 1 },
+        Op::Acquire,
+        Op::Transpose { cb: 24, t: c(0), dst: 0 },
+        Op::Commit,
+        Op::WaitDst,
+        Op::Reserve { cb: CB_OUT, n: 1 },
+        Op::Pack { dst: 0, cb: CB_OUT, slot: c(0) },
+        Op::Push { cb: CB_OUT, n: 1 },
+        Op::Release,
+        Op::Pop { cb: 24, n: 1 },
+    ]);
+    pb.compute = vec![Op::Wait { cb: CB_SCALER, n: 1 }, units_loop(o), Op::Pop { cb: CB_SCALER, n: 1 }];
+    // The result row: column tile `unit` of the output, one valid row.
+    let mut wb = vec![Op::Wait { cb: CB_OUT, n: 1 }];
+    wb.push(Op::PadTile { cb: CB_OUT, slot: c(0), rows: c(1), cols: valid(rows, unit()), value: 0.0, front: true });
+    wb.extend([
+        Op::WriteTile { tensor: ot, tile: unit(), cb: CB_OUT, slot: c(0) },
+        Op::WriteBarrier,
+        Op::Pop { cb: CB_OUT, n: 1 },
+    ]);
+    pb.writer = vec![units_loop(wb)];
+    pb.notes.push(format!("rows of {w} tiles reduced, then transposed into one row"));
+    pb.finish(rt)
+}

@@ -40,6 +40,10 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
         GOp::Concat { .. } => concat(cx, grp, a, name, kernel),
+        GOp::Reduce { .. } => {
+            let out = reshaped_any(cx, &rest, node.outputs[0])?;
+            crate::rows::reduce_to_row(cx, a, out, name, kernel)
+        }
         GOp::Conv { .. } if crate::conv::supported(g, a).is_ok() => crate::conv::conv(cx, grp, a, &rest, name, kernel),
         GOp::Conv { .. } | GOp::MaxPool { .. } | GOp::AvgPool { .. } => {
             crate::window::supported(g, a)?;
@@ -58,6 +62,19 @@ fn reshaped(cx: &Ctx, rest: &[usize], v: ValueId) -> R<ValueId> {
             == sovc_runtime::tensix::device::view(&cx.dims(cur)?);
         if !matches!(node.op, GOp::Reshape { .. }) || node.inputs[0] != cur || !same {
             return Err(format!("`{}` ({}) after a row kernel", node.name, node.op.name()).into());
+        }
+        cur = node.outputs[0];
+    }
+    Ok(cur)
+}
+
+/// The value `rest` (a chain of reshapes of `v`) ends with; the template checks the views.
+fn reshaped_any(cx: &Ctx, rest: &[usize], v: ValueId) -> R<ValueId> {
+    let mut cur = v;
+    for &n in rest {
+        let node = &cx.g.nodes[n];
+        if !matches!(node.op, GOp::Reshape { .. }) || node.inputs[0] != cur {
+            return Err(format!("`{}` ({}) after a reduction", node.name, node.op.name()).into());
         }
         cur = node.outputs[0];
     }
