@@ -278,7 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
                         let outs = m.run_watched(&feeds, &mut |step, v, t| {
                             if let Some(w) = want.get(&v) {
                                 let (err, pcc) = crate::tensix_report::compare(t, w);
-                                if worst.is_none() && pcc < 0.9999 {
+                                if worst.is_none() && (pcc.is_nan() || pcc < 0.9999) {
                                     worst = Some((step, v, err, pcc));
                                 }
                             }
@@ -288,7 +288,7 @@ pub fn run(cli: Cli) -> Result<()> {
                         for (step, v, t) in &alone {
                             if let Some(w) = want.get(v) {
                                 let pcc = crate::tensix_report::compare(t, w).1;
-                                if pcc < low.0 || low.1.is_empty() {
+                                if pcc.is_nan() || pcc < low.0 || low.1.is_empty() {
                                     let name = match &m.plan().steps[*step] {
                                         sovc_runtime::tensix::program::Step::Device(p) => p.name.clone(),
                                         _ => String::new(),

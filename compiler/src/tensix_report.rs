@@ -38,7 +38,13 @@ pub fn compare(got: &Tensor, want: &Tensor) -> (f64, f64) {
     if a.len() != b.len() {
         return (f64::INFINITY, 0.0);
     }
-    let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    // A NaN on either side counts as an infinite error.
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
+        .fold(0.0, f64::max);
     (err, pcc(&a, &b))
 }
 

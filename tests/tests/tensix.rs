@@ -500,3 +500,58 @@ fn global_pooling_reduces_rows_into_one_row() {
         assert!(plan.contains("tensix reduce"), "{plan}");
     }
 }
+
+#[test]
+fn slices_with_negative_starts_gather_the_right_elements() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 40, 48]);
+    let s1 = g.op(Op::Slice { starts: vec![0, 0, -10], ends: vec![i64::MAX; 3], steps: vec![1; 3] }, &[x]);
+    let y = g.op(Op::Slice { starts: vec![0, -33, 5], ends: vec![i64::MAX, -1, 10], steps: vec![1, 2, 1] }, &[s1]);
+    let plan = check(&g.model(y), "negative slice starts", 0.99999);
+    assert!(plan.contains("tensix movement"), "{plan}");
+}
+
+/// A crafted plan is an error, never a panic, a hang or an absurd allocation.
+#[test]
+fn crafted_plans_are_refused() {
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("no DRAM banks", Box::new(|v| v["device"]["dram_banks"] = 0.into()), "DRAM bank"),
+        ("no NoC width", Box::new(|v| v["device"]["noc_bytes_per_cycle"] = 0.into()), "NoC width"),
+        ("a 64 TiB L1", Box::new(|v| v["device"]["l1_bytes"] = (1u64 << 46).into()), "L1"),
+        ("32 Dst tiles", Box::new(|v| v["device"]["dst_tiles"] = 64.into()), "Dst"),
+        ("an address that wraps", Box::new(|v| v["tensors"][0]["address"] = (u64::MAX - 1000).into()), "outside"),
+        (
+            "a CB at the end of the address space",
+            Box::new(|v| {
+                let s = v["steps"].as_array_mut().expect("steps");
+                let p = s.iter_mut().find_map(|s| s.get_mut("Device")).expect("a program");
+                p["cbs"][0]["address"] = (u64::MAX - 100).into();
+            }),
+            "outside the free L1",
+        ),
+    ];
+    for (what, edit, expect) in cases {
+        let a = edited_encoder(&*edit);
+        let e = match Session::new(&a, Device::TensixSim) {
+            Err(e) => e.to_string(),
+            Ok(s) => s.run(&inputs(&sovc_models::builtin::encoder_layer(16, 64, 4))).expect_err(what).to_string(),
+        };
+        assert!(e.contains(expect), "{what}: {e}");
+    }
+    // A loop longer than uint32_t, and a slot past the end of a circular buffer.
+    let a = edited_encoder(&|v| {
+        let s = v["steps"].as_array_mut().expect("steps");
+        let p = s.iter_mut().find_map(|s| s.get_mut("Device")).expect("a program");
+        p["reader"] =
+            serde_json::json!([{"Loop": {"var": 0, "count": {"Const": 1u64 << 62}, "body": ["ReadBarrier"]}}]);
+    });
+    assert!(sim_error(&a).contains("uint32_t"));
+    let a = edited_encoder(&|v| {
+        let s = v["steps"].as_array_mut().expect("steps");
+        let p = s.iter_mut().find_map(|s| s.get_mut("Device")).expect("a program");
+        p["reader"] = serde_json::json!([{"Reserve": {"cb": 0, "n": 1}}, {"FillTile": {"cb": 0, "slot": {"Const": 5}, "fill": {"Value": 1.0}}}]);
+    });
+    let e = sim_error(&a);
+    assert!(e.contains("reserved only 1"), "{e}");
+}

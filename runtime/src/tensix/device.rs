@@ -96,6 +96,10 @@ impl TensixModel {
     /// Checks the plan against the graph: every DRAM tensor holds an f32 graph value of its shape, and
     /// every step names real nodes and programs that pass the static checks.
     pub fn new(graph: Graph, plan: Plan, consts: BTreeMap<usize, Tensor>) -> Result<TensixModel, RuntimeError> {
+        plan.device.check().map_err(|e| bad(format!("device: {e}")))?;
+        if plan.dram_bytes_per_bank > plan.device.dram_bank_bytes || plan.dram_bytes_per_bank > 1 << 34 {
+            return Err(bad("the plan uses more DRAM than the device has"));
+        }
         let mut tensor_of = BTreeMap::new();
         for (i, t) in plan.tensors.iter().enumerate() {
             let v = t.value as usize;
@@ -110,15 +114,13 @@ impl TensixModel {
                 return Err(bad(format!("tensor {i} views %{v} ({ty}) as [{}, {}, {}]", t.batch, t.rows, t.cols)));
             }
             let pages_per_bank = t.tiles().div_ceil(plan.device.dram_banks as u64);
-            if t.address + pages_per_bank * t.page_bytes() > plan.dram_bytes_per_bank {
+            let end = pages_per_bank.checked_mul(t.page_bytes()).and_then(|b| b.checked_add(t.address));
+            if end.is_none_or(|e| e > plan.dram_bytes_per_bank) {
                 return Err(bad(format!("tensor {i} (%{v}) lies outside the planned DRAM")));
             }
             if tensor_of.insert(v, i).is_some() {
                 return Err(bad(format!("%{v} has two DRAM tensors")));
             }
-        }
-        if plan.dram_bytes_per_bank > plan.device.dram_bank_bytes || plan.dram_bytes_per_bank > 1 << 34 {
-            return Err(bad("the plan uses more DRAM than the device has"));
         }
         for s in &plan.steps {
             match s {
@@ -372,6 +374,7 @@ pub fn tilize(t: &DramTensor, x: &Tensor) -> Vec<u8> {
 
 /// See [`TensixModel::predict`].
 pub fn predict(plan: &Plan) -> Result<RunReport, RuntimeError> {
+    plan.device.check().map_err(|e| bad(format!("device: {e}")))?;
     let mut dram = Dram::unbacked(plan.device.dram_banks, plan.dram_bytes_per_bank);
     let mut report =
         RunReport { clock_mhz: plan.device.clock_mhz, grid_cores: plan.device.cores(), ..Default::default() };

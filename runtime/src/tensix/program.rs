@@ -121,6 +121,30 @@ impl DeviceDesc {
     pub fn cores(&self) -> u32 {
         self.grid_x * self.grid_y
     }
+
+    /// Rejects descriptions no program could run on, and sizes the simulator would not allocate.
+    pub fn check(&self) -> Result<(), String> {
+        let d = self;
+        if d.grid_x == 0 || d.grid_y == 0 || d.grid_x > 64 || d.grid_y > 64 {
+            return Err(format!("compute grid {}x{} is out of range", d.grid_x, d.grid_y));
+        }
+        if d.l1_unreserved_base >= d.l1_bytes || d.l1_bytes > 1 << 24 {
+            return Err(format!(
+                "L1 of {} B with the first free byte at {} is not usable",
+                d.l1_bytes, d.l1_unreserved_base
+            ));
+        }
+        if d.dram_banks == 0 || d.dram_bank_bytes == 0 || d.dram_banks > 64 {
+            return Err("needs at least one DRAM bank (and at most 64)".into());
+        }
+        if d.clock_mhz == 0 || !d.dram_gbps.is_finite() || d.dram_gbps <= 0.0 || d.noc_bytes_per_cycle == 0 {
+            return Err("clock, DRAM bandwidth and NoC width must be positive".into());
+        }
+        if !(8..=16).contains(&d.dst_tiles) {
+            return Err(format!("Dst of {} tiles: expected 8 to 16", d.dst_tiles));
+        }
+        Ok(())
+    }
 }
 
 /// Options that set the numerics of the whole plan.
@@ -687,6 +711,10 @@ pub struct Program {
     pub cores: Vec<CoreWork>,
     pub fidelity: MathFidelity,
     pub fp32_dest_acc: bool,
+    /// FP32 circular buffers `copy_tile` moves into Dst unchanged (`UnpackToDestMode::UnpackToDestFp32`
+    /// in the compute config); from any other FP32 buffer it passes SrcA, which keeps TF32.
+    #[serde(default)]
+    pub unpack_to_dest_fp32: Vec<u8>,
     /// Why this fidelity and these formats, for the audit.
     pub notes: Vec<String>,
 }

@@ -88,7 +88,24 @@ impl<'d> ProgramBuilder<'d> {
                 uses.join(", ")
             )));
         }
+        // With FP32 accumulation, FP32 buffers that copy_tile reads go to Dst unchanged.
+        let mut unpack_to_dest_fp32 = Vec::new();
+        if self.fp32_dest_acc {
+            fn copies(ops: &[Op], out: &mut Vec<u8>) {
+                for op in ops {
+                    match op {
+                        Op::CopyTile { cb, .. } if !out.contains(cb) => out.push(*cb),
+                        Op::Loop { body, .. } => copies(body, out),
+                        _ => {}
+                    }
+                }
+            }
+            copies(&self.compute, &mut unpack_to_dest_fp32);
+            unpack_to_dest_fp32.retain(|cb| self.cbs.iter().any(|c| c.index == *cb && c.format == DataFormat::Float32));
+            unpack_to_dest_fp32.sort_unstable();
+        }
         Ok(Program {
+            unpack_to_dest_fp32,
             name: self.name,
             kernel: self.kernel,
             template: self.template.to_string(),

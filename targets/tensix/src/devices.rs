@@ -32,27 +32,9 @@ pub fn from_file(path: &str, arch: &str) -> Result<DeviceDesc, String> {
     Ok(d)
 }
 
-/// Rejects descriptions no program could run on.
+/// Rejects descriptions no program could run on (the runtime checks the same on load).
 pub fn check(d: &DeviceDesc) -> Result<(), String> {
-    if d.grid_x == 0 || d.grid_y == 0 || d.grid_x > 64 || d.grid_y > 64 {
-        return Err(format!("compute grid {}x{} is out of range", d.grid_x, d.grid_y));
-    }
-    if d.l1_unreserved_base >= d.l1_bytes || d.l1_bytes > 1 << 24 {
-        return Err(format!(
-            "L1 of {} B with the first free byte at {} is not usable",
-            d.l1_bytes, d.l1_unreserved_base
-        ));
-    }
-    if d.dram_banks == 0 || d.dram_bank_bytes == 0 || d.dram_banks > 64 {
-        return Err("needs at least one DRAM bank (and at most 64)".into());
-    }
-    if d.clock_mhz == 0 || d.dram_gbps.is_nan() || d.dram_gbps <= 0.0 || d.noc_bytes_per_cycle == 0 {
-        return Err("clock, DRAM bandwidth and NoC width must be positive".into());
-    }
-    if !(8..=16).contains(&d.dst_tiles) {
-        return Err(format!("Dst of {} tiles: expected 8 to 16", d.dst_tiles));
-    }
-    Ok(())
+    d.check()
 }
 
 #[cfg(test)]

@@ -415,11 +415,15 @@ fn movement(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
         map.steps.push(match &node.op {
             GOp::Reshape { .. } => MoveStep::Reshape { dims },
             GOp::Transpose { perm } => MoveStep::Transpose { perm: perm.iter().map(|&p| p as u32).collect(), dims },
-            GOp::Slice { starts, steps, .. } => MoveStep::Slice {
-                starts: starts.iter().map(|&s| s.max(0) as u64).collect(),
-                steps: steps.iter().map(|&s| s as u64).collect(),
-                dims,
-            },
+            GOp::Slice { starts, ends, steps } => {
+                // Starts as the IR keeps them (negative counts from the end), resolved as the
+                // interpreter does.
+                let in_dims = cx.dims(node.inputs[0])?;
+                let starts = (0..in_dims.len())
+                    .map(|i| sovc_ir::infer::slice_range(starts[i], ends[i], steps[i], in_dims[i] as i64).0 as u64)
+                    .collect();
+                MoveStep::Slice { starts, steps: steps.iter().map(|&s| s as u64).collect(), dims }
+            }
             op => return Err(format!("`{}` in a movement group", op.name()).into()),
         });
         cur = node.outputs[0];
@@ -427,10 +431,16 @@ fn movement(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
     if cur != out || g.ty(src).dtype != sovc_ir::DType::F32 {
         return Err("the movement chain does not end in the group's f32 result".to_string().into());
     }
+    if map.src_dims.len() > 8 || map.steps.len() > 16 {
+        return Err("a movement chain beyond rank 8 or 16 steps (sovc::gather_tile's limits)".to_string().into());
+    }
     let mut pb = cx.builder(name, kernel, "movement");
     let (st, ot) = (pb.tensor(cx.dram(src)?), pb.tensor(cx.dram(out)?));
     let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
     let (b, rows, cols) = cx.view(out)?;
+    if fmt(src)? != fmt(out)? {
+        return Err("a movement between data formats (the gather copies elements)".to_string().into());
+    }
     pb.cb(7, fmt(src)?, 1, "gather scratch");
     pb.cb(CB_OUT, fmt(out)?, 2, "out");
     let steps = map.steps.len();

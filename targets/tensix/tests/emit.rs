@@ -80,6 +80,7 @@ fn program(
         cores,
         fidelity: MathFidelity::HiFi4,
         fp32_dest_acc: false,
+        unpack_to_dest_fp32: vec![],
         notes: vec![],
     }
 }
@@ -729,7 +730,7 @@ fn project_has_every_file_and_compiles() {
         "CircularBufferConfig(4352, {{1, tt::DataFormat::Bfp8_b}}).set_page_size(1, 1088)",
         "DataMovementProcessor::RISCV_0, .noc = NOC::RISCV_0_default",
         "DataMovementProcessor::RISCV_1, .noc = NOC::RISCV_1_default",
-        "ComputeConfig{.math_fidelity = MathFidelity::HiFi4, .fp32_dest_acc_en = false}",
+        "ComputeConfig compute_config{.math_fidelity = MathFidelity::HiFi4, .fp32_dest_acc_en = false}",
         "sovc_host::run_host_step(cq, t, 7, {12, 13}, \"no \\\"top-k\\\" template yet\")",
         "root + \"/data/1.bin\"",
         "root + \"/out/y_out.bin\"",

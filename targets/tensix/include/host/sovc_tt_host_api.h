@@ -84,10 +84,15 @@ struct DataMovementConfig {
     std::map<std::string, std::string> defines;
 };
 
+// kernel_types.hpp / base_types.hpp: how copy_tile moves a circular buffer's tiles into Dst.
+enum class UnpackToDestMode : uint8_t { UnpackToDestFp32, Default };
+constexpr uint32_t NUM_CIRCULAR_BUFFERS = 32;
+
 struct ComputeConfig {
     MathFidelity math_fidelity = MathFidelity::HiFi4;
     bool fp32_dest_acc_en = false;
     bool dst_full_sync_en = false;
+    std::vector<UnpackToDestMode> unpack_to_dest_mode;
     bool bfp8_pack_precise = false;
     bool math_approx_mode = false;
     std::vector<uint32_t> compile_args;

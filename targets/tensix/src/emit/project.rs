@@ -262,10 +262,22 @@ fn host_step(o: &mut String, i: usize, p: &Program, dir: &str) {
     }
     let _ = writeln!(
         o,
-        "    const KernelHandle compute = CreateKernel(program, SOVC_KERNEL_DIR \"{dir}/compute.cpp\", cores,\n        \
-         ComputeConfig{{.math_fidelity = MathFidelity::{}, .fp32_dest_acc_en = {}}});",
+        "    ComputeConfig compute_config{{.math_fidelity = MathFidelity::{}, .fp32_dest_acc_en = {}}};",
         p.fidelity.name(),
         p.fp32_dest_acc
+    );
+    if !p.unpack_to_dest_fp32.is_empty() {
+        let _ = writeln!(
+            o,
+            "    compute_config.unpack_to_dest_mode.assign(NUM_CIRCULAR_BUFFERS, UnpackToDestMode::Default);"
+        );
+        for cb in &p.unpack_to_dest_fp32 {
+            let _ = writeln!(o, "    compute_config.unpack_to_dest_mode[{cb}] = UnpackToDestMode::UnpackToDestFp32;");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "    const KernelHandle compute = CreateKernel(program, SOVC_KERNEL_DIR \"{dir}/compute.cpp\", cores, compute_config);"
     );
     let addrs: Vec<String> = p.tensors.iter().map(|t| format!("address_of(t[{t}])")).collect();
     let _ = writeln!(o, "    const std::vector<uint32_t> addresses = {{{}}};", addrs.join(", "));

@@ -13,6 +13,8 @@ use super::numerics;
 use super::program::*;
 use super::timing;
 
+mod gather;
+
 /// Device DRAM: one byte vector per bank (empty when only addresses are checked).
 pub struct Dram {
     pub banks: Vec<Vec<u8>>,
@@ -32,12 +34,12 @@ impl Dram {
 
     /// Bank and byte offset of page `p` of `t`, checked against the bank size.
     pub fn page(&self, t: &DramTensor, p: u64) -> Result<(usize, usize), String> {
-        let nb = self.banks.len() as u64;
-        let off = t.address + (p / nb) * t.page_bytes();
+        let nb = (self.banks.len() as u64).max(1);
+        let off = (p / nb).checked_mul(t.page_bytes()).and_then(|o| o.checked_add(t.address));
         let bank = (p % nb) as usize;
-        if off + t.page_bytes() > self.limit {
+        let Some(off) = off.filter(|o| o.checked_add(t.page_bytes()).is_some_and(|e| e <= self.limit)) else {
             return Err(format!("page {p} of value %{} lies outside DRAM bank {bank}", t.value));
-        }
+        };
         Ok((bank, off as usize))
     }
 
@@ -154,7 +156,13 @@ struct Core<'a> {
     report: &'a mut ProgramReport,
     /// Compute values (false: protocol and timing only, for predictions on large programs).
     numerics: bool,
+    /// Calls executed so far, against [`OP_BUDGET`].
+    executed: u64,
 }
+
+/// The most calls one core may execute in one program before the simulator gives up (a crafted or
+/// broken program must not hang the runtime): minutes of simulation, far above any compiled program.
+const OP_BUDGET: u64 = 1 << 30;
 
 enum Flow {
     Next,
@@ -191,7 +199,15 @@ impl<'a> Core<'a> {
             });
         }
         let start = if back { c.wr } else { c.rd };
-        let page = (start as i64 + slot) as u32 % c.pages;
+        // `get_write_ptr(cb) + slot * page` is linear: a slot past the end of the buffer is past its L1.
+        if start as i64 + slot >= c.pages as i64 {
+            return Err(format!(
+                "{} tile {slot} of CB {cb} from page {start} runs past its {} pages (the buffer does not wrap mid-access)",
+                if back { "writes" } else { "reads" },
+                c.pages
+            ));
+        }
+        let page = (start as i64 + slot) as u32;
         Ok((c.base + page as usize * c.page, c.format))
     }
 
@@ -213,203 +229,6 @@ impl<'a> Core<'a> {
         let src = if vals_from_a { &self.a } else { &self.b };
         numerics::pack_tile(fmt, src, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
         Ok(())
-    }
-
-    /// The scratch CB of a gather holds one source tile: same format, one the RISC-V can copy elements of.
-    fn scratch_format(&mut self, scratch: u8, t: &DramTensor) -> Result<(), String> {
-        let sf = self.cb(scratch)?.format;
-        if sf != t.format || matches!(sf, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
-            return Err(format!(
-                "gathers from a {} tensor through a {} scratch CB {scratch} (the RISC-V copies Float16_b or Float32 elements of the source format)",
-                t.format.name(),
-                sf.name()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Time of a gather that read `pages` source tiles: the reads, their latency and barrier, then 4
-    /// cycles per element copied by the RISC-V core.
-    fn gather_time(&mut self, th: &mut Thread<'_>, t: &DramTensor, pages: u64) {
-        let dev = &self.plan.device;
-        let bytes = pages * t.page_bytes();
-        let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
-        let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free);
-        self.noc_free = start + xfer;
-        th.clock = start + xfer + dev.dram_latency_cycles as u64 + timing::BARRIER + 4 * 1024;
-        self.report.dram_bytes += bytes;
-        self.report.tiles_read += pages;
-    }
-
-    /// Element `f` (flat, row-major) of `t`, through a cache of unpacked source pages.
-    fn element(&mut self, t: &DramTensor, f: u64, cache: &mut Vec<(u64, Vec<f32>)>) -> Result<f32, String> {
-        let (col, row) = (f % t.cols, f / t.cols % t.rows);
-        let b = f / (t.cols * t.rows);
-        let page = (b * t.row_tiles() + row / 32) * t.col_tiles() + col / 32;
-        let i = match cache.iter().position(|p| p.0 == page) {
-            Some(i) => i,
-            None => {
-                let mut vals = vec![0f32; 1024];
-                if self.numerics {
-                    numerics::unpack_tile(t.format, self.dram.read_page(t, page)?, &mut vals);
-                } else {
-                    self.dram.page(t, page)?;
-                }
-                cache.push((page, vals));
-                cache.len() - 1
-            }
-        };
-        Ok(cache[i].1[(row % 32 * 32 + col % 32) as usize])
-    }
-
-    /// Gathers tile `tile` of `map` applied to `t` (result viewed `rows x cols`) into `self.a`; returns
-    /// the source pages read.
-    fn gather(&mut self, t: &DramTensor, tile: i64, rows: u64, cols: u64, map: &MoveMap) -> Result<u64, String> {
-        let total: u64 = map.dims().iter().product();
-        let src: u64 = map.src_dims.iter().product();
-        if src != t.batch * t.rows * t.cols || rows == 0 || cols == 0 || !total.is_multiple_of(rows * cols) {
-            return Err(format!("the movement map does not fit value %{} or its {rows}x{cols} view", t.value));
-        }
-        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
-        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
-            return Err(format!("gathers tile {tile}, past the moved tensor's tiles"));
-        }
-        let tile = tile as u64;
-        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
-        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        for r in 0..32u64 {
-            for c in 0..32u64 {
-                let (row, col) = (tr * 32 + r, tc * 32 + c);
-                let mut v = 0.0;
-                if row < rows && col < cols {
-                    let f = (b * rows + row) * cols + col;
-                    let s = map.source(f).ok_or_else(|| format!("the movement map has no source for element {f}"))?;
-                    v = self.element(t, s, &mut cache)?;
-                }
-                self.a[(r * 32 + c) as usize] = v;
-            }
-        }
-        Ok(cache.len() as u64)
-    }
-
-    /// Overwrites in `self.a` the elements of a concatenation tile that come from `t` (see
-    /// `Op::ConcatPartTile`); returns the source pages read.
-    #[allow(clippy::too_many_arguments)]
-    fn concat_part(
-        &mut self,
-        t: &DramTensor,
-        tile: i64,
-        rows: u64,
-        cols: u64,
-        dims: &[u64],
-        axis: u32,
-        start: u64,
-        size: u64,
-    ) -> Result<u64, String> {
-        let a = axis as usize;
-        let total: u64 = dims.iter().product();
-        if a >= dims.len() || start + size > dims[a] || rows == 0 || cols == 0 || !total.is_multiple_of(rows * cols) {
-            return Err("the concatenation's geometry is inconsistent".into());
-        }
-        let mut src_dims = dims.to_vec();
-        src_dims[a] = size;
-        if src_dims.iter().product::<u64>() != t.batch * t.rows * t.cols {
-            return Err(format!("value %{} is not the size of its part of the concatenation", t.value));
-        }
-        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
-        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
-            return Err(format!("concatenation tile {tile} out of range"));
-        }
-        let tile = tile as u64;
-        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
-        let inner: u64 = dims[a + 1..].iter().product();
-        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        for r in 0..32u64 {
-            for c in 0..32u64 {
-                let (row, col) = (tr * 32 + r, tc * 32 + c);
-                if row >= rows || col >= cols {
-                    continue;
-                }
-                let f = (b * rows + row) * cols + col;
-                let (outer, x, i) = (f / (inner * dims[a]), f / inner % dims[a], f % inner);
-                if x < start || x >= start + size {
-                    continue;
-                }
-                let s = (outer * size + (x - start)) * inner + i;
-                self.a[(r * 32 + c) as usize] = self.element(t, s, &mut cache)?;
-            }
-        }
-        Ok(cache.len() as u64)
-    }
-
-    /// Gathers a tap tile (see `Op::TapTile`) into `self.a`; returns the source pages read.
-    #[allow(clippy::too_many_arguments)]
-    fn tap(
-        &mut self,
-        t: &DramTensor,
-        img: i64,
-        ct: i64,
-        nt: i64,
-        tap: u32,
-        g: &ConvGeom,
-        pad: f32,
-    ) -> Result<u64, String> {
-        let images = t.batch * t.rows * t.cols / (g.c * g.h * g.w).max(1);
-        let taps = g.kh * g.kw;
-        if img < 0 || img as u64 >= images || ct < 0 || nt < 0 || tap as u64 >= taps {
-            return Err(format!("tap tile ({ct}, {nt}) tap {tap} of image {img}: out of range"));
-        }
-        let (ky, kx) = (tap as u64 / g.kw, tap as u64 % g.kw);
-        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        for r in 0..32u64 {
-            let ch = ct as u64 * 32 + r;
-            for c in 0..32u64 {
-                let s = nt as u64 * 32 + c;
-                let mut v = 0.0;
-                if ch < g.c && s < g.oh * g.ow {
-                    let (oh, ow) = (s / g.ow, s % g.ow);
-                    let ih = (oh * g.sh + ky * g.dh) as i64 - g.ph as i64;
-                    let iw = (ow * g.sw + kx * g.dw) as i64 - g.pw as i64;
-                    v = pad;
-                    if ih >= 0 && iw >= 0 && (ih as u64) < g.h && (iw as u64) < g.w {
-                        let f = ((img as u64 * g.c + ch) * g.h + ih as u64) * g.w + iw as u64;
-                        v = self.element(t, f, &mut cache)?;
-                    }
-                }
-                self.a[(r * 32 + c) as usize] = v;
-            }
-        }
-        Ok(cache.len() as u64)
-    }
-
-    /// Gathers an im2col tile into `self.a` (when computing values); returns the source pages it reads.
-    fn im2col(&mut self, t: &DramTensor, img: i64, kt: i64, nt: i64, g: &ConvGeom) -> Result<u64, String> {
-        let k = g.c * g.kh * g.kw;
-        let n = g.oh * g.ow;
-        let images = t.batch * t.rows * t.cols / (g.c * g.h * g.w).max(1);
-        if img < 0 || img as u64 >= images || kt < 0 || nt < 0 {
-            return Err(format!("im2col tile ({kt}, {nt}) of image {img}: out of range"));
-        }
-        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        for r in 0..32u64 {
-            let kidx = kt as u64 * 32 + r;
-            for c in 0..32u64 {
-                let sidx = nt as u64 * 32 + c;
-                let mut v = 0.0;
-                if kidx < k && sidx < n {
-                    let (ci, ky, kx) = (kidx / (g.kh * g.kw), kidx / g.kw % g.kh, kidx % g.kw);
-                    let (oh, ow) = (sidx / g.ow, sidx % g.ow);
-                    let ih = (oh * g.sh + ky * g.dh) as i64 - g.ph as i64;
-                    let iw = (ow * g.sw + kx * g.dw) as i64 - g.pw as i64;
-                    if ih >= 0 && iw >= 0 && (ih as u64) < g.h && (iw as u64) < g.w {
-                        let f = ((img as u64 * g.c + ci) * g.h + ih as u64) * g.w + iw as u64;
-                        v = self.element(t, f, &mut cache)?;
-                    }
-                }
-                self.a[(r * 32 + c) as usize] = v;
-            }
-        }
-        Ok(cache.len() as u64)
     }
 
     fn dst_index(&self, d: u8) -> Result<usize, String> {
@@ -650,7 +469,7 @@ impl<'a> Core<'a> {
             }
             Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
                 let t = self.tensor(*tensor)?;
-                self.scratch_format(*scratch, t)?;
+                self.scratch_format(*scratch, t, *cb)?;
                 let tile = eval(tile, vars, args)?;
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
@@ -662,7 +481,7 @@ impl<'a> Core<'a> {
             }
             Op::TapTile { tensor, scratch, image, ct, nt, tap, geom, pad, cb, slot } => {
                 let t = self.tensor(*tensor)?;
-                self.scratch_format(*scratch, t)?;
+                self.scratch_format(*scratch, t, *cb)?;
                 let (img, ct, nt) = (eval(image, vars, args)?, eval(ct, vars, args)?, eval(nt, vars, args)?);
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
@@ -674,7 +493,7 @@ impl<'a> Core<'a> {
             }
             Op::ConcatPartTile { tensor, scratch, tile, rows, cols, dims, axis, start, size, cb, slot } => {
                 let t = self.tensor(*tensor)?;
-                self.scratch_format(*scratch, t)?;
+                self.scratch_format(*scratch, t, *cb)?;
                 let tile = eval(tile, vars, args)?;
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
@@ -695,7 +514,7 @@ impl<'a> Core<'a> {
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *from, src)?;
                 in_flight(th, *cb, off)?;
-                if *col >= 32 || [sf, fmt].iter().any(|f| matches!(f, DataFormat::Bfp8_b | DataFormat::Bfp4_b)) {
+                if *col >= 32 || sf != fmt || matches!(fmt, DataFormat::Bfp8_b | DataFormat::Bfp4_b) {
                     return Err(format!("column {col} of a {} tile into a {} tile", sf.name(), fmt.name()));
                 }
                 numerics::unpack_tile(sf, &self.l1[src..src + sf.tile_bytes() as usize], &mut self.b);
@@ -708,7 +527,7 @@ impl<'a> Core<'a> {
             }
             Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
                 let t = self.tensor(*tensor)?;
-                self.scratch_format(*scratch, t)?;
+                self.scratch_format(*scratch, t, *cb)?;
                 let (img, kt, nt) = (eval(image, vars, args)?, eval(kt, vars, args)?, eval(nt, vars, args)?);
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
                 in_flight(th, *cb, off)?;
@@ -749,8 +568,11 @@ impl<'a> Core<'a> {
                 let d = self.dst_index(*dst)?;
                 self.unpack(*cb, eval(tile, vars, args)?, false)?;
                 let fp32 = self.fp32();
+                // copy_tile unpacks through SrcA, which holds FP32 as TF32, unless the buffer is
+                // configured to unpack to Dst in FP32.
+                let direct = self.prog.unpack_to_dest_fp32.contains(cb) && fp32;
                 for (o, &v) in self.dst[d].iter_mut().zip(&self.a) {
-                    *o = numerics::dst_round(v, fp32);
+                    *o = numerics::dst_round(if direct { v } else { numerics::tf32_trunc(v) }, fp32);
                 }
             }
             Op::Matmul { in0, in1, t0, t1, dst, transpose } => {
@@ -950,7 +772,7 @@ pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
         if c.pages == 0 {
             return Err(format!("CB {} has no pages", c.index));
         }
-        let end = c.address + c.bytes();
+        let end = c.address.saturating_add(c.bytes());
         if c.address < d.l1_unreserved_base || end > d.l1_bytes {
             return Err(format!(
                 "CB {} at {:#x}..{:#x} lies outside the free L1 {:#x}..{:#x}",
@@ -990,6 +812,7 @@ pub fn run_program(plan: &Plan, p: &Program, dram: &mut Dram) -> Result<ProgramR
 /// and time predicted all the same, since no kernel's control flow depends on data).
 pub fn run_program_with(plan: &Plan, p: &Program, dram: &mut Dram, numerics: bool) -> Result<ProgramReport, String> {
     let fail = |m: String| format!("program `{}`: {m}", p.name);
+    plan.device.check().map_err(|e| fail(format!("device: {e}")))?;
     check_program(plan, p).map_err(fail)?;
     let mut report =
         ProgramReport { name: p.name.clone(), kernel: p.kernel, template: p.template.clone(), ..Default::default() };
@@ -1051,6 +874,7 @@ fn run_core(
         b: vec![0.0; 1024],
         report,
         numerics,
+        executed: 0,
     };
     let mut threads: Vec<Thread> = [&p.reader, &p.compute, &p.writer]
         .iter()
@@ -1137,6 +961,9 @@ fn run_thread<'p>(core: &mut Core<'_>, th: &mut Thread<'p>) -> Result<bool, Stri
         let op = &ops[f.pc];
         if let Op::Loop { var, count, body } = op {
             let n = eval(count, &th.vars, core.args)?;
+            if n > u32::MAX as i64 {
+                return Err(format!("a loop of {n} iterations (the kernels count in uint32_t)"));
+            }
             f.pc += 1;
             if *var as usize >= th.vars.len() {
                 th.vars.resize(*var as usize + 1, 0);
@@ -1147,6 +974,10 @@ fn run_thread<'p>(core: &mut Core<'_>, th: &mut Thread<'p>) -> Result<bool, Stri
             }
             progressed = true;
             continue;
+        }
+        core.executed += 1;
+        if core.executed > OP_BUDGET {
+            return Err(format!("the core ran more than {OP_BUDGET} calls (the simulator's budget per core)"));
         }
         match core.exec(th, op).map_err(|m| format!("{}: {m}", op_name(op)))? {
             Flow::Next => {
