@@ -134,6 +134,13 @@ pub enum Cmd {
         /// Tensix: accumulate in BF16 in Dst instead of FP32 (twice the Dst tiles, less accurate).
         #[arg(long)]
         bf16_acc: bool,
+        /// Tensix: `fp32` (the default) keeps activations in FP32 and computes matmul and convolution
+        /// products in split precision (each operand as bf16 high and low parts, three products: about 16
+        /// bits of mantissa instead of TF32's 10, at three times the FPU work and with the reader splitting
+        /// tiles); `bf16` keeps activations in bf16 with one product per tile pair (faster, less accurate;
+        /// implied by --bf16-acc, --fidelity and bf16 or block-float formats).
+        #[arg(long, value_name = "bf16|fp32")]
+        precision: Option<String>,
     },
     /// Audit an artifact: for every kernel, the graph nodes it came from and the optimizer rules that
     /// chose them, its FLOPs, the bytes it reads and writes, and a hash of its IR; then the weights,
@@ -533,6 +540,7 @@ pub fn run(cli: Cli) -> Result<()> {
             weights_format,
             fidelity,
             bf16_acc,
+            precision,
         } => {
             let m = model.load()?;
             let t = Instant::now();
@@ -542,6 +550,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 weights: weights_format,
                 fidelity,
                 bf16_acc,
+                precision,
             };
             let c = crate::compile::compile(
                 &m,

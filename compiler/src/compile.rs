@@ -59,6 +59,9 @@ pub struct TensixOptions {
     pub weights: Option<String>,
     pub fidelity: Option<String>,
     pub bf16_acc: bool,
+    /// `fp32` (the default unless a speed option is given): FP32 activations and split-precision
+    /// matmul and convolution products; `bf16`: bf16 activations, one product per tile pair.
+    pub precision: Option<String>,
 }
 
 fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::lower::Options, CompileError> {
@@ -85,6 +88,27 @@ fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::l
         );
     }
     t.numerics.fp32_dest_acc = !o.bf16_acc;
+    // The default favours accuracy: FP32 precision, unless an option that trades accuracy for speed
+    // asks for less (then bf16).
+    let speed = o.bf16_acc
+        || o.fidelity.is_some()
+        || o.weights.as_deref().is_some_and(|w| w != "fp32")
+        || o.activations.as_deref().is_some_and(|a| a != "fp32");
+    match o.precision.as_deref().unwrap_or(if speed { "bf16" } else { "fp32" }) {
+        "bf16" => {}
+        "fp32" => {
+            if speed {
+                return Err(CompileError::Target(
+                    "--precision fp32 keeps FP32 activations, FP32 accumulation and split-precision products; \
+                     it cannot be combined with --bf16-acc, --fidelity or bf16/block-float formats"
+                        .into(),
+                ));
+            }
+            t.numerics.split = true;
+            t.numerics.activations = DataFormat::Float32;
+        }
+        p => return Err(CompileError::Target(format!("unknown precision `{p}` (bf16, fp32)"))),
+    }
     Ok(t)
 }
 

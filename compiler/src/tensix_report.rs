@@ -102,7 +102,10 @@ pub fn audit_lines(plan: &sovc_runtime::tensix::program::Plan) -> std::collectio
             .tensors
             .iter()
             .filter_map(|&t| plan.tensors.get(t as usize))
-            .map(|t| format!("%{} {}", t.value, t.format.name()))
+            .map(|t| match t.part {
+                None => format!("%{} {}", t.value, t.format.name()),
+                Some(p) => format!("%{} {} ({:?} part)", t.value, t.format.name(), p),
+            })
             .collect();
         l.push(format!(
             "formats: {}; fidelity {}; {} accumulation{}",
@@ -160,7 +163,8 @@ pub fn emit_project(a: &sovc_runtime::Artifact, dir: &std::path::Path) -> Result
     let consts = s.constants().map_err(|e| e.to_string())?;
     for t in &plan.tensors {
         if let Some(x) = consts.get(&(t.value as usize)) {
-            write(&dir.join(format!("data/{}.bin", t.value)), &sovc_runtime::tensix::device::tilize(t, x))?;
+            let name = sovc_target_tensix::emit::data_name(t);
+            write(&dir.join(format!("data/{name}.bin")), &sovc_runtime::tensix::device::tilize(t, x))?;
             n += 1;
         }
     }

@@ -74,10 +74,18 @@ fn run_on(m: &Model, target: &str, tensix: TensixOptions) -> (f64, f64, String) 
     (err, pcc, plan)
 }
 
+/// Runs `m` in both precisions (FP32, the default, and bf16) and returns the default's kernel plan.
 fn check(m: &Model, what: &str, min_pcc: f64) -> String {
-    let (err, pcc, plan) = run_on(m, "blackhole", TensixOptions::default());
-    eprintln!("{what}: max abs error {err:.3e}, PCC {pcc:.6}");
-    assert!(pcc >= min_pcc, "{what}: PCC {pcc} < {min_pcc} (max abs error {err})");
+    let mut plan = String::new();
+    for precision in ["fp32", "bf16"] {
+        let opts = TensixOptions { precision: Some(precision.into()), ..Default::default() };
+        let (err, pcc, p) = run_on(m, "blackhole", opts);
+        eprintln!("{what}, {precision}: max abs error {err:.3e}, PCC {pcc:.6}");
+        assert!(pcc >= min_pcc, "{what}, {precision}: PCC {pcc} < {min_pcc} (max abs error {err})");
+        if plan.is_empty() {
+            plan = p;
+        }
+    }
     plan
 }
 
@@ -256,7 +264,7 @@ fn planted_missing_read_barrier_is_a_protocol_violation() {
     let a = edited_encoder(&|v| drop_reader_ops(v, &|o| o == "ReadBarrier"));
     let e = sim_error(&a);
     eprintln!("{e}");
-    assert!(e.contains("reader kernel") && e.contains("NoC read into it is in flight"), "{e}");
+    assert!(e.contains("reader kernel") && e.contains("in flight") && e.contains("barrier first"), "{e}");
 }
 
 #[test]
@@ -273,7 +281,7 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
     let e = e.to_string();
     eprintln!("{e}");
     assert!(e.contains("B of L1 per core") && e.contains("B over"), "{e}");
-    assert!(e.contains("CB 0 (in0 (A)"), "{e}");
+    assert!(e.contains("CB 0 (in0 (A"), "{e}");
     // A description of the other architecture is refused.
     let tensix = TensixOptions { system_desc: Some(path.to_string_lossy().into()), ..Default::default() };
     let e = compile(&m, &CompileOptions { target: "wormhole_b0".into(), optimize: true, tensix }).err().expect("arch");
@@ -281,11 +289,12 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
     std::fs::remove_dir_all(&d).ok();
 }
 
-/// PCC each real model's outputs must reach on the simulator with the default options. Most reach
-/// 0.999. Three randomly initialised CNNs cannot on any bf16 datapath: rounding only their input to bf16
-/// already costs onnxruntime PCC 0.9984 (MobileNet-V2), 0.9905 (ResNet-50) and 0.9875 (Inception-v3),
-/// and the FPU sees at most TF32. For those the floor is loose, and what guards correctness is the
-/// check of every program alone on the reference's inputs (PCC 0.999 for each).
+/// PCC each real model's outputs must reach on the simulator with `--precision bf16` (the defaults,
+/// FP32 precision, must reach 0.999 on all). Most reach 0.999 in bf16 too. Three randomly initialised
+/// CNNs cannot on any bf16 datapath: rounding only their input to bf16 already costs onnxruntime PCC
+/// 0.9984 (MobileNet-V2), 0.9905 (ResNet-50) and 0.9875 (Inception-v3), and the FPU sees at most TF32.
+/// For those the bf16 floor is loose, and what guards correctness is the check of every program alone
+/// on the reference's inputs (PCC 0.999 for each).
 const REAL_MODELS: [(&str, f64); 8] = [
     ("resnet18", 0.999),
     ("squeezenet1_1", 0.999),
@@ -308,8 +317,10 @@ fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simul
         assert!(sovc_tests::require_generated(&dir));
         let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
         let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
-        for target in ["blackhole", "wormhole_b0"] {
-            let opts = CompileOptions { target: target.into(), optimize: true, tensix: TensixOptions::default() };
+        for (target, precision) in [("blackhole", "fp32"), ("wormhole_b0", "fp32"), ("blackhole", "bf16")] {
+            let tensix = TensixOptions { precision: Some(precision.into()), ..Default::default() };
+            let floor = if precision == "fp32" { 0.999 } else { floor };
+            let opts = CompileOptions { target: target.into(), optimize: true, tensix };
             let a = Artifact::from_bytes(&compile(&m, &opts).unwrap_or_else(|e| panic!("{name}: {e}")).bytes)
                 .expect("artifact");
             let t = std::time::Instant::now();
@@ -323,14 +334,14 @@ fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simul
             for (o, w) in &want {
                 let (err, pcc) = compare(&got[o], w);
                 eprintln!(
-                    "{name} on {target}: {o}: max abs error {err:.3e}, PCC {pcc:.6}; {on_device}/{} kernels on the device, predicted {:.3} ms, simulated in {secs:.2} s",
+                    "{name} on {target}, {precision}: {o}: max abs error {err:.3e}, PCC {pcc:.6}; {on_device}/{} kernels on the device, predicted {:.3} ms, simulated in {secs:.2} s",
                     plan.kernels.len(),
                     report.device_seconds() * 1e3
                 );
                 assert!(pcc >= floor, "{name} on {target}: {o}: PCC {pcc} < {floor}");
             }
             // Every program alone, on the reference's values of its inputs.
-            if target == "blackhole" {
+            if target == "blackhole" && precision == "bf16" {
                 let all = Session::new(&a, Device::TensixSim).expect("session").reference_values(&feeds).expect("ref");
                 let results = s.tensix_model().expect("tensix").run_isolated(&all).expect("isolated run");
                 let worst = results
@@ -413,8 +424,13 @@ fn emitted_projects_compile_against_the_pinned_api_headers() {
 #[test]
 fn speed_options_report_their_error() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let cases: [(&str, TensixOptions, f64); 4] = [
-        ("default (bf16, FP32 accumulation, HiFi4)", TensixOptions::default(), 0.9999),
+    let cases: [(&str, TensixOptions, f64); 5] = [
+        ("default (FP32 activations, split-precision products)", TensixOptions::default(), 0.99999),
+        (
+            "bf16 (FP32 accumulation, HiFi4)",
+            TensixOptions { precision: Some("bf16".into()), ..Default::default() },
+            0.9999,
+        ),
         ("BF16 accumulation", TensixOptions { bf16_acc: true, ..Default::default() }, 0.999),
         ("LoFi", TensixOptions { fidelity: Some("LoFi".into()), ..Default::default() }, 0.99),
         ("Bfp8_b weights", TensixOptions { weights: Some("bfp8".into()), ..Default::default() }, 0.999),

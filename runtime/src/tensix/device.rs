@@ -5,7 +5,7 @@
 //! plan does not place in DRAM (integer tensors, values only host steps touch) stay on the host.
 
 use super::numerics;
-use super::program::{DramTensor, Plan, Step};
+use super::program::{DataFormat, DramTensor, Plan, Step};
 use super::sim::{self, Dram, ProgramReport};
 use crate::RuntimeError;
 use sovc_ir::{DType, Graph, Tensor};
@@ -85,6 +85,8 @@ pub struct TensixModel {
     plan: Plan,
     consts: BTreeMap<usize, Tensor>,
     tensor_of: BTreeMap<usize, usize>,
+    /// Tensors holding a part of a constant (written from it at the start of a run).
+    parts: Vec<usize>,
     last: Mutex<Option<RunReport>>,
 }
 
@@ -101,6 +103,7 @@ impl TensixModel {
             return Err(bad("the plan uses more DRAM than the device has"));
         }
         let mut tensor_of = BTreeMap::new();
+        let mut parts = Vec::new();
         for (i, t) in plan.tensors.iter().enumerate() {
             let v = t.value as usize;
             let ty =
@@ -118,7 +121,12 @@ impl TensixModel {
             if end.is_none_or(|e| e > plan.dram_bytes_per_bank) {
                 return Err(bad(format!("tensor {i} (%{v}) lies outside the planned DRAM")));
             }
-            if tensor_of.insert(v, i).is_some() {
+            if t.part.is_some() {
+                if !consts.contains_key(&v) || t.format != DataFormat::Float16_b {
+                    return Err(bad(format!("tensor {i} holds a part of %{v}, which is not a constant in Float16_b")));
+                }
+                parts.push(i);
+            } else if tensor_of.insert(v, i).is_some() {
                 return Err(bad(format!("%{v} has two DRAM tensors")));
             }
         }
@@ -134,7 +142,7 @@ impl TensixModel {
                 }
             }
         }
-        Ok(TensixModel { graph, plan, consts, tensor_of, last: Mutex::new(None) })
+        Ok(TensixModel { graph, plan, consts, tensor_of, parts, last: Mutex::new(None) })
     }
 
     pub fn plan(&self) -> &Plan {
@@ -278,6 +286,10 @@ impl TensixModel {
         for (&v, t) in &self.consts {
             place(&mut dram, &mut host, v, t.clone())?;
         }
+        for &i in &self.parts {
+            let t = &self.plan.tensors[i];
+            self.write_tensor(&mut dram, t, &self.consts[&(t.value as usize)])?;
+        }
         let mut report = RunReport {
             clock_mhz: self.plan.device.clock_mhz,
             grid_cores: self.plan.device.cores(),
@@ -352,7 +364,7 @@ impl TensixModel {
 /// The tiles of `x` in `t`'s view and format, in page order (what a host writes to the buffer):
 /// padding zero.
 pub fn tilize(t: &DramTensor, x: &Tensor) -> Vec<u8> {
-    let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| v as f32).collect();
+    let vals: Vec<f32> = x.to_f64_vec().into_iter().map(|v| t.part.map_or(v as f32, |p| p.of(v as f32))).collect();
     let (rt, ct) = (t.row_tiles(), t.col_tiles());
     let mut out = vec![0u8; (t.tiles() * t.page_bytes()) as usize];
     let mut tile = vec![0f32; 1024];

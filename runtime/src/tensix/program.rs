@@ -158,6 +158,29 @@ pub struct NumericOptions {
     pub fp32_dest_acc: bool,
     /// Fidelity forced on every op; `None` lets the compiler choose per op.
     pub fidelity: Option<MathFidelity>,
+    /// Products of matmuls and convolutions in split precision: each FP32 operand as a bf16 high part
+    /// and a bf16 low part, three products (hi*hi + hi*lo + lo*hi) accumulated in FP32, for about
+    /// 16 bits of mantissa where the FPU alone gives TF32.
+    #[serde(default)]
+    pub split: bool,
+}
+
+/// The part of an FP32 value a Float16_b tensor holds: `hi = bf16(x)`, `lo = bf16(x - hi)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    Hi,
+    Lo,
+}
+
+impl Part {
+    pub fn of(self, x: f32) -> f32 {
+        let hi = super::numerics::round_bf16(x);
+        match self {
+            Part::Hi => hi,
+            Part::Lo if x.is_finite() => super::numerics::round_bf16(x - hi),
+            Part::Lo => 0.0,
+        }
+    }
 }
 
 /// A tensor in device DRAM: tile layout (32x32 tiles of four 16x16 faces, the last two dims padded up to
@@ -174,6 +197,9 @@ pub struct DramTensor {
     pub format: DataFormat,
     /// Byte address in every bank.
     pub address: u64,
+    /// The part of the value it holds, for constants stored split (see `NumericOptions::split`).
+    #[serde(default)]
+    pub part: Option<Part>,
 }
 
 impl DramTensor {
@@ -589,6 +615,15 @@ pub enum Op {
         start: u64,
         size: u64,
         cb: u8,
+        slot: Ix,
+    },
+    /// Splits the FP32 tile reserved at the back of CB `from` into its bf16 high part (a reserved tile of
+    /// `hi`) and low part (of `lo`), `x = hi + lo` to about 16 bits (`sovc::split_tile`: integer
+    /// operations on the RISC-V core).
+    SplitTile {
+        from: u8,
+        hi: u8,
+        lo: u8,
         slot: Ix,
     },
     /// Fills a reserved tile with column `col` of the tile reserved at the back of CB `from`, copied to

@@ -324,4 +324,46 @@ inline void concat_part_tile(const Accessor& src, uint32_t src_rows, uint32_t sr
         }
     }
 }
+
+// SplitTile: the FP32 tile at `src_addr` as a bf16 high part (`hi_addr`, rounded to nearest even) and the
+// bf16 low part (`lo_addr`: x - hi, exact in FP32, rounded to bf16), with integer operations only (the
+// data-movement cores have no floating point). Subnormal low parts and the low part of inf and NaN are 0.
+inline uint32_t bf16_round_bits(uint32_t u) {
+    if ((u & 0x7f800000u) == 0x7f800000u) return u & 0xffff0000u;  // inf and NaN keep their top bits
+    return (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+}
+
+inline void split_tile(uint32_t src_addr, uint32_t hi_addr, uint32_t lo_addr) {
+    ElemPtr<Fmt::Float32> src = tile_at<Fmt::Float32>(src_addr);
+    ElemPtr<Fmt::Float16_b> hi = tile_at<Fmt::Float16_b>(hi_addr);
+    ElemPtr<Fmt::Float16_b> lo = tile_at<Fmt::Float16_b>(lo_addr);
+    for (uint32_t i = 0; i < 1024; ++i) {
+        const uint32_t u = src[i];
+        const uint32_t h = bf16_round_bits(u);
+        hi[i] = static_cast<uint16_t>(h >> 16);
+        uint32_t l = 0;
+        const uint32_t eu = (u >> 23) & 0xffu, eh = (h >> 23) & 0xffu;
+        if (eu != 0xffu && eu != 0 && eh != 0) {
+            // Both as integers in units of 2^(eh - 150): x = mx * 2^(eu - eh), hi = mh.
+            const int64_t mx = static_cast<int64_t>((u & 0x7fffffu) | 0x800000u) << 1 >> (eh - eu);
+            const int64_t mh = static_cast<int64_t>((h & 0x7fffffu) | 0x800000u) << 1;
+            int64_t d = mx - mh;  // x - hi, exact, same sign convention as |x|
+            uint32_t sign = u & 0x80000000u;
+            if (d < 0) {
+                d = -d;
+                sign ^= 0x80000000u;
+            }
+            if (d != 0) {
+                int32_t p = 63;
+                while (((static_cast<uint64_t>(d) >> p) & 1u) == 0) --p;  // leading bit
+                const int32_t e = static_cast<int32_t>(eh) - 24 + p;      // biased exponent of x - hi
+                if (e > 0) {
+                    const uint64_t m = p >= 23 ? static_cast<uint64_t>(d) >> (p - 23) : static_cast<uint64_t>(d) << (23 - p);
+                    l = bf16_round_bits(sign | (static_cast<uint32_t>(e) << 23) | (static_cast<uint32_t>(m) & 0x7fffffu));
+                }
+            }
+        }
+        lo[i] = static_cast<uint16_t>(l >> 16);
+    }
+}
 }  // namespace sovc

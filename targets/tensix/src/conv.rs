@@ -72,18 +72,28 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     let bw = divisor(nt, block_cap);
     let bh = divisor(mt, block_cap / bw);
     let (mb, nb) = (mt / bh, nt / bw);
-    let (xt, wt, ot) = (pb.tensor(cx.dram(xv)?), pb.tensor(cx.dram(wv)?), pb.tensor(cx.dram(out)?));
+    let split = cx.opts.numerics.split;
+    let (xt, ot) = (pb.tensor(cx.dram(xv)?), pb.tensor(cx.dram(out)?));
     let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
-    let (xf, wf, of) = (fmt(xv)?, fmt(wv)?, fmt(out)?);
-    let (fid, why) = fidelity(cx, xf, wf);
+    let (xf, of) = (fmt(xv)?, fmt(out)?);
+    let wf = if split { DataFormat::Float16_b } else { fmt(wv)? };
+    let (fid, why) = fidelity(cx, if split { wf } else { xf }, wf);
     pb.fidelity = fid;
-    pb.notes.push(why);
+    pb.notes.push(if split { format!("{why}; split precision: hi*hi + hi*lo + lo*hi") } else { why });
     pb.notes.push(format!(
         "{}x{} kernel, stride {}x{}, im2col K {k} ({kt} tiles); blocks of {bh}x{bw} tiles",
         geom.kh, geom.kw, geom.sh, geom.sw
     ));
     pb.cb(0, wf, 2 * bh as u32, "in0 (weights)");
-    pb.cb(1, xf, 2 * bw as u32, "in1 (im2col)");
+    pb.cb(1, if split { DataFormat::Float16_b } else { xf }, 2 * bw as u32, "in1 (im2col)");
+    if split {
+        if xf != DataFormat::Float32 {
+            return Err("split precision needs FP32 activations".to_string().into());
+        }
+        pb.cb(17, wf, 2 * bh as u32, "in0 (weights low part)");
+        pb.cb(18, DataFormat::Float16_b, 2 * bw as u32, "in1 (im2col low part)");
+        pb.cb(6, xf, 1, "FP32 im2col tile to split");
+    }
     pb.cb(7, xf, 1, "im2col scratch");
     let blk = (bh * bw) as u8;
     let bias_cb = 2u8;
@@ -108,13 +118,24 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     let tr = |i: u64| mbi.clone().times(bh as i64).plus(c(i));
     let tc = |j: u64| nbi.clone().times(bw as i64).plus(c(j));
     // Reader.
-    let mut kbody = vec![Op::Reserve { cb: 0, n: bh as u32 }, Op::Reserve { cb: 1, n: bw as u32 }];
+    let ins: &[(u8, u64)] = if split { &[(0, bh), (17, bh), (1, bw), (18, bw)] } else { &[(0, bh), (1, bw)] };
+    let mut kbody: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Reserve { cb, n: n as u32 }).collect();
     for i in 0..bh {
-        kbody.push(Op::ReadTile { tensor: wt, tile: tr(i).times(kt as i64).plus(kv.clone()), cb: 0, slot: c(i) });
+        let tile = tr(i).times(kt as i64).plus(kv.clone());
+        if split {
+            kbody.extend(crate::templates::split_operand(cx, &mut pb, wv, tile, (0, 17, 5), c(i))?);
+        } else {
+            let wt = pb.tensor(cx.dram(wv)?);
+            kbody.push(Op::ReadTile { tensor: wt, tile, cb: 0, slot: c(i) });
+        }
     }
     kbody.push(Op::ReadBarrier);
     for j in 0..bw {
         let geom = Box::new(geom.clone());
+        let (cb, slot) = if split { (6, c(0)) } else { (1, c(j)) };
+        if split {
+            kbody.push(Op::Reserve { cb: 6, n: 1 });
+        }
         kbody.push(Op::Im2colTile {
             tensor: xt,
             scratch: 7,
@@ -122,11 +143,14 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
             kt: kv.clone(),
             nt: tc(j),
             geom,
-            cb: 1,
-            slot: c(j),
+            cb,
+            slot,
         });
+        if split {
+            kbody.push(Op::SplitTile { from: 6, hi: 1, lo: 18, slot: c(j) });
+        }
     }
-    kbody.extend([Op::Push { cb: 0, n: bh as u32 }, Op::Push { cb: 1, n: bw as u32 }]);
+    kbody.extend(ins.iter().map(|&(cb, n)| Op::Push { cb, n: n as u32 }));
     let mut rb = vec![lp(1, kt, kbody)];
     if let Some(b) = bias {
         let bt = pb.tensor(cx.dram(b)?);
@@ -154,13 +178,9 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     }
     pb.reader = vec![units_loop(rb)];
     // Compute.
-    let mut kc = vec![Op::Wait { cb: 0, n: bh as u32 }, Op::Wait { cb: 1, n: bw as u32 }];
-    for i in 0..bh {
-        for j in 0..bw {
-            kc.push(Op::Matmul { in0: 0, in1: 1, t0: c(i), t1: c(j), dst: (i * bw + j) as u8, transpose: false });
-        }
-    }
-    kc.extend([Op::Pop { cb: 0, n: bh as u32 }, Op::Pop { cb: 1, n: bw as u32 }]);
+    let mut kc: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Wait { cb, n: n as u32 }).collect();
+    kc.extend(crate::templates::products(bh, bw, split));
+    kc.extend(ins.iter().map(|&(cb, n)| Op::Pop { cb, n: n as u32 }));
     let mut cbody = vec![Op::Acquire, lp(1, kt, kc)];
     if bias.is_some() {
         cbody.push(Op::Wait { cb: bias_cb, n: bh as u32 });

@@ -37,6 +37,7 @@ impl Options {
                 weights: DataFormat::Float16_b,
                 fp32_dest_acc: true,
                 fidelity: None,
+                split: false,
             },
         }
     }
@@ -77,6 +78,8 @@ pub struct Ctx<'a> {
     pub scalars: BTreeMap<ValueId, f32>,
     /// The rows dim of each value's view (see `sovc_runtime::tensix::device::view_at`).
     pub views: BTreeMap<ValueId, isize>,
+    /// Constants stored as bf16 high and low parts (split precision): their two plan tensors.
+    pub parts: BTreeMap<ValueId, (u32, u32)>,
 }
 
 impl Ctx<'_> {
@@ -96,9 +99,13 @@ impl Ctx<'_> {
         }
     }
 
-    /// The stored `[batch, rows, cols]` view of `v`'s DRAM tensor.
+    /// The stored `[batch, rows, cols]` view of `v`'s DRAM tensor (or of its parts).
     pub fn view(&self, v: ValueId) -> Result<(u64, u64, u64), String> {
-        let t = &self.tensors[self.dram(v)? as usize];
+        let i = match self.parts.get(&v) {
+            Some(&(hi, _)) => hi,
+            None => self.dram(v)?,
+        };
+        let t = &self.tensors[i as usize];
         Ok((t.batch, t.rows, t.cols))
     }
 
@@ -182,6 +189,7 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     // Candidate DRAM tensors (every f32 value crossing a group); only those a program touches are kept.
     let mut tensors = Vec::new();
     let mut tensor_of = BTreeMap::new();
+    let mut parts = BTreeMap::new();
     for v in live {
         let ty = g.ty(v);
         let Some(d) = ty.shape.as_consts() else { continue };
@@ -200,10 +208,20 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         } else {
             opts.numerics.activations
         };
+        if opts.numerics.split && weight_uses.contains(&v) {
+            // Split-precision products read the weight's bf16 high and low parts.
+            let n = tensors.len() as u32;
+            parts.insert(v, (n, n + 1));
+            for part in [Part::Hi, Part::Lo] {
+                let format = DataFormat::Float16_b;
+                tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0, part: Some(part) });
+            }
+            continue;
+        }
         tensor_of.insert(v, tensors.len() as u32);
-        tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0 });
+        tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0, part: None });
     }
-    let cx = Ctx { g, opts, tensor_of, tensors, scalars, views };
+    let cx = Ctx { g, opts, tensor_of, tensors, scalars, views, parts };
     let mut steps = Vec::new();
     let mut how = Vec::new();
     for (k, grp) in groups.iter().enumerate() {

@@ -291,16 +291,28 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let bw = divisor(nt, block_cap);
     let bh = divisor(mt, block_cap / bw);
     let (mb, nb) = (mt / bh, nt / bw);
-    let (at, bt, ot) = (pb.tensor(cx.dram(av)?), pb.tensor(cx.dram(bv)?), pb.tensor(cx.dram(out)?));
-    let af = cx.tensors[cx.dram(av)? as usize].format;
-    let bf = cx.tensors[cx.dram(bv)? as usize].format;
+    let split = cx.opts.numerics.split;
+    let ot = pb.tensor(cx.dram(out)?);
     let of = cx.tensors[cx.dram(out)? as usize].format;
+    let fmt = |v: ValueId| -> R<DataFormat> {
+        Ok(if split { DataFormat::Float16_b } else { cx.tensors[cx.dram(v)? as usize].format })
+    };
+    let (af, bf) = (fmt(av)?, fmt(bv)?);
     let (fid, why) = fidelity(cx, af, bf);
     pb.fidelity = fid;
-    pb.notes.push(why);
+    pb.notes.push(if split { format!("{why}; split precision: hi*hi + hi*lo + lo*hi") } else { why });
     pb.notes.push(format!("blocks of {bh}x{bw} tiles, K {kt} tiles"));
-    pb.cb(0, af, 2 * bh as u32, "in0 (A)");
-    pb.cb(1, bf, 2 * bw as u32, "in1 (B)");
+    pb.cb(0, af, 2 * bh as u32, if split { "in0 (A high part)" } else { "in0 (A)" });
+    pb.cb(1, bf, 2 * bw as u32, if split { "in1 (B high part)" } else { "in1 (B)" });
+    if split {
+        pb.cb(17, af, 2 * bh as u32, "in0 (A low part)");
+        pb.cb(18, bf, 2 * bw as u32, "in1 (B low part)");
+        for (v, scratch) in [(av, 5u8), (bv, 6u8)] {
+            if !cx.parts.contains_key(&v) {
+                pb.cb(scratch, DataFormat::Float32, 1, "FP32 tile to split");
+            }
+        }
+    }
     let leaves: Vec<(ValueId, u8)> =
         ch.as_ref().map_or(Vec::new(), |c| c.leaves.iter().enumerate().map(|(i, &v)| (v, 2 + i as u8)).collect());
     if leaves.len() > 14 {
@@ -321,16 +333,28 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let tr = |i: u64| mbi.clone().times(bh as i64).plus(c(i));
     let tc = |j: u64| nbi.clone().times(bw as i64).plus(c(j));
     // Reader.
-    let mut kbody = vec![Op::Reserve { cb: 0, n: bh as u32 }, Op::Reserve { cb: 1, n: bw as u32 }];
+    let ins: &[(u8, u64)] = if split { &[(0, bh), (17, bh), (1, bw), (18, bw)] } else { &[(0, bh), (1, bw)] };
+    let mut kbody: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Reserve { cb, n: n as u32 }).collect();
     for i in 0..bh {
         let tile = a_b.clone().times(mt as i64).plus(tr(i)).times(kt as i64).plus(kv.clone());
-        kbody.push(Op::ReadTile { tensor: at, tile, cb: 0, slot: c(i) });
+        if split {
+            kbody.extend(split_operand(cx, &mut pb, av, tile, (0, 17, 5), c(i))?);
+        } else {
+            let at = pb.tensor(cx.dram(av)?);
+            kbody.push(Op::ReadTile { tensor: at, tile, cb: 0, slot: c(i) });
+        }
     }
     for j in 0..bw {
         let tile = b_b.clone().times(kt as i64).plus(kv.clone()).times(nt as i64).plus(tc(j));
-        kbody.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot: c(j) });
+        if split {
+            kbody.extend(split_operand(cx, &mut pb, bv, tile, (1, 18, 6), c(j))?);
+        } else {
+            let bt = pb.tensor(cx.dram(bv)?);
+            kbody.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot: c(j) });
+        }
     }
-    kbody.extend([Op::ReadBarrier, Op::Push { cb: 0, n: bh as u32 }, Op::Push { cb: 1, n: bw as u32 }]);
+    kbody.push(Op::ReadBarrier);
+    kbody.extend(ins.iter().map(|&(cb, n)| Op::Push { cb, n: n as u32 }));
     let mut rb = vec![lp(1, kt, kbody)];
     let pos: Vec<(Ix, Ix, Ix, Ix)> = (0..bh)
         .flat_map(|i| (0..bw).map(move |j| (i, j)))
@@ -347,13 +371,9 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     }
     pb.reader = vec![units_loop(rb)];
     // Compute.
-    let mut kc = vec![Op::Wait { cb: 0, n: bh as u32 }, Op::Wait { cb: 1, n: bw as u32 }];
-    for i in 0..bh {
-        for j in 0..bw {
-            kc.push(Op::Matmul { in0: 0, in1: 1, t0: c(i), t1: c(j), dst: (i * bw + j) as u8, transpose: false });
-        }
-    }
-    kc.extend([Op::Pop { cb: 0, n: bh as u32 }, Op::Pop { cb: 1, n: bw as u32 }]);
+    let mut kc: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Wait { cb, n: n as u32 }).collect();
+    kc.extend(products(bh, bw, split));
+    kc.extend(ins.iter().map(|&(cb, n)| Op::Pop { cb, n: n as u32 }));
     let mut cb_ = vec![Op::Acquire, lp(1, kt, kc)];
     let blk = (bh * bw) as u8;
     if let Some(ch) = &ch {
@@ -515,4 +535,51 @@ fn concat(cx: &Ctx, grp: &Group, a: usize, name: &str, kernel: usize) -> R<Progr
     ])];
     pb.notes.push(format!("{} inputs along axis {axis}, gathered by the reader", node.inputs.len()));
     pb.finish(b * rows.div_ceil(32) * cols.div_ceil(32))
+}
+
+/// The tile products of a `bh x bw` block from A in CB 0 and B in CB 1 (and, in split precision, their
+/// low parts in CBs 17 and 18: hi*hi + hi*lo + lo*hi), accumulated into Dst tile `i * bw + j`.
+pub fn products(bh: u64, bw: u64, split: bool) -> Vec<Op> {
+    let pairs: &[(u8, u8)] = if split { &[(0, 1), (0, 18), (17, 1)] } else { &[(0, 1)] };
+    let mut ops = Vec::new();
+    for i in 0..bh {
+        for j in 0..bw {
+            for &(in0, in1) in pairs {
+                ops.push(Op::Matmul { in0, in1, t0: c(i), t1: c(j), dst: (i * bw + j) as u8, transpose: false });
+            }
+        }
+    }
+    ops
+}
+
+/// Split precision: the ops that put tile `tile` of operand `v` into slot `slot` of CBs `hi` and `lo` (its
+/// bf16 high and low parts): a constant's stored parts, or the FP32 tile read into `scratch` and split by
+/// the reader. Reads of stored parts are left for the caller's barrier.
+pub fn split_operand(
+    cx: &Ctx,
+    pb: &mut ProgramBuilder,
+    v: ValueId,
+    tile: Ix,
+    cbs: (u8, u8, u8),
+    slot: Ix,
+) -> R<Vec<Op>> {
+    let (hi, lo, scratch) = cbs;
+    if let Some(&(h, l)) = cx.parts.get(&v) {
+        let (ht, lt) = (pb.tensor(h), pb.tensor(l));
+        return Ok(vec![
+            Op::ReadTile { tensor: ht, tile: tile.clone(), cb: hi, slot: slot.clone() },
+            Op::ReadTile { tensor: lt, tile, cb: lo, slot },
+        ]);
+    }
+    let t = cx.dram(v)?;
+    if cx.tensors[t as usize].format != DataFormat::Float32 {
+        return Err(format!("split precision needs %{} in FP32", v.0).into());
+    }
+    let t = pb.tensor(t);
+    Ok(vec![
+        Op::Reserve { cb: scratch, n: 1 },
+        Op::ReadTile { tensor: t, tile, cb: scratch, slot: c(0) },
+        Op::ReadBarrier,
+        Op::SplitTile { from: scratch, hi, lo, slot },
+    ])
 }

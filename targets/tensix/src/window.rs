@@ -102,7 +102,7 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     let mut pb = cx.builder(name, kernel, template);
     let cap = pb.dst_cap();
     let ch = if rest.is_empty() { None } else { Some(chain::compile(g, rest, Some(mv), out, &cx.scalars, cap)?) };
-    if ch.as_ref().is_some_and(|c| c.slots.max(2) > cap) {
+    if ch.as_ref().is_some_and(|c| c.slots.max(2) > cap || cx.opts.numerics.split && c.slots > 3) {
         return Err(format!("the epilogue needs more than {cap} Dst tiles").into());
     }
     let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
@@ -190,15 +190,28 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
         cb_.push(Op::Wait { cb: 1, n: taps });
     }
     cb_.push(Op::Acquire);
+    // In split precision the products run on the SFPU in FP32 (the FPU would read TF32).
+    let sfpu = cx.opts.numerics.split && kind == Kind::Depthwise;
+    if sfpu && cap < 3 {
+        return Err("FP32 depthwise products need 3 Dst tiles".to_string().into());
+    }
     for tap in 0..taps {
         let t = c(tap as u64);
         let d = if tap == 0 { 0 } else { 1 };
-        cb_.push(match kind {
-            Kind::Depthwise => {
-                Op::Binary { op: FpuBinary::Mul, bcast: Bcast::None, a: 0, b: 1, ta: t.clone(), tb: t, dst: d }
-            }
-            _ => Op::CopyTile { cb: 0, tile: t, dst: d },
-        });
+        if sfpu {
+            cb_.extend([
+                Op::CopyTile { cb: 0, tile: t.clone(), dst: d },
+                Op::CopyTile { cb: 1, tile: t, dst: 2 },
+                Op::BinaryDst { op: SfpuBinary::Mul, a: d, b: 2 },
+            ]);
+        } else {
+            cb_.push(match kind {
+                Kind::Depthwise => {
+                    Op::Binary { op: FpuBinary::Mul, bcast: Bcast::None, a: 0, b: 1, ta: t.clone(), tb: t, dst: d }
+                }
+                _ => Op::CopyTile { cb: 0, tile: t, dst: d },
+            });
+        }
         if tap > 0 {
             let op = if kind == Kind::Max { SfpuBinary::Max } else { SfpuBinary::Add };
             cb_.push(Op::BinaryDst { op, a: 0, b: 1 });

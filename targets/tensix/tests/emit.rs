@@ -36,7 +36,7 @@ fn blackhole() -> DeviceDesc {
 }
 
 fn tensor(value: u32, rows: u64, cols: u64, format: DataFormat, address: u64) -> DramTensor {
-    DramTensor { value, batch: 1, rows, cols, format, address }
+    DramTensor { value, batch: 1, rows, cols, format, address, part: None }
 }
 
 fn cb(index: u8, format: DataFormat, pages: u32, role: &str) -> Cb {
@@ -93,6 +93,7 @@ fn plan(tensors: Vec<DramTensor>, steps: Vec<Step>) -> Plan {
             weights: DataFormat::Float16_b,
             fp32_dest_acc: false,
             fidelity: None,
+            split: false,
         },
         tensors,
         dram_bytes_per_bank: 1 << 20,

@@ -258,6 +258,9 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
                 set.insert(*a);
                 set.insert(*b);
             }
+            Op::SplitTile { from, hi, lo, .. } => {
+                set.extend([*from, *hi, *lo]);
+            }
             _ => {}
         }
     }
@@ -456,6 +459,14 @@ impl Ctx<'_> {
                     }
                     _ => format!("#error \"sovc: concatenation on CB {cb} or tensor {tensor}, which the program does not declare\""),
                 }
+            }
+            Op::SplitTile { from, hi, lo, slot } => {
+                *helpers = true;
+                format!(
+                    "sovc::split_tile(get_write_ptr(cb_{from}), {}, {});",
+                    self.slot_addr("get_write_ptr", *hi, slot),
+                    self.slot_addr("get_write_ptr", *lo, slot)
+                )
             }
             Op::ColumnTile { from, col, cb, slot } => {
                 *helpers = true;
@@ -1030,4 +1041,4 @@ fn first_keyed(body: &[Op], c: &Compute<'_, '_>) -> Option<(Spec, bool)> {
 }
 
 mod project;
-pub use project::emit_project;
+pub use project::{data_name, emit_project};

@@ -136,7 +136,7 @@ fn host_main(plan: &Plan, dirs: &[Option<String>], inputs: &[(String, u32)], out
     let written = device_written(plan);
     let input_values: BTreeSet<u32> = inputs.iter().map(|(_, v)| *v).collect();
     for (i, t) in plan.tensors.iter().enumerate() {
-        let path = format!("root + \"/data/{}.bin\"", t.value);
+        let path = format!("root + \"/data/{}.bin\"", data_name(t));
         if input_values.contains(&t.value) {
             let _ = writeln!(o, "    {{  // graph input, plan tensor {i}");
             let _ = writeln!(o, "        std::vector<uint32_t> words = read_file({path}, kTensors[{i}].bytes);");
@@ -174,6 +174,16 @@ fn host_main(plan: &Plan, dirs: &[Option<String>], inputs: &[(String, u32)], out
 }
 
 /// Plan tensors that a device program writes (so there is nothing to load for them).
+/// The file (under `data/`, without `.bin`) holding a plan tensor's tilized bytes: its graph value, with
+/// `.hi` / `.lo` for the parts of a constant stored split.
+pub fn data_name(t: &sovc_runtime::tensix::program::DramTensor) -> String {
+    match t.part {
+        None => t.value.to_string(),
+        Some(sovc_runtime::tensix::program::Part::Hi) => format!("{}.hi", t.value),
+        Some(sovc_runtime::tensix::program::Part::Lo) => format!("{}.lo", t.value),
+    }
+}
+
 fn device_written(plan: &Plan) -> BTreeSet<usize> {
     let mut set = BTreeSet::new();
     for s in &plan.steps {
