@@ -22,8 +22,15 @@ fn main() {
         "{:<34} {:>10} {:>9} {:>8} {:>7} {:>11}  bound by",
         "options", "cycles", "time ms", "TFLOP/s", "FPU %", "DRAM MB"
     );
-    let configs: [(&str, TensixOptions); 5] = [
-        ("bf16, HiFi4, fp32 acc (default)", TensixOptions::default()),
+    let bf16 = |f: Option<&str>, bf16_acc: bool| TensixOptions {
+        precision: Some("bf16".into()),
+        fidelity: f.map(|f| f.to_string()),
+        bf16_acc,
+        ..Default::default()
+    };
+    let configs: [(&str, TensixOptions); 6] = [
+        ("fp32 split precision (default)", TensixOptions::default()),
+        ("bf16, HiFi4, fp32 acc", bf16(None, false)),
         ("bf16, HiFi2, fp32 acc", TensixOptions { fidelity: Some("HiFi2".into()), ..Default::default() }),
         (
             "bf16, HiFi2, bf16 acc",
