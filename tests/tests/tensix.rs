@@ -515,6 +515,16 @@ fn global_pooling_reduces_rows_into_one_row() {
         let plan = check(&g.model(y), &format!("conv then global {}", kind.as_str()), 0.9999);
         assert!(plan.contains("tensix reduce"), "{plan}");
     }
+    // Squeeze-and-excitation's pooling: the pooled channels stay a column and feed a 1x1 convolution.
+    let mut g = G::new();
+    let x = g.input("x", &[1, 40, 9, 9]);
+    let r = g.op(Op::Reduce { kind: sovc_ir::ReduceKind::Mean, axes: vec![2, 3], keepdims: true }, &[x]);
+    let w = g.weight("w", &[8, 40, 1, 1], 0.5);
+    let conv = Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 };
+    let y = g.op(conv, &[r, w]);
+    let y = g.op(Op::Unary(UnaryOp::Sigmoid), &[y]);
+    let plan = check(&g.model(y), "global mean pool as a column, then a 1x1 conv", 0.999);
+    assert!(plan.contains("tensix reduce") && plan.contains("tensix conv"), "{plan}");
 }
 
 #[test]

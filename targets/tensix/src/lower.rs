@@ -267,6 +267,16 @@ fn assign_views(g: &Graph, groups: &[Group]) -> BTreeMap<ValueId, isize> {
             a == grp.nodes[0] && (crate::conv::supported(g, a).is_ok() || crate::window::supported(g, a).is_ok())
         });
         let Some(&out) = grp.outputs.first() else { continue };
+        // Global pooling with keepdims of a convolution activation stays a column of channels.
+        if let Some(a) = anchor.filter(|&a| a == grp.nodes[0] && grp.nodes.len() == 1) {
+            let n = &g.nodes[a];
+            if let GOp::Reduce { axes, keepdims: true, .. } = &n.op {
+                if k.get(&n.inputs[0]) == Some(&1) && rank(n.inputs[0]) == 4 && *axes == [2, 3] {
+                    k.insert(out, 1);
+                    continue;
+                }
+            }
+        }
         let flat = rank(out) == 4
             && grp.outputs.len() == 1
             && (conv.is_some()

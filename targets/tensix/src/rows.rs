@@ -469,8 +469,13 @@ pub fn reduce_to_row(cx: &Ctx, a: usize, out: ValueId, name: &str, kernel: usize
         return Err(format!("reduce over axes {axes:?} of a value stored with rows at dim {k}").into());
     }
     let (b, rows, cols) = cx.view(x)?;
-    if b != 1 || cx.view(out)? != (1, 1, rows) || g.ty(x).dtype != sovc_ir::DType::F32 {
-        return Err("a reduction whose result is not one row of the input's rows".to_string().into());
+    // The result as one row (transposed: global pooling before a flatten) or as the column the row
+    // reduction gives (keepdims, feeding a convolution).
+    let as_row = b == 1 && cx.view(out)? == (1, 1, rows);
+    if !as_row && cx.view(out)? != (b, rows, 1) || g.ty(x).dtype != sovc_ir::DType::F32 {
+        return Err("a reduction whose result is neither one row nor one column of the input's rows"
+            .to_string()
+            .into());
     }
     let (kind, scale) = match kind {
         sovc_ir::ReduceKind::Sum => (ReduceKind::Sum, 1.0),
@@ -492,30 +497,40 @@ pub fn reduce_to_row(cx: &Ctx, a: usize, out: ValueId, name: &str, kernel: usize
     pb.reader = rd;
     let post: Vec<SfpuUnary> = if scale == 1.0 { Vec::new() } else { vec![SfpuUnary::MulScalar(scale)] };
     let mut o = vec![Op::Wait { cb: 0, n: w as u32 }];
-    o.extend(reduce_row(kind, 0, w, &post, 24));
-    o.extend([
-        Op::Pop { cb: 0, n: w as u32 },
-        Op::Wait { cb: 24, n: 1 },
-        Op::Acquire,
-        Op::Transpose { cb: 24, t: c(0), dst: 0 },
-        Op::Commit,
-        Op::WaitDst,
-        Op::Reserve { cb: CB_OUT, n: 1 },
-        Op::Pack { dst: 0, cb: CB_OUT, slot: c(0) },
-        Op::Push { cb: CB_OUT, n: 1 },
-        Op::Release,
-        Op::Pop { cb: 24, n: 1 },
-    ]);
+    if as_row {
+        o.extend(reduce_row(kind, 0, w, &post, 24));
+        o.extend([
+            Op::Pop { cb: 0, n: w as u32 },
+            Op::Wait { cb: 24, n: 1 },
+            Op::Acquire,
+            Op::Transpose { cb: 24, t: c(0), dst: 0 },
+            Op::Commit,
+            Op::WaitDst,
+            Op::Reserve { cb: CB_OUT, n: 1 },
+            Op::Pack { dst: 0, cb: CB_OUT, slot: c(0) },
+            Op::Push { cb: CB_OUT, n: 1 },
+            Op::Release,
+            Op::Pop { cb: 24, n: 1 },
+        ]);
+    } else {
+        o.extend(reduce_row(kind, 0, w, &post, CB_OUT));
+        o.push(Op::Pop { cb: 0, n: w as u32 });
+    }
     pb.compute = vec![Op::Wait { cb: CB_SCALER, n: 1 }, units_loop(o), Op::Pop { cb: CB_SCALER, n: 1 }];
-    // The result row: column tile `unit` of the output, one valid row.
+    // The result row (column tile `unit` of the output, one valid row) or column (row tile `unit`).
     let mut wb = vec![Op::Wait { cb: CB_OUT, n: 1 }];
-    wb.push(Op::PadTile { cb: CB_OUT, slot: c(0), rows: c(1), cols: valid(rows, unit()), value: 0.0, front: true });
+    let (vr, vc) = if as_row { (c(1), valid(rows, unit())) } else { (valid(rows, unit().modulo(rt as i64)), c(1)) };
+    wb.push(Op::PadTile { cb: CB_OUT, slot: c(0), rows: vr, cols: vc, value: 0.0, front: true });
     wb.extend([
         Op::WriteTile { tensor: ot, tile: unit(), cb: CB_OUT, slot: c(0) },
         Op::WriteBarrier,
         Op::Pop { cb: CB_OUT, n: 1 },
     ]);
     pb.writer = vec![units_loop(wb)];
-    pb.notes.push(format!("rows of {w} tiles reduced, then transposed into one row"));
-    pb.finish(rt)
+    pb.notes.push(if as_row {
+        format!("rows of {w} tiles reduced, then transposed into one row")
+    } else {
+        format!("rows of {w} tiles reduced into a column")
+    });
+    pb.finish(b * rt)
 }
