@@ -517,8 +517,11 @@ fn global_pooling_reduces_rows_into_one_row() {
     }
     // Squeeze-and-excitation's pooling: the pooled channels stay a column and feed a 1x1 convolution.
     let mut g = G::new();
-    let x = g.input("x", &[1, 40, 9, 9]);
-    let r = g.op(Op::Reduce { kind: sovc_ir::ReduceKind::Mean, axes: vec![2, 3], keepdims: true }, &[x]);
+    let x = g.input("x", &[1, 6, 9, 9]);
+    let w0 = g.weight("w0", &[40, 6, 3, 3], 0.5);
+    let conv = Op::Conv { strides: vec![1, 1], pads: vec![1, 1, 1, 1], dilations: vec![1, 1], group: 1 };
+    let h = g.op(conv, &[x, w0]);
+    let r = g.op(Op::Reduce { kind: sovc_ir::ReduceKind::Mean, axes: vec![2, 3], keepdims: true }, &[h]);
     let w = g.weight("w", &[8, 40, 1, 1], 0.5);
     let conv = Op::Conv { strides: vec![1, 1], pads: vec![0, 0, 0, 0], dilations: vec![1, 1], group: 1 };
     let y = g.op(conv, &[r, w]);
