@@ -1,7 +1,8 @@
 //! Partitioning: the optimized graph split into fused kernel groups, the unit every target lowers. Each
 //! non-elementwise op (matmul, conv, attention, a normalization, a reduction, a movement) anchors a group;
 //! elementwise ops and reshapes join the group of the value they consume when that value has no other
-//! use and no cycle can form, so `matmul -> add bias -> gelu` or `conv -> add -> relu` become one kernel
+//! use, has the op's result shape (an op that broadcasts a group's result up to a larger shape starts
+//! its own group) and no cycle can form, so `matmul -> add bias -> gelu` or `conv -> add -> relu` become one kernel
 //! with an epilogue. Elementwise ops with nowhere to go form their own (fused elementwise) group.
 
 use sovc_ir::{Graph, OpKind, ValueDef, ValueId};
@@ -53,9 +54,15 @@ pub fn partition(g: &Graph) -> Vec<KernelGroup> {
             // Join the latest group among the single-use producers of this node's inputs, if every other
             // input comes from outside any group or from a group created before it (so no cycle forms).
             let ins = &g.nodes[n].inputs;
+            // Only through an operand of the result's own shape: an op that broadcasts a group's small
+            // result up to a larger one (squeeze-and-excitation's channel scale) starts its own group,
+            // since the group's kernel iterates over its anchor's result.
+            let out_shape = &g.ty(g.nodes[n].outputs[0]).shape;
+            let reshape = matches!(g.nodes[n].op, sovc_ir::Op::Reshape { .. });
             let candidate = ins
                 .iter()
                 .filter(|v| uses[v.index()] == 1 && !is_output.contains(v))
+                .filter(|v| reshape || &g.ty(**v).shape == out_shape)
                 .filter_map(|&v| producer_group(&group_of_node, v))
                 .max();
             if let Some(c) = candidate {

@@ -290,7 +290,7 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
 }
 
 /// PCC each real model's outputs must reach on the simulator with `--precision bf16` (the defaults,
-/// FP32 precision, must reach 0.999 on all). Most reach 0.999 in bf16 too. Three randomly initialised
+/// FP32 precision, must reach 0.999 on all). Four reach 0.999 in bf16 too. Three randomly initialised
 /// CNNs cannot on any bf16 datapath: rounding only their input to bf16 already costs onnxruntime PCC
 /// 0.9984 (MobileNet-V2), 0.9905 (ResNet-50) and 0.9875 (Inception-v3), and the FPU sees at most TF32.
 /// For those the bf16 floor is loose, and what guards correctness is the check of every program alone
@@ -298,7 +298,8 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
 const REAL_MODELS: [(&str, f64); 8] = [
     ("resnet18", 0.999),
     ("squeezenet1_1", 0.999),
-    ("efficientnet_b0", 0.999),
+    // 0.9989 since its squeeze-and-excitation scales run on the device in bf16 too.
+    ("efficientnet_b0", 0.998),
     ("bert_encoder", 0.999),
     ("gpt2_decoder", 0.999),
     ("mobilenet_v2", 0.95),
