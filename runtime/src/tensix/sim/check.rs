@@ -1,0 +1,82 @@
+//! Names of calls for messages, and the checks of a program that need no execution.
+
+use super::*;
+
+/// The API name of an op, for messages.
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Loop { .. } => "for",
+        Op::Reserve { .. } => "cb_reserve_back",
+        Op::Push { .. } => "cb_push_back",
+        Op::Wait { .. } => "cb_wait_front",
+        Op::Pop { .. } => "cb_pop_front",
+        Op::ReadTile { .. } => "noc_async_read_tile",
+        Op::ReadBarrier => "noc_async_read_barrier",
+        Op::WriteTile { .. } => "noc_async_write_tile",
+        Op::WriteBarrier => "noc_async_write_barrier",
+        Op::FillTile { .. } => "fill_tile",
+        Op::PadTile { .. } => "pad_tile",
+        Op::BcastTile { .. } => "bcast_tile",
+        Op::Im2colTile { .. } => "sovc::im2col_tile",
+        Op::GatherTile { .. } => "sovc::gather_tile",
+        Op::TapTile { .. } => "sovc::tap_tile",
+        Op::ColumnTile { .. } => "sovc::column_tile",
+        Op::SplitTile { .. } => "sovc::split_tile",
+        Op::ConcatPartTile { .. } => "sovc::concat_part_tile",
+        Op::Acquire => "tile_regs_acquire",
+        Op::Commit => "tile_regs_commit",
+        Op::WaitDst => "tile_regs_wait",
+        Op::Release => "tile_regs_release",
+        Op::CopyTile { .. } => "copy_tile",
+        Op::Matmul { .. } => "matmul_tiles",
+        Op::Binary { .. } => "binary (add/sub/mul_tiles)",
+        Op::BinaryDst { .. } => "binary SFPU op",
+        Op::Unary { .. } => "unary SFPU op",
+        Op::CopyDst { .. } => "copy_dest_values",
+        Op::Reduce { .. } => "reduce_tile",
+        Op::Transpose { .. } => "transpose_wh_tile",
+        Op::Pack { .. } => "pack_tile",
+    }
+}
+
+/// Checks what can be checked before running: CBs in L1 and not overlapping, cores in the grid.
+pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
+    let d = &plan.device;
+    let mut spans: Vec<(u64, u64, u8)> = Vec::new();
+    for c in &p.cbs {
+        if c.index >= 32 {
+            return Err(format!("CB index {} (there are 32)", c.index));
+        }
+        if c.pages == 0 {
+            return Err(format!("CB {} has no pages", c.index));
+        }
+        let end = c.address.saturating_add(c.bytes());
+        if c.address < d.l1_unreserved_base || end > d.l1_bytes {
+            return Err(format!(
+                "CB {} at {:#x}..{:#x} lies outside the free L1 {:#x}..{:#x}",
+                c.index, c.address, end, d.l1_unreserved_base, d.l1_bytes
+            ));
+        }
+        if let Some(o) = spans.iter().find(|s| s.0 < end && c.address < s.1) {
+            return Err(format!("CBs {} and {} overlap in L1", o.2, c.index));
+        }
+        if p.cbs.iter().filter(|x| x.index == c.index).count() > 1 {
+            return Err(format!("CB {} is created twice", c.index));
+        }
+        spans.push((c.address, end, c.index));
+    }
+    for (i, c) in p.cores.iter().enumerate() {
+        if c.x >= d.grid_x || c.y >= d.grid_y {
+            return Err(format!("core ({},{}) is outside the {}x{} grid", c.x, c.y, d.grid_x, d.grid_y));
+        }
+        if p.cores[..i].iter().any(|o| o.x == c.x && o.y == c.y) {
+            return Err(format!("core ({},{}) is given work twice", c.x, c.y));
+        }
+    }
+    for &t in &p.tensors {
+        if t as usize >= plan.tensors.len() {
+            return Err(format!("names plan tensor {t}, which does not exist"));
+        }
+    }
+    Ok(())
+}
