@@ -585,3 +585,33 @@ fn crafted_plans_are_refused() {
     let e = sim_error(&a);
     assert!(e.contains("reserved only 1"), "{e}");
 }
+
+/// Every `sovc_dm.h` helper instantiated (the models' projects use only some), through g++.
+#[test]
+fn every_data_movement_helper_compiles() {
+    let inc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets/tensix/include");
+    let d = std::env::temp_dir().join(format!("sovc-dm-helpers-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("dir");
+    std::fs::write(d.join("sovc_dm.h"), sovc_target_tensix::emit::emit_dm_header()).expect("write");
+    let src = r#"#include "api/dataflow/dataflow_api.h"
+#include "sovc_dm.h"
+void kernel_main() {
+    constexpr auto a = TensorAccessorArgs<0>();
+    const auto t = TensorAccessor(a, 0, 2048);
+    static constexpr uint32_t map[] = {2, 4, 4, 1, 1, 2, 4, 4, 1, 0};
+    const sovc::ConvGeom g{1, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 2, 2};
+    sovc::im2col_tile<sovc::Fmt::Float16_b>(t, 4, 4, 0, 0, 0, 0, 0, g);
+    sovc::tap_tile<sovc::Fmt::Float32>(t, 4, 4, 0, 0, 0, 0, 0, 0, 0, g);
+    sovc::gather_tile<sovc::Fmt::Float16_b>(t, 4, 4, 0, 0, 0, 4, 4, map);
+    sovc::concat_part_tile<sovc::Fmt::Float32>(t, 4, 4, 0, 0, 0, 4, 4, 1, 4, 4, 0, 2);
+    sovc::split_tile(0, 0, 0);
+    sovc::column_tile<sovc::Fmt::Float32>(0, 1, 0);
+    sovc::fill_tile<sovc::Fmt::Float16_b>(0, 0);
+    sovc::pad_tile<sovc::Fmt::Float32>(0, 3, 5, 0);
+    sovc::bcast_tile<sovc::Fmt::Float16_b, sovc::Bcast::Cols>(0);
+}
+"#;
+    std::fs::write(d.join("helpers.cpp"), src).expect("write");
+    assert_eq!(syntax_check(&[d.join("helpers.cpp")], &[inc, d.clone()]), 1);
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -117,6 +117,28 @@ inline void bcast_tile(uint32_t l1_addr) {
 // [N, C, H, W]). Row r of the matrix is (channel, kernel row, kernel column), column c is (output row,
 // output column); elements outside the image are zero. Each source tile the gather touches is read over the
 // NoC into `scratch_addr` (one tile of L1), then the RISC-V core copies its elements.
+// Elements of a tensor in DRAM, by flat (row-major) index, for tensors viewed `rows` x `cols` per batch
+// entry (any view keeps the logical order): each source tile is read over the NoC into one tile of L1
+// scratch when an element of it is first needed, and kept until another tile is.
+template <Fmt F, typename Accessor>
+struct SourceTiles {
+    const Accessor& src;
+    uint32_t rows, cols, scratch_addr;
+    uint32_t cached;
+
+    typename Elem<F>::T at(uint64_t f) {
+        const uint32_t col = f % cols, row = f / cols % rows;
+        const uint32_t b = f / (static_cast<uint64_t>(cols) * rows);
+        const uint32_t page = (b * ((rows + 31) / 32) + row / 32) * ((cols + 31) / 32) + col / 32;
+        if (page != cached) {
+            noc_async_read_tile(page, src, scratch_addr);
+            noc_async_read_barrier();
+            cached = page;
+        }
+        return tile_at<F>(scratch_addr)[face_offset(row % 32, col % 32)];
+    }
+};
+
 struct ConvGeom {
     uint32_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
 };
@@ -125,12 +147,9 @@ template <Fmt F, typename Accessor>
 inline void im2col_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
                         uint32_t dst_addr, uint32_t image, uint32_t kt, uint32_t nt, const ConvGeom& g) {
     ElemPtr<F> dst = tile_at<F>(dst_addr);
-    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    SourceTiles<F, Accessor> source{src, src_rows, src_cols, scratch_addr, 0xffffffffu};
     const uint32_t k = g.c * g.kh * g.kw;
     const uint32_t n = g.oh * g.ow;
-    const uint32_t row_tiles = (src_rows + 31) / 32;
-    const uint32_t col_tiles = (src_cols + 31) / 32;
-    uint32_t cached = 0xffffffffu;
     for (uint32_t r = 0; r < 32; ++r) {
         const uint32_t kidx = kt * 32 + r;
         for (uint32_t c = 0; c < 32; ++c) {
@@ -144,15 +163,7 @@ inline void im2col_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
                     const uint64_t f =
                         ((static_cast<uint64_t>(image) * g.c + ci) * g.h + static_cast<uint32_t>(ih)) * g.w +
                         static_cast<uint32_t>(iw);
-                    const uint32_t col = f % src_cols, row = f / src_cols % src_rows;
-                    const uint32_t b = f / (static_cast<uint64_t>(src_cols) * src_rows);
-                    const uint32_t page = (b * row_tiles + row / 32) * col_tiles + col / 32;
-                    if (page != cached) {
-                        noc_async_read_tile(page, src, scratch_addr);
-                        noc_async_read_barrier();
-                        cached = page;
-                    }
-                    v = scratch[face_offset(row % 32, col % 32)];
+                    v = source.at(f);
                 }
             }
             dst[face_offset(r, c)] = v;
@@ -170,7 +181,7 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
                         uint32_t dst_addr, uint32_t tile, uint32_t rows, uint32_t cols, const uint32_t* map) {
     constexpr uint32_t kMaxRank = 8, kMaxSteps = 16;
     ElemPtr<F> dst = tile_at<F>(dst_addr);
-    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    SourceTiles<F, Accessor> source{src, src_rows, src_cols, scratch_addr, 0xffffffffu};
     // Decode: where each step's words start, and the source dims.
     const uint32_t src_rank = map[0];
     const uint32_t* src_dims = map + 1;
@@ -186,8 +197,6 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
     const uint32_t* out_dims = nsteps ? map + at[nsteps - 1] + 2 : src_dims;
     const uint32_t row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
     const uint32_t b = tile / (row_tiles * col_tiles), tr = tile / col_tiles % row_tiles, tc = tile % col_tiles;
-    const uint32_t src_row_tiles = (src_rows + 31) / 32, src_col_tiles = (src_cols + 31) / 32;
-    uint32_t cached = 0xffffffffu;
     for (uint32_t r = 0; r < 32; ++r) {
         for (uint32_t c = 0; c < 32; ++c) {
             const uint32_t row = tr * 32 + r, col = tc * 32 + c;
@@ -220,15 +229,7 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
                 }
                 uint64_t s = 0;
                 for (uint32_t i = 0; i < src_rank; ++i) s = s * src_dims[i] + coords[i];
-                const uint32_t scol = s % src_cols, srow = s / src_cols % src_rows;
-                const uint32_t sb = s / (static_cast<uint64_t>(src_cols) * src_rows);
-                const uint32_t page = (sb * src_row_tiles + srow / 32) * src_col_tiles + scol / 32;
-                if (page != cached) {
-                    noc_async_read_tile(page, src, scratch_addr);
-                    noc_async_read_barrier();
-                    cached = page;
-                }
-                v = scratch[face_offset(srow % 32, scol % 32)];
+                v = source.at(s);
             }
             dst[face_offset(r, c)] = v;
         }
@@ -243,10 +244,8 @@ inline void tap_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, 
                      uint32_t dst_addr, uint32_t image, uint32_t ct, uint32_t nt, uint32_t tap, uint32_t pad_bits,
                      const ConvGeom& g) {
     ElemPtr<F> dst = tile_at<F>(dst_addr);
-    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    SourceTiles<F, Accessor> source{src, src_rows, src_cols, scratch_addr, 0xffffffffu};
     const uint32_t ky = tap / g.kw, kx = tap % g.kw;
-    const uint32_t row_tiles = (src_rows + 31) / 32, col_tiles = (src_cols + 31) / 32;
-    uint32_t cached = 0xffffffffu;
     for (uint32_t r = 0; r < 32; ++r) {
         const uint32_t ch = ct * 32 + r;
         for (uint32_t c = 0; c < 32; ++c) {
@@ -260,15 +259,7 @@ inline void tap_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, 
                     const uint64_t f =
                         ((static_cast<uint64_t>(image) * g.c + ch) * g.h + static_cast<uint32_t>(ih)) * g.w +
                         static_cast<uint32_t>(iw);
-                    const uint32_t col = f % src_cols, row = f / src_cols % src_rows;
-                    const uint32_t b = f / (static_cast<uint64_t>(src_cols) * src_rows);
-                    const uint32_t page = (b * row_tiles + row / 32) * col_tiles + col / 32;
-                    if (page != cached) {
-                        noc_async_read_tile(page, src, scratch_addr);
-                        noc_async_read_barrier();
-                        cached = page;
-                    }
-                    v = scratch[face_offset(row % 32, col % 32)];
+                    v = source.at(f);
                 }
             }
             dst[face_offset(r, c)] = v;
@@ -298,11 +289,9 @@ inline void concat_part_tile(const Accessor& src, uint32_t src_rows, uint32_t sr
                              uint32_t axis_len, uint32_t inner, uint32_t start, uint32_t size) {
     (void)outer;
     ElemPtr<F> dst = tile_at<F>(dst_addr);
-    ElemPtr<F> scratch = tile_at<F>(scratch_addr);
+    SourceTiles<F, Accessor> source{src, src_rows, src_cols, scratch_addr, 0xffffffffu};
     const uint32_t row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
     const uint32_t b = tile / (row_tiles * col_tiles), tr = tile / col_tiles % row_tiles, tc = tile % col_tiles;
-    const uint32_t src_row_tiles = (src_rows + 31) / 32, src_col_tiles = (src_cols + 31) / 32;
-    uint32_t cached = 0xffffffffu;
     for (uint32_t r = 0; r < 32; ++r) {
         for (uint32_t c = 0; c < 32; ++c) {
             const uint32_t row = tr * 32 + r, col = tc * 32 + c;
@@ -312,15 +301,7 @@ inline void concat_part_tile(const Accessor& src, uint32_t src_rows, uint32_t sr
             const uint32_t x = f / inner % axis_len, i = f % inner;
             if (x < start || x >= start + size) continue;
             const uint64_t s = (o * size + (x - start)) * inner + i;
-            const uint32_t scol = s % src_cols, srow = s / src_cols % src_rows;
-            const uint32_t sb = s / (static_cast<uint64_t>(src_cols) * src_rows);
-            const uint32_t page = (sb * src_row_tiles + srow / 32) * src_col_tiles + scol / 32;
-            if (page != cached) {
-                noc_async_read_tile(page, src, scratch_addr);
-                noc_async_read_barrier();
-                cached = page;
-            }
-            dst[face_offset(r, c)] = scratch[face_offset(srow % 32, scol % 32)];
+            dst[face_offset(r, c)] = source.at(s);
         }
     }
 }

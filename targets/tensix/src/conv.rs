@@ -8,7 +8,7 @@
 use crate::builder::*;
 use crate::chain;
 use crate::lower::{Ctx, Group, LowerError};
-use crate::templates::{chain_ops, divisor, fidelity, pad_out, read_leaves};
+use crate::templates::{chain_ops, divisor, fidelity, read_leaves};
 use sovc_ir::{Graph, Op as GOp, ValueId};
 use sovc_runtime::tensix::program::*;
 
@@ -210,14 +210,6 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     }
     cbody.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: blk as u32 }));
     pb.compute = vec![units_loop(cbody)];
-    // Writer.
-    let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk as u32 }];
-    for (img, tr, tc, slot) in &pos {
-        wb.extend(pad_out(m, n, tr, tc, CB_OUT, slot.clone()));
-        let tile = img.clone().times(mt as i64).plus(tr.clone()).times(nt as i64).plus(tc.clone());
-        wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
-    }
-    wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);
-    pb.writer = vec![units_loop(wb)];
+    pb.writer = crate::templates::block_writer(ot, &pos, (m, n), (mt, nt));
     pb.finish(images * mb * nb)
 }

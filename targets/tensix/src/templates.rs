@@ -393,16 +393,22 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     cb_.extend([Op::Push { cb: CB_OUT, n: blk as u32 }, Op::Release]);
     cb_.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: blk as u32 }));
     pb.compute = vec![units_loop(cb_)];
-    // Writer.
-    let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk as u32 }];
-    for (ob, tr, tc, slot) in &pos {
+    pb.writer = block_writer(ot, &pos, (m, n), (mt, nt));
+    pb.finish(ob_n * mb * nb)
+}
+
+/// The writer of a product's blocks: per unit, every output tile at `pos` (batch, row tile, column tile,
+/// CB slot) of an `m x n` result (`mt x nt` tiles per batch entry), padding zeroed.
+pub fn block_writer(ot: u8, pos: &[(Ix, Ix, Ix, Ix)], (m, n): (u64, u64), (mt, nt): (u64, u64)) -> Vec<Op> {
+    let blk = pos.len() as u32;
+    let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk }];
+    for (ob, tr, tc, slot) in pos {
         wb.extend(pad_out(m, n, tr, tc, CB_OUT, slot.clone()));
         let tile = ob.clone().times(mt as i64).plus(tr.clone()).times(nt as i64).plus(tc.clone());
         wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
     }
-    wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk as u32 }]);
-    pb.writer = vec![units_loop(wb)];
-    pb.finish(ob_n * mb * nb)
+    wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk }]);
+    vec![units_loop(wb)]
 }
 
 /// Whether a group only moves data: a chain of reshapes, transposes and forward slices.
