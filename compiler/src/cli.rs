@@ -435,8 +435,8 @@ pub fn run(cli: Cli) -> Result<()> {
             for _ in 0..warmup {
                 s.run(&feeds)?;
             }
-            if profile {
-                s.cpu_model().ok_or_else(|| anyhow!("--profile needs the cpu device"))?.start_profile();
+            if profile && s.tensix_model().is_none() {
+                s.cpu_model().ok_or_else(|| anyhow!("--profile needs the cpu or tensix-sim device"))?.start_profile();
             }
             let mut times = Vec::with_capacity(iters);
             for _ in 0..iters {
@@ -453,6 +453,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 times[0],
                 times[times.len() - 1]
             );
+            // On the simulator the wall time is the simulator's; the device's time is the timing model's.
+            if let Some(r) = s.tensix_model().and_then(|m| m.last_report()) {
+                println!("(simulator wall time; the device itself is predicted below)");
+                println!("{}", crate::tensix_report::summary(&r));
+                if profile {
+                    let total = r.device_cycles().max(1) as f64;
+                    let mut by: Vec<_> = r.programs.iter().collect();
+                    by.sort_by_key(|p| std::cmp::Reverse(p.cycles));
+                    println!("{:>10} {:>6}  program (template, cores)", "device us", "share");
+                    for p in by {
+                        println!(
+                            "{:>10.2} {:>5.1}%  {} ({}, {} cores{})",
+                            p.cycles as f64 / r.clock_mhz as f64,
+                            100.0 * p.cycles as f64 / total,
+                            p.name,
+                            p.template,
+                            p.cores.len(),
+                            if p.dram_bound { ", DRAM-bound" } else { "" }
+                        );
+                    }
+                }
+            }
             if let Some(m) = s.cpu_model().filter(|_| profile) {
                 let mut p = m.profile();
                 let total: f64 = p.iter().map(|x| x.2).sum();

@@ -245,3 +245,55 @@ fn cpu_artifacts_compile_run_bench_audit_and_emit() {
     assert!(format!("{e:#}").contains("cuda"), "{e:#}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The Tensix workflow from the command line: compile for blackhole, run on the simulator with
+/// `--compare` and `--trace`, audit, emit the project, bench with `--profile`, and the errors of bad
+/// options.
+#[test]
+fn tensix_commands_work_end_to_end() {
+    let d = tmp("tensix");
+    let s = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+    let art = s(&d.join("enc.sovc"));
+    sovc(&["compile", "builtin:encoder_layer", "--target", "blackhole", "-o", &art]).expect("compiles");
+    let x = sovc_ir::Tensor::from_vec(&[1, 16, 64], sovc_models::builtin::det_values(1024, 3, 1.0)).expect("len");
+    sovc_runtime::write_npy(&d.join("x.npy"), &x).expect("npy");
+    let xarg = format!("x={}", s(&d.join("x.npy")));
+    let out = s(&d.join("out"));
+    let trace = s(&d.join("trace.json"));
+    sovc(&["run", &art, "--input", &xarg, "--output-dir", &out, "--compare", "--trace", &trace]).expect("runs");
+    assert!(d.join("out/y.npy").exists());
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
+    assert!(t["traceEvents"].as_array().is_some_and(|e| e.len() > 10));
+    sovc(&["audit", &art]).expect("audits");
+    let a = sovc_runtime::Artifact::load(&d.join("enc.sovc")).expect("loads");
+    let plan = a.plan().expect("plan").expect("a plan");
+    let audit = sovc_compiler::cli::audit_text(&a, &plan);
+    assert!(
+        audit.contains("L1 per core") && audit.contains("predicted") && audit.contains("fidelity HiFi4"),
+        "{audit}"
+    );
+    let emitted = s(&d.join("emit"));
+    sovc(&["emit", &art, "--target", "blackhole", "-o", &emitted]).expect("emits");
+    assert!(d.join("emit/blackhole/CMakeLists.txt").exists() && d.join("emit/blackhole/host/main.cpp").exists());
+    sovc(&["bench", &art, "--input", &xarg, "--iters", "1", "--warmup", "0", "--profile"]).expect("benches");
+    // Bad options say what is wrong.
+    let e =
+        sovc(&["compile", "builtin:mlp", "--target", "blackhole", "--precision", "fp16", "-o", &art]).expect_err("bad");
+    assert!(format!("{e:#}").contains("unknown precision `fp16`"), "{e:#}");
+    let e = sovc(&[
+        "compile",
+        "builtin:encoder_layer",
+        "--target",
+        "blackhole",
+        "--precision",
+        "fp32",
+        "--bf16-acc",
+        "-o",
+        &art,
+    ])
+    .expect_err("conflict");
+    assert!(format!("{e:#}").contains("cannot be combined"), "{e:#}");
+    let e = sovc(&["run", &art, "--input", &xarg, "--output-dir", &out, "--device", "cpu"]).expect_err("no cpu code");
+    assert!(format!("{e:#}").contains("cpu"), "{e:#}");
+    std::fs::remove_dir_all(&d).ok();
+}
