@@ -1,7 +1,7 @@
 //! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
 //! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
 //!
-//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|reference] [--threads N]`
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|reference] [--threads N]`
 
 use sovc_runtime::{Artifact, Device, Session};
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ fn run() -> Result<(), String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|reference] [--threads N]");
-                println!("the device defaults to the artifact's own (cpu for a cpu artifact, else reference)");
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|reference] [--threads N]");
+                println!("the device defaults to the artifact's own (cpu for a cpu artifact, tensix-sim for a Tensix one, else reference)");
                 return Ok(());
             }
             "-o" => out = PathBuf::from(args.next().ok_or("-o needs a folder")?),
@@ -39,8 +39,17 @@ fn run() -> Result<(), String> {
     }
     let artifact = artifact.ok_or("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR]")?;
     let a = Artifact::load(&artifact).map_err(|e| e.to_string())?;
-    let device = device
-        .unwrap_or_else(|| if a.manifest.targets.iter().any(|t| t == "cpu") { "cpu" } else { "reference" }.to_string());
+    let device = device.unwrap_or_else(|| {
+        let has = |t: &str| a.manifest.targets.iter().any(|x| x == t);
+        if has("cpu") {
+            "cpu"
+        } else if has("blackhole") || has("wormhole_b0") {
+            "tensix-sim"
+        } else {
+            "reference"
+        }
+        .to_string()
+    });
     let d = Device::parse(&device).map_err(|e| e.to_string())?;
     let s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;
