@@ -275,54 +275,24 @@ pub fn run(cli: Cli) -> Result<()> {
                     bail!("--trace applies to the tensix-sim device");
                 }
                 let feeds = read_inputs_for(s.graph(), &inputs)?;
+                // With --compare, every graph value on the reference, once, before the timed run.
+                let want = if compare {
+                    Some(sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?.reference_values(&feeds)?)
+                } else {
+                    None
+                };
                 let t = Instant::now();
-                let outs = match (compare, s.tensix_model()) {
+                let mut first: Option<(usize, usize, f64, f64)> = None;
+                let outs = match (&want, s.tensix_model()) {
                     // On the simulator, --compare also finds the first kernel whose result diverges.
-                    (true, Some(m)) => {
-                        let want = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?
-                            .reference_values(&feeds)?;
-                        let mut worst: Option<(usize, usize, f64, f64)> = None;
-                        let outs = m.run_watched(&feeds, &mut |step, v, t| {
-                            if let Some(w) = want.get(&v) {
-                                let (err, pcc) = crate::tensix_report::compare(t, w);
-                                if worst.is_none() && (pcc.is_nan() || pcc < 0.9999) {
-                                    worst = Some((step, v, err, pcc));
-                                }
-                            }
-                        })?;
-                        let alone = m.run_isolated(&want)?;
-                        let mut low = (1.0f64, String::new());
-                        for (step, v, t) in &alone {
-                            if let Some(w) = want.get(v) {
-                                let pcc = crate::tensix_report::compare(t, w).1;
-                                if pcc.is_nan() || pcc < low.0 || low.1.is_empty() {
-                                    let name = match &m.plan().steps[*step] {
-                                        sovc_runtime::tensix::program::Step::Device(p) => p.name.clone(),
-                                        _ => String::new(),
-                                    };
-                                    low = (pcc, format!("%{v} of program `{name}`"));
-                                }
+                    (Some(want), Some(m)) => m.run_watched(&feeds, &mut |step, v, t| {
+                        if let Some(w) = want.get(&v) {
+                            let (err, pcc) = crate::tensix_report::compare(t, w);
+                            if first.is_none() && (pcc.is_nan() || pcc < 0.9999) {
+                                first = Some((step, v, err, pcc));
                             }
                         }
-                        eprintln!(
-                            "each program alone on the reference's inputs: {} results, lowest PCC {:.6} ({})",
-                            alone.len(),
-                            low.0,
-                            low.1
-                        );
-                        if let Some((step, v, err, pcc)) = worst {
-                            let kernel = match &m.plan().steps[step] {
-                                sovc_runtime::tensix::program::Step::Device(p) => format!("program `{}`", p.name),
-                                sovc_runtime::tensix::program::Step::Host { kernel, .. } => {
-                                    format!("host step of kernel {kernel}")
-                                }
-                            };
-                            eprintln!(
-                                "first result below PCC 0.9999: %{v} written by {kernel} (step {step}): max abs error {err:.3e}, PCC {pcc:.6}"
-                            );
-                        }
-                        outs
-                    }
+                    })?,
                     _ => s.run(&feeds)?,
                 };
                 let what = format!("on device {device} in {:.3} s", t.elapsed().as_secs_f64());
@@ -333,12 +303,33 @@ pub fn run(cli: Cli) -> Result<()> {
                         eprintln!("wrote trace {}", p.display());
                     }
                 }
-                if compare {
-                    let r = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)?.run(&feeds)?;
-                    for (name, t) in &outs {
-                        if let Some(want) = r.get(name) {
-                            let (err, pcc) = crate::tensix_report::compare(t, want);
-                            eprintln!("{name}: max abs error {err:.3e}, PCC {pcc:.6} against the reference");
+                if let Some(want) = &want {
+                    if let Some(m) = s.tensix_model() {
+                        let plan = m.plan();
+                        let mut low: Option<(f64, usize, usize)> = None;
+                        for (step, v, t) in m.run_isolated(want)? {
+                            let pcc = want.get(&v).map_or(f64::NAN, |w| crate::tensix_report::compare(&t, w).1);
+                            if low.is_none_or(|l| pcc.is_nan() || pcc < l.0) {
+                                low = Some((pcc, step, v));
+                            }
+                        }
+                        if let Some((pcc, step, v)) = low {
+                            let name = crate::tensix_report::step_name(plan, step);
+                            eprintln!(
+                                "each program alone on the reference's inputs: lowest PCC {pcc:.6} (%{v} of {name})"
+                            );
+                        }
+                        if let Some((step, v, err, pcc)) = first {
+                            let name = crate::tensix_report::step_name(plan, step);
+                            eprintln!(
+                                "first result below PCC 0.9999: %{v} written by {name} (step {step}): max abs error {err:.3e}, PCC {pcc:.6}"
+                            );
+                        }
+                    }
+                    for o in &s.graph().outputs {
+                        if let (Some(t), Some(w)) = (outs.get(&o.name), want.get(&o.value.index())) {
+                            let (err, pcc) = crate::tensix_report::compare(t, w);
+                            eprintln!("{}: max abs error {err:.3e}, PCC {pcc:.6} against the reference", o.name);
                         }
                     }
                 }
@@ -743,17 +734,7 @@ fn open_session(
     device: Option<String>,
     threads: Option<usize>,
 ) -> Result<(sovc_runtime::Session, String)> {
-    let device = device.unwrap_or_else(|| {
-        let has = |t: &str| a.manifest.targets.iter().any(|x| x == t);
-        if has("cpu") {
-            "cpu"
-        } else if has("blackhole") || has("wormhole_b0") {
-            "tensix-sim"
-        } else {
-            "reference"
-        }
-        .to_string()
-    });
+    let device = device.unwrap_or_else(|| sovc_runtime::Device::default_for(a).name().to_string());
     let d = sovc_runtime::Device::parse(&device)?;
     if threads.is_some() && d != sovc_runtime::Device::Cpu {
         bail!("--threads applies to the cpu device");

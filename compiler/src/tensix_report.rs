@@ -31,6 +31,15 @@ pub fn summary(r: &RunReport) -> String {
     s
 }
 
+/// What step `step` of a plan is, for messages: its program, or the host step of its kernel.
+pub fn step_name(plan: &sovc_runtime::tensix::program::Plan, step: usize) -> String {
+    match plan.steps.get(step) {
+        Some(sovc_runtime::tensix::program::Step::Device(p)) => format!("program `{}`", p.name),
+        Some(sovc_runtime::tensix::program::Step::Host { kernel, .. }) => format!("the host step of kernel {kernel}"),
+        None => format!("step {step}"),
+    }
+}
+
 /// Largest absolute difference and Pearson correlation of `got` against `want` (1 when both are
 /// constant and equal).
 pub fn compare(got: &Tensor, want: &Tensor) -> (f64, f64) {

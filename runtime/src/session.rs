@@ -18,6 +18,28 @@ pub enum Device {
 }
 
 impl Device {
+    /// The device an artifact runs on when none is named: `cpu` for a cpu artifact, `tensix-sim` for a
+    /// Tensix one, else `reference`.
+    pub fn default_for(a: &Artifact) -> Device {
+        let has = |t: &str| a.manifest.targets.iter().any(|x| x == t);
+        if has("cpu") {
+            Device::Cpu
+        } else if has("blackhole") || has("wormhole_b0") {
+            Device::TensixSim
+        } else {
+            Device::Reference
+        }
+    }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Reference => "reference",
+            Device::Cpu => "cpu",
+            Device::TensixSim => "tensix-sim",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Device, RuntimeError> {
         match s {
             "reference" => Ok(Device::Reference),

@@ -343,7 +343,7 @@ fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simul
             }
             // Every program alone, on the reference's values of its inputs.
             if target == "blackhole" && precision == "bf16" {
-                let all = Session::new(&a, Device::TensixSim).expect("session").reference_values(&feeds).expect("ref");
+                let all = s.reference_values(&feeds).expect("reference values");
                 let results = s.tensix_model().expect("tensix").run_isolated(&all).expect("isolated run");
                 let worst = results
                     .iter()

@@ -39,18 +39,10 @@ fn run() -> Result<(), String> {
     }
     let artifact = artifact.ok_or("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR]")?;
     let a = Artifact::load(&artifact).map_err(|e| e.to_string())?;
-    let device = device.unwrap_or_else(|| {
-        let has = |t: &str| a.manifest.targets.iter().any(|x| x == t);
-        if has("cpu") {
-            "cpu"
-        } else if has("blackhole") || has("wormhole_b0") {
-            "tensix-sim"
-        } else {
-            "reference"
-        }
-        .to_string()
-    });
-    let d = Device::parse(&device).map_err(|e| e.to_string())?;
+    let d = match device {
+        Some(name) => Device::parse(&name).map_err(|e| e.to_string())?,
+        None => Device::default_for(&a),
+    };
     let s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -183,12 +183,6 @@ impl TensixModel {
         Ok(out)
     }
 
-    /// Predicted device time of every program without computing any value (host steps skipped): what
-    /// the audit and the benchmarks report. DRAM is allocated only for addressing checks.
-    pub fn predict(&self) -> Result<RunReport, RuntimeError> {
-        predict(&self.plan)
-    }
-
     fn write_tensor(&self, dram: &mut Dram, t: &DramTensor, x: &Tensor) -> Result<(), RuntimeError> {
         let bytes = tilize(t, x);
         for (page, b) in bytes.chunks(t.page_bytes() as usize).enumerate() {
@@ -384,7 +378,8 @@ pub fn tilize(t: &DramTensor, x: &Tensor) -> Vec<u8> {
     out
 }
 
-/// See [`TensixModel::predict`].
+/// Predicted device time of every program of `plan` without computing any value (host steps skipped):
+/// what the audit and the benchmarks report. DRAM is allocated only for addressing checks.
 pub fn predict(plan: &Plan) -> Result<RunReport, RuntimeError> {
     plan.device.check().map_err(|e| bad(format!("device: {e}")))?;
     let mut dram = Dram::unbacked(plan.device.dram_banks, plan.dram_bytes_per_bank);

@@ -237,10 +237,6 @@ pub enum Ix {
 }
 
 impl Ix {
-    pub fn var(v: u8) -> Ix {
-        Ix::Var(v)
-    }
-
     pub fn plus(self, o: Ix) -> Ix {
         match (self, o) {
             (Ix::Const(0), x) | (x, Ix::Const(0)) => x,

@@ -4,7 +4,7 @@
 //! scalar constants become the parameter of a scalar op (`add_unary_tile`, ...). The number of Dst tiles
 //! live at once is what the chain costs in Dst capacity.
 
-use sovc_ir::{BinaryOp, GeluApprox, Graph, Op as GOp, Shape, UnaryOp, ValueId};
+use sovc_ir::{BinaryOp, GeluApprox, Graph, Op as GOp, UnaryOp, ValueId};
 use sovc_runtime::tensix::program::{Bcast, Ix, Op, SfpuBinary, SfpuUnary};
 use std::collections::BTreeMap;
 
@@ -315,17 +315,4 @@ pub fn leaf_tile(
 /// Static dims of a value.
 pub fn dims(g: &Graph, v: ValueId) -> Option<Vec<usize>> {
     g.ty(v).shape.as_consts()
-}
-
-/// Whether a reshape keeps the `[batch, rows, cols]` tile view (so the tiles need not move).
-pub fn same_view(a: &Shape, b: &Shape) -> bool {
-    match (a.as_consts(), b.as_consts()) {
-        (Some(x), Some(y)) => {
-            sovc_runtime::tensix::device::view(&x) == sovc_runtime::tensix::device::view(&y)
-                && x.len() >= 2
-                && y.len() >= 2
-                && x[x.len() - 2..] == y[y.len() - 2..]
-        }
-        _ => false,
-    }
 }

@@ -8,7 +8,7 @@
 use crate::builder::*;
 use crate::chain;
 use crate::lower::{Ctx, Group, LowerError};
-use crate::templates::{chain_ops, divisor, fidelity, read_leaves};
+use crate::templates::{chain_ops, fidelity, read_leaves};
 use sovc_ir::{Graph, Op as GOp, ValueId};
 use sovc_runtime::tensix::program::*;
 
@@ -65,12 +65,7 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     let cap = pb.dst_cap();
     let ch = if rest.is_empty() { None } else { Some(chain::compile(g, rest, Some(mv), out, &cx.scalars, cap)?) };
     let extra = ch.as_ref().map_or(0, |c| c.slots.saturating_sub(1)).max(usize::from(bias.is_some()));
-    let block_cap = cap.saturating_sub(extra) as u64;
-    if block_cap == 0 {
-        return Err(format!("the epilogue needs all {cap} Dst tiles").into());
-    }
-    let bw = divisor(nt, block_cap);
-    let bh = divisor(mt, block_cap / bw);
+    let (bh, bw) = crate::templates::block_shape(cap, extra, mt, nt)?;
     let (mb, nb) = (mt / bh, nt / bw);
     let split = cx.opts.numerics.split;
     let (xt, ot) = (pb.tensor(cx.dram(xv)?), pb.tensor(cx.dram(out)?));

@@ -236,6 +236,17 @@ pub fn batch_index(leaf: &[usize], out: &[usize], ob: &Ix) -> Option<Ix> {
     Some(idx)
 }
 
+/// The block of output tiles a product accumulates in Dst at once: `bh` rows by `bw` columns, dividing
+/// `mt` and `nt`, as many as fit in Dst's `cap` tiles beside the epilogue's `extra` scratch tiles.
+pub fn block_shape(cap: usize, extra: usize, mt: u64, nt: u64) -> R<(u64, u64)> {
+    let block_cap = cap.saturating_sub(extra) as u64;
+    if block_cap == 0 {
+        return Err(format!("the epilogue needs all {cap} Dst tiles").into());
+    }
+    let bw = divisor(nt, block_cap);
+    Ok((divisor(mt, block_cap / bw), bw))
+}
+
 /// The largest divisor of `n` that is at most `max`.
 pub fn divisor(n: u64, max: u64) -> u64 {
     (1..=max.min(n)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
@@ -283,13 +294,7 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let mut pb = cx.builder(name, kernel, "matmul");
     let cap = pb.dst_cap();
     let ch = if rest.is_empty() { None } else { Some(chain::compile(g, rest, Some(mv), out, &cx.scalars, cap)?) };
-    let extra = ch.as_ref().map_or(0, |c| c.slots.saturating_sub(1));
-    let block_cap = cap.saturating_sub(extra) as u64;
-    if block_cap == 0 {
-        return Err(format!("the epilogue needs all {cap} Dst tiles").into());
-    }
-    let bw = divisor(nt, block_cap);
-    let bh = divisor(mt, block_cap / bw);
+    let (bh, bw) = block_shape(cap, ch.as_ref().map_or(0, |c| c.slots.saturating_sub(1)), mt, nt)?;
     let (mb, nb) = (mt / bh, nt / bw);
     let split = cx.opts.numerics.split;
     let ot = pb.tensor(cx.dram(out)?);
