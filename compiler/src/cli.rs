@@ -141,6 +141,10 @@ pub enum Cmd {
         /// implied by --bf16-acc, --fidelity and bf16 or block-float formats).
         #[arg(long, value_name = "bf16|fp32")]
         precision: Option<String>,
+        /// Tensix: every core reads its own matmul operands from DRAM, instead of one core per grid row
+        /// (column) reading A's (B's) blocks and multicasting them to the others (for comparison).
+        #[arg(long)]
+        no_multicast: bool,
     },
     /// Audit an artifact: for every kernel, the graph nodes it came from and the optimizer rules that
     /// chose them, its FLOPs, the bytes it reads and writes, and a hash of its IR; then the weights,
@@ -554,6 +558,7 @@ pub fn run(cli: Cli) -> Result<()> {
             fidelity,
             bf16_acc,
             precision,
+            no_multicast,
         } => {
             let m = model.load()?;
             let t = Instant::now();
@@ -564,6 +569,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 fidelity,
                 bf16_acc,
                 precision,
+                no_multicast,
             };
             let c = crate::compile::compile(
                 &m,

@@ -62,6 +62,8 @@ pub struct TensixOptions {
     /// `fp32` (the default unless a speed option is given): FP32 activations and split-precision
     /// matmul and convolution products; `bf16`: bf16 activations, one product per tile pair.
     pub precision: Option<String>,
+    /// Every core reads its own matmul operands from DRAM (no multicast across the grid).
+    pub no_multicast: bool,
 }
 
 fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::lower::Options, CompileError> {
@@ -88,6 +90,7 @@ fn tensix_options(arch: &str, o: &TensixOptions) -> Result<sovc_target_tensix::l
         );
     }
     t.numerics.fp32_dest_acc = !o.bf16_acc;
+    t.multicast = !o.no_multicast;
     // The default favours accuracy: FP32 precision, unless an option that trades accuracy for speed
     // asks for less (then bf16).
     let speed = o.bf16_acc

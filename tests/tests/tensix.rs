@@ -128,6 +128,115 @@ fn matmul_with_epilogue_and_odd_shapes() {
     }
 }
 
+/// The plan of `m` compiled for blackhole with `tensix`.
+fn plan_of(m: &Model, tensix: TensixOptions) -> (Artifact, sovc_runtime::tensix::program::Plan) {
+    let opts = CompileOptions { target: "blackhole".into(), optimize: true, tensix };
+    let a =
+        Artifact::from_bytes(&compile(m, &opts).unwrap_or_else(|e| panic!("compile: {e}")).bytes).expect("artifact");
+    let s = a.sections.iter().find(|s| s.name == "tensix.plan").expect("plan section");
+    let plan = serde_json::from_slice(&s.data).expect("plan parses");
+    (a, plan)
+}
+
+#[test]
+fn matmuls_share_operands_across_the_grid_with_the_same_results() {
+    // 7 x 10 x 8 tiles (ragged) and 12 x 8 x 16 tiles: a column of 7 cores (A read once per row), and a
+    // grid with both A and B multicast.
+    for (m, k, n) in [(200usize, 300, 250), (384, 256, 512)] {
+        let mut g = G::new();
+        let x = g.input("x", &[m, k]);
+        let w = g.weight("w", &[k, n], 0.2);
+        let y = g.op(Op::MatMul {}, &[x, w]);
+        let model = g.model(y);
+        for precision in ["fp32", "bf16"] {
+            let opts =
+                |no_multicast| TensixOptions { precision: Some(precision.into()), no_multicast, ..Default::default() };
+            let (shared, sp) = plan_of(&model, opts(false));
+            let (alone, ap) = plan_of(&model, opts(true));
+            let feeds = inputs(&model);
+            let run = |a: &Artifact| Session::new(a, Device::TensixSim).expect("session").run(&feeds).expect("runs");
+            let (ys, ya) = (run(&shared), run(&alone));
+            // Multicast moves the same tiles to the same pages: bit-identical results.
+            assert_eq!(ys["y"].to_le_bytes(), ya["y"].to_le_bytes(), "{m}x{k}x{n} {precision}");
+            let want = Session::new(&shared, Device::Reference).expect("session").run(&feeds).expect("reference");
+            let (err, pcc) = compare(&ys["y"], &want["y"]);
+            eprintln!("multicast matmul {m}x{k}x{n} {precision}: max abs error {err:.3e}, PCC {pcc:.6}");
+            assert!(pcc > 0.9999, "{pcc}");
+            let prog = |p: &sovc_runtime::tensix::program::Plan| {
+                p.steps
+                    .iter()
+                    .find_map(|s| match s {
+                        sovc_runtime::tensix::program::Step::Device(p) if p.template == "matmul" => Some((**p).clone()),
+                        _ => None,
+                    })
+                    .expect("a matmul program")
+            };
+            let (ps, pa) = (prog(&sp), prog(&ap));
+            // FP32 precision: the activation's bf16 parts come from a split program on the SFPU; the
+            // matmul's cores only read them.
+            let split_step = sp
+                .steps
+                .iter()
+                .any(|s| matches!(s, sovc_runtime::tensix::program::Step::Device(p) if p.template == "split"));
+            assert_eq!(split_step, precision == "fp32");
+            assert!(!format!("{:?}", ps.reader).contains("SplitTile"));
+            assert!(!ps.semaphores.is_empty() && pa.semaphores.is_empty(), "{:?}", ps.notes);
+            assert!(ps.notes.iter().any(|n| n.contains("multicast to")), "{:?}", ps.notes);
+            // Fewer DRAM bytes with the operands shared.
+            let dram = |p: &sovc_runtime::tensix::program::Plan| {
+                let r = sovc_runtime::tensix::device::predict(p).expect("predicts");
+                let mm = r.programs.iter().find(|p| p.template == "matmul").expect("a matmul program");
+                (mm.dram_bytes, mm.mcast_bytes)
+            };
+            let ((ds, ms), (da, ma)) = (dram(&sp), dram(&ap));
+            eprintln!("  DRAM bytes {ds} shared vs {da} alone; {ms} multicast");
+            assert!(ds < da && ms > 0 && ma == 0, "{ds} {da} {ms} {ma}");
+        }
+    }
+}
+
+#[test]
+fn planted_multicast_before_the_receivers_are_ready_is_caught() {
+    // The A sender no longer waits for its receivers' ready semaphore: its multicast lands in pages the
+    // receiver has not reserved.
+    fn walk(ops: &mut [serde_json::Value]) {
+        for o in ops.iter_mut() {
+            if let Some(body) = o.get_mut("Loop").and_then(|l| l.get_mut("body")).and_then(|b| b.as_array_mut()) {
+                walk(body);
+            }
+            if let Some(t) = o.get_mut("If").and_then(|i| i.get_mut("then")).and_then(|b| b.as_array_mut()) {
+                t.retain(|o| o.get("SemWait").is_none());
+                walk(t);
+            }
+        }
+    }
+    let a = edited_encoder(&|v| {
+        let steps = v["steps"].as_array_mut().expect("steps");
+        let p = steps
+            .iter_mut()
+            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
+            .expect("a multicast program");
+        walk(p["reader"].as_array_mut().expect("reader"));
+    });
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("noc_async_write_multicast") && e.contains("which has reserved 0"), "{e}");
+    assert!(e.contains("core (0,0) reader kernel") || e.contains("core (0,0) noc_async"), "{e}");
+    // The receiver never says it is ready: the sender waits forever, reported as a deadlock naming the
+    // semaphore.
+    let a = edited_encoder(&|v| {
+        let steps = v["steps"].as_array_mut().expect("steps");
+        let p = steps
+            .iter_mut()
+            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
+            .expect("a multicast program");
+        drop_ops(p["reader"].as_array_mut().expect("reader"), &|o| o.get("SemInc").is_some());
+    });
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("deadlock") && e.contains("noc_semaphore_wait") && e.contains("semaphore 0 is 0"), "{e}");
+}
+
 #[test]
 fn batched_matmul_of_activations() {
     let mut g = G::new();
@@ -224,22 +333,26 @@ fn edited_encoder(edit: &dyn Fn(&mut serde_json::Value)) -> Artifact {
     Artifact::from_bytes(&b.build()).expect("artifact")
 }
 
-/// Removes from the reader of the first matmul program every op matching `pred` (searching loops).
-fn drop_reader_ops(v: &mut serde_json::Value, pred: &dyn Fn(&serde_json::Value) -> bool) {
-    fn walk(ops: &mut Vec<serde_json::Value>, pred: &dyn Fn(&serde_json::Value) -> bool) {
-        ops.retain(|o| !pred(o));
-        for o in ops.iter_mut() {
-            if let Some(body) = o.get_mut("Loop").and_then(|l| l.get_mut("body")).and_then(|b| b.as_array_mut()) {
-                walk(body, pred);
+/// Removes from `ops` every op matching `pred`, searching loops and branches.
+fn drop_ops(ops: &mut Vec<serde_json::Value>, pred: &dyn Fn(&serde_json::Value) -> bool) {
+    ops.retain(|o| !pred(o));
+    for o in ops.iter_mut() {
+        for (op, field) in [("Loop", "body"), ("If", "then"), ("If", "els")] {
+            if let Some(body) = o.get_mut(op).and_then(|l| l.get_mut(field)).and_then(|b| b.as_array_mut()) {
+                drop_ops(body, pred);
             }
         }
     }
+}
+
+/// Removes from the reader of the first matmul program every op matching `pred`.
+fn drop_reader_ops(v: &mut serde_json::Value, pred: &dyn Fn(&serde_json::Value) -> bool) {
     let steps = v["steps"].as_array_mut().expect("steps");
     let p = steps
         .iter_mut()
         .find_map(|s| s.get_mut("Device").filter(|p| p["template"] == "matmul"))
         .expect("a matmul program");
-    walk(p["reader"].as_array_mut().expect("reader"), pred);
+    drop_ops(p["reader"].as_array_mut().expect("reader"), pred);
 }
 
 fn sim_error(a: &Artifact) -> String {
@@ -414,6 +527,22 @@ fn emitted_projects_compile_against_the_pinned_api_headers() {
         let n = syntax_check(&kernels, &[inc.clone(), d.join("kernels")]);
         let h = syntax_check(&[d.join("host/main.cpp")], &[inc.join("host"), d.join("host")]);
         eprintln!("{name}: {n} kernels and {h} host program pass g++ -fsyntax-only");
+        // The encoder's matmuls share operands over the grid: multicasts and semaphores in the kernels, the
+        // semaphores and NoC coordinates in the host program.
+        if name == "encoder" {
+            let text = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
+            let all: String = kernels.iter().map(|k| text(k)).collect();
+            for call in [
+                "noc_async_write_multicast(",
+                "noc_semaphore_set_multicast(",
+                "noc_semaphore_inc(",
+                "noc_semaphore_wait(",
+            ] {
+                assert!(all.contains(call), "no {call} in the encoder's kernels");
+            }
+            let host = text(&d.join("host/main.cpp"));
+            assert!(host.contains("CreateSemaphore(program, cores, 0)") && host.contains("noc_x(mesh, "), "{host}");
+        }
         assert!(
             d.join("CMakeLists.txt").exists()
                 && std::fs::read_dir(d.join("data")).is_ok_and(|mut r| r.next().is_some())

@@ -122,10 +122,16 @@ impl TensixModel {
                 return Err(bad(format!("tensor {i} (%{v}) lies outside the planned DRAM")));
             }
             if t.part.is_some() {
-                if !consts.contains_key(&v) || t.format != DataFormat::Float16_b {
-                    return Err(bad(format!("tensor {i} holds a part of %{v}, which is not a constant in Float16_b")));
+                if t.format != DataFormat::Float16_b {
+                    return Err(bad(format!(
+                        "tensor {i} holds a part of %{v} in {} (parts are Float16_b)",
+                        t.format.name()
+                    )));
                 }
-                parts.push(i);
+                // A constant's parts are written from it; an activation's by a device program.
+                if consts.contains_key(&v) {
+                    parts.push(i);
+                }
             } else if tensor_of.insert(v, i).is_some() {
                 return Err(bad(format!("%{v} has two DRAM tensors")));
             }
@@ -174,7 +180,8 @@ impl TensixModel {
             sim::run_program(&self.plan, p, &mut dram).map_err(RuntimeError::Device)?;
             for &t in &p.tensors {
                 let dt = &self.plan.tensors[t as usize];
-                if self.writes(p, t) {
+                // Parts are compared through what reads them.
+                if self.writes(p, t) && dt.part.is_none() {
                     let v = dt.value as usize;
                     out.push((si, v, self.read_tensor(&dram, dt, &self.shape(v))?));
                 }
@@ -230,6 +237,7 @@ impl TensixModel {
             ops.iter().any(|o| match o {
                 super::program::Op::WriteTile { tensor, .. } => *tensor == local,
                 super::program::Op::Loop { body, .. } => any(body, local),
+                super::program::Op::If { then, els, .. } => any(then, local) || any(els, local),
                 _ => false,
             })
         }
@@ -296,7 +304,7 @@ impl TensixModel {
                     for &t in &p.tensors {
                         let dt = &self.plan.tensors[t as usize];
                         let v = dt.value as usize;
-                        if !self.written_by_host(v) && self.writes(p, t) {
+                        if !self.written_by_host(v) && self.writes(p, t) && dt.part.is_none() {
                             watch(si, v, &self.read_tensor(&dram, dt, &self.shape(v))?);
                         }
                     }

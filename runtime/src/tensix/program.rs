@@ -356,6 +356,9 @@ pub enum SfpuUnary {
     LeakyRelu(f32),
     /// `x < 0 ? alpha * (exp(x) - 1) : x`.
     Elu(f32),
+    /// `typecast_tile<Float32, Float16_b>`: rounds to bf16 (nearest, ties to even) with integer ops,
+    /// kept in Dst as FP32 with the low 16 bits zero (the high part of a split-precision value).
+    RoundBf16,
 }
 
 /// Reduction of a tile along a dimension with the scaler tile's value (`reduce_tile`): `Row` reduces
@@ -494,6 +497,13 @@ pub enum Op {
         count: Ix,
         body: Vec<Op>,
     },
+    /// `if (cond != 0) { then } else { els }`: roles of cores that run the same kernel (a multicast
+    /// sender and its receivers), chosen by runtime arguments.
+    If {
+        cond: Ix,
+        then: Vec<Op>,
+        els: Vec<Op>,
+    },
     /// Circular-buffer protocol (any kernel): `cb_reserve_back`, `cb_push_back`, `cb_wait_front`, `cb_pop_front`.
     Reserve {
         cb: u8,
@@ -530,6 +540,41 @@ pub enum Op {
     },
     /// `noc_async_write_barrier()`.
     WriteBarrier,
+    /// `noc_semaphore_set(get_semaphore(sem), value)`: this core's semaphore `sem` (a word of its L1).
+    SemSet {
+        sem: u8,
+        value: u32,
+    },
+    /// `noc_semaphore_wait(get_semaphore(sem), value)`: blocks until this core's semaphore equals `value`.
+    SemWait {
+        sem: u8,
+        value: u32,
+    },
+    /// `noc_semaphore_inc(get_noc_addr(x, y, get_semaphore(sem)), 1)`: adds one to semaphore `sem` of the
+    /// core at (`x`, `y`) (runtime arguments the host fills with NoC coordinates, see
+    /// [`Program::noc_args`]; the plan holds logical coordinates).
+    SemInc {
+        sem: u8,
+        x: Ix,
+        y: Ix,
+    },
+    /// `noc_async_write_multicast(get_write_ptr(cb), get_noc_multicast_addr(x0, y0, x1, y1,
+    /// get_write_ptr(cb)), n * page, dests)`: the `n` tiles reserved at the back of `cb` to the same
+    /// pages of every core in the rectangle, which must not hold the sender and must have reserved them.
+    McastTiles {
+        cb: u8,
+        n: u32,
+        rect: Box<Rect>,
+        dests: u32,
+    },
+    /// `noc_semaphore_set_multicast(get_semaphore(sem), get_noc_multicast_addr(x0, y0, x1, y1,
+    /// get_semaphore(sem)), dests)`: this core's semaphore `sem` copied to the same semaphore of every
+    /// core in the rectangle (ordered after the multicasts issued before it).
+    McastSem {
+        sem: u8,
+        rect: Box<Rect>,
+        dests: u32,
+    },
     /// Fills the tile at the back of `cb` (`get_write_ptr(cb) + slot * page`).
     FillTile {
         cb: u8,
@@ -700,6 +745,16 @@ pub enum Op {
     },
 }
 
+/// A rectangle of cores, corners inclusive (`x0 <= x1`, `y0 <= y1`), as runtime arguments holding
+/// coordinates: logical in the plan, NoC coordinates in the C++ (see [`Program::noc_args`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rect {
+    pub x0: Ix,
+    pub y0: Ix,
+    pub x1: Ix,
+    pub y1: Ix,
+}
+
 /// A circular buffer: `pages` tiles of `format` in every core's L1 at `address`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cb {
@@ -748,6 +803,22 @@ pub struct Program {
     pub unpack_to_dest_fp32: Vec<u8>,
     /// Why this fidelity and these formats, for the audit.
     pub notes: Vec<String>,
+    /// Initial values of the program's semaphores (`CreateSemaphore` on every core of the program;
+    /// semaphore `i` is `get_semaphore(i)`).
+    #[serde(default)]
+    pub semaphores: Vec<u32>,
+    /// Runtime arguments that hold core coordinates, with their axis: logical coordinates in the plan
+    /// (what the simulator uses), translated by the host program to NoC coordinates
+    /// (`worker_core_from_logical_core`) before they reach the kernels.
+    #[serde(default)]
+    pub noc_args: Vec<(u8, Axis)>,
+}
+
+/// The axis of a core coordinate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Axis {
+    X,
+    Y,
 }
 
 /// One step of the plan.

@@ -2,8 +2,11 @@
 //! (reader, compute, writer) of a core keeps its own clock; a call advances it by its cost, and circular
 //! buffers carry time between them (a `cb_wait_front` finishes no earlier than the matching
 //! `cb_push_back`, a `cb_reserve_back` no earlier than the `cb_pop_front` that freed the pages). NoC reads
-//! complete after the DRAM latency plus the bytes at the core's NoC width; a core's transfers share its
-//! NoC port. A program takes the longest core's time, but no less than its DRAM bytes at the chip's
+//! complete after the DRAM latency plus the bytes at the core's NoC width. A core's transfers on one NoC
+//! in one direction share that link: the reader's on NoC 0, the writer's on NoC 1, data into the core
+//! (reads) and out of it (writes, multicasts) on different links. Core-to-core writes (multicast tiles,
+//! semaphores) land [`CORE_TO_CORE`] cycles after they leave. Contention inside the NoC (between cores,
+//! at DRAM banks) is not modelled beyond the chip-wide DRAM bandwidth floor. A program takes the longest core's time, but no less than its DRAM bytes at the chip's
 //! DRAM bandwidth, plus a fixed dispatch cost.
 //!
 //! Sources and assumptions:
@@ -30,6 +33,9 @@ pub const BARRIER: u64 = 64;
 pub const UNPACK: u64 = 16;
 pub const PACK: u64 = 32;
 pub const CB_OP: u64 = 4;
+/// Cycles from a core-to-core NoC write (multicast, semaphore) leaving its port to landing: a few
+/// router hops and the write's handshake (assumed; NoC contention is not modelled).
+pub const CORE_TO_CORE: u64 = 96;
 
 /// Ideal cycles of one tile product at `f`.
 pub fn matmul_cycles(f: MathFidelity) -> u64 {
@@ -47,6 +53,8 @@ pub fn unary_cycles(op: SfpuUnary) -> u64 {
         | LeakyRelu(_) | Sign | Floor => 2,
         Exp | Log | Recip | Sqrt | Rsqrt | Sigmoid | Tanh | Elu(_) => 12,
         Gelu | GeluTanh | Silu | Erf | Sin | Cos | PowScalar(_) => 20,
+        // Shift, and, two integer adds, and, around the load and store (tt-metal's typecast).
+        RoundBf16 => 7,
     })
 }
 

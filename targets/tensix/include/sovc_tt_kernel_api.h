@@ -104,6 +104,29 @@ void noc_async_write_tile(uint32_t id, const AddrGen& addrgen, uint32_t src_loca
 void noc_async_read_barrier(uint8_t noc = noc_index);
 void noc_async_write_barrier(uint8_t noc = noc_index);
 
+// Core to core: semaphores (words of L1 the host creates with CreateSemaphore) and multicast writes to a
+// rectangle of cores, in NoC coordinates.
+#ifndef tt_l1_ptr
+#define tt_l1_ptr  // __attribute__((rvtt_l1_ptr)) for the RISC-V compiler; nothing for a host check
+#endif
+enum class ProgrammableCoreType { TENSIX, ACTIVE_ETH, IDLE_ETH };
+template <ProgrammableCoreType type = ProgrammableCoreType::TENSIX>
+uint32_t get_semaphore(uint32_t semaphore_id);
+uint64_t get_noc_addr(uint32_t noc_x, uint32_t noc_y, uint32_t addr, uint8_t noc = noc_index);
+uint64_t get_noc_multicast_addr(
+    uint32_t noc_x_start, uint32_t noc_y_start, uint32_t noc_x_end, uint32_t noc_y_end, uint32_t addr,
+    uint8_t noc = noc_index);
+void noc_semaphore_set(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val);
+void noc_semaphore_wait(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val);
+void noc_semaphore_inc(uint64_t addr, uint32_t incr, uint8_t noc_id = noc_index);
+template <uint32_t max_page_size = 8192 + 1>
+void noc_async_write_multicast(
+    uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast, uint32_t size, uint32_t num_dests,
+    bool linked = false, uint8_t noc = noc_index);
+void noc_semaphore_set_multicast(
+    uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast, uint32_t num_dests, bool linked = false,
+    uint8_t noc = noc_index);
+
 #endif  // SOVC_TT_DATAFLOW_DECLARED
 
 // ---------------------------------------------------------------------------------------------------------
@@ -437,6 +460,18 @@ void cos_tile(uint32_t idst);
 namespace ckernel {
 void rounding_op_tile_init();
 void floor_tile(uint32_t idst);
+}  // namespace ckernel
+#endif
+
+// tt_metal/hw/inc/api/compute/eltwise_unary/typecast.h: data-format conversion in Dst (IN_DTYPE and OUT_DTYPE
+// are tt::DataFormat values).
+#if defined(SOVC_TT_WANT_COMPUTE_TYPECAST) && !defined(SOVC_TT_TYPECAST_DECLARED)
+#define SOVC_TT_TYPECAST_DECLARED
+namespace ckernel {
+template <uint32_t IN_DTYPE, uint32_t OUT_DTYPE>
+void typecast_tile_init();
+template <uint32_t IN_DTYPE, uint32_t OUT_DTYPE>
+void typecast_tile(uint32_t idst);
 }  // namespace ckernel
 #endif
 

@@ -20,6 +20,8 @@ pub struct ProgramBuilder<'d> {
     pub fidelity: MathFidelity,
     pub fp32_dest_acc: bool,
     pub notes: Vec<String>,
+    pub semaphores: Vec<u32>,
+    pub noc_args: Vec<(u8, Axis)>,
     next_addr: u64,
 }
 
@@ -38,6 +40,8 @@ impl<'d> ProgramBuilder<'d> {
             fidelity: num.fidelity.unwrap_or(MathFidelity::HiFi4),
             fp32_dest_acc: num.fp32_dest_acc,
             notes: Vec::new(),
+            semaphores: Vec::new(),
+            noc_args: Vec::new(),
             next_addr: dev.l1_unreserved_base,
         }
     }
@@ -70,6 +74,18 @@ impl<'d> ProgramBuilder<'d> {
     /// Finishes the program with `units` work units split evenly over the grid; each core's runtime
     /// arguments are its first unit and unit count.
     pub fn finish(self, units: u64) -> Result<Program, crate::lower::LowerError> {
+        let cores = split(units, self.dev);
+        self.finish_on(cores)
+    }
+
+    /// Creates semaphore `i` (the next one) with initial value `value`.
+    pub fn semaphore(&mut self, value: u32) -> u8 {
+        self.semaphores.push(value);
+        (self.semaphores.len() - 1) as u8
+    }
+
+    /// Finishes the program on the given cores and runtime arguments.
+    pub fn finish_on(self, cores: Vec<CoreWork>) -> Result<Program, crate::lower::LowerError> {
         if self.next_addr > self.dev.l1_bytes {
             let free = self.dev.l1_bytes - self.dev.l1_unreserved_base;
             let need = self.next_addr - self.dev.l1_unreserved_base;
@@ -96,6 +112,10 @@ impl<'d> ProgramBuilder<'d> {
                     match op {
                         Op::CopyTile { cb, .. } if !out.contains(cb) => out.push(*cb),
                         Op::Loop { body, .. } => copies(body, out),
+                        Op::If { then, els, .. } => {
+                            copies(then, out);
+                            copies(els, out);
+                        }
                         _ => {}
                     }
                 }
@@ -114,10 +134,12 @@ impl<'d> ProgramBuilder<'d> {
             reader: self.reader,
             compute: self.compute,
             writer: self.writer,
-            cores: split(units, self.dev),
+            cores,
             fidelity: self.fidelity,
             fp32_dest_acc: self.fp32_dest_acc,
             notes: self.notes,
+            semaphores: self.semaphores,
+            noc_args: self.noc_args,
         })
     }
 }

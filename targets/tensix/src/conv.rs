@@ -68,7 +68,11 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     let (bh, bw) = crate::templates::block_shape(cap, extra, mt, nt)?;
     let (mb, nb) = (mt / bh, nt / bw);
     let split = cx.opts.numerics.split;
-    let (xt, ot) = (pb.tensor(cx.dram(xv)?), pb.tensor(cx.dram(out)?));
+    // In split precision the image's parts, written by a split program, when it has them.
+    let x_parts = cx.parts.get(&xv).copied().filter(|_| split);
+    let xt = pb.tensor(x_parts.map_or_else(|| cx.dram(xv), |p| Ok(p.0))?);
+    let x_lo = x_parts.map(|p| pb.tensor(p.1));
+    let ot = pb.tensor(cx.dram(out)?);
     let fmt = |v: ValueId| cx.dram(v).map(|i| cx.tensors[i as usize].format);
     let (xf, of) = (fmt(xv)?, fmt(out)?);
     let wf = if split { DataFormat::Float16_b } else { fmt(wv)? };
@@ -87,9 +91,16 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
         }
         pb.cb(17, wf, 2 * bh as u32, "in0 (weights low part)");
         pb.cb(18, DataFormat::Float16_b, 2 * bw as u32, "in1 (im2col low part)");
-        pb.cb(6, xf, 1, "FP32 im2col tile to split");
+        if x_parts.is_none() {
+            pb.cb(6, xf, 1, "FP32 im2col tile to split");
+        }
     }
-    pb.cb(7, xf, 1, "im2col scratch");
+    if x_parts.is_some() {
+        pb.cb(7, DataFormat::Float16_b, 1, "im2col scratch (image high part)");
+        pb.cb(8, DataFormat::Float16_b, 1, "im2col scratch (image low part)");
+    } else {
+        pb.cb(7, xf, 1, "im2col scratch");
+    }
     let blk = (bh * bw) as u8;
     let bias_cb = 2u8;
     if let Some(b) = bias {
@@ -127,6 +138,22 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     kbody.push(Op::ReadBarrier);
     for j in 0..bw {
         let geom = Box::new(geom.clone());
+        if let Some(lt) = x_lo {
+            for (tensor, scratch, cb) in [(xt, 7, 1), (lt, 8, 18)] {
+                let geom = geom.clone();
+                kbody.push(Op::Im2colTile {
+                    tensor,
+                    scratch,
+                    image: img.clone(),
+                    kt: kv.clone(),
+                    nt: tc(j),
+                    geom,
+                    cb,
+                    slot: c(j),
+                });
+            }
+            continue;
+        }
         let (cb, slot) = if split { (6, c(0)) } else { (1, c(j)) };
         if split {
             kbody.push(Op::Reserve { cb: 6, n: 1 });
@@ -174,7 +201,7 @@ pub fn conv(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel:
     pb.reader = vec![units_loop(rb)];
     // Compute.
     let mut kc: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Wait { cb, n: n as u32 }).collect();
-    kc.extend(crate::templates::products(bh, bw, split));
+    kc.extend(crate::templates::products(bh, bw, 1, split));
     kc.extend(ins.iter().map(|&(cb, n)| Op::Pop { cb, n: n as u32 }));
     let mut cbody = vec![Op::Acquire, lp(1, kt, kc)];
     if bias.is_some() {

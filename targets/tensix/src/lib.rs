@@ -10,5 +10,6 @@ pub mod devices;
 pub mod emit;
 pub mod lower;
 pub mod rows;
+pub mod split;
 pub mod templates;
 pub mod window;

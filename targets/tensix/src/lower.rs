@@ -24,6 +24,9 @@ pub struct Group {
 pub struct Options {
     pub device: DeviceDesc,
     pub numerics: NumericOptions,
+    /// Share matmul operands across the grid: a core per grid row reads A's blocks and multicasts them
+    /// along the row, a core per grid column does the same with B down the column.
+    pub multicast: bool,
 }
 
 impl Options {
@@ -39,6 +42,7 @@ impl Options {
                 fidelity: None,
                 split: false,
             },
+            multicast: true,
         }
     }
 }
@@ -221,17 +225,52 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         tensor_of.insert(v, tensors.len() as u32);
         tensors.push(DramTensor { value: v.0, batch, rows, cols, format, address: 0, part: None });
     }
-    let cx = Ctx { g, opts, tensor_of, tensors, scalars, views, parts };
+    let mut cx = Ctx { g, opts, tensor_of, tensors, scalars, views, parts };
     let mut steps = Vec::new();
     let mut how = Vec::new();
     for (k, grp) in groups.iter().enumerate() {
         let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
         let name = format!("k{k:04}_{}", g.nodes[anchor.unwrap_or(grp.nodes[0])].op.name());
+        // Split precision: FP32 activations the products read get their parts written first.
+        let to_split = match anchor {
+            Some(a) if opts.numerics.split => crate::split::operands(&cx, a),
+            _ => Vec::new(),
+        };
+        let first_new = cx.tensors.len() as u32;
+        for &v in &to_split {
+            let src = cx.tensors[cx.dram(v)? as usize].clone();
+            let n = cx.tensors.len() as u32;
+            cx.parts.insert(v, (n, n + 1));
+            for part in [Part::Hi, Part::Lo] {
+                cx.tensors.push(DramTensor { format: DataFormat::Float16_b, part: Some(part), ..src.clone() });
+            }
+        }
         let built = crate::templates::lower_group(&cx, grp, anchor, &name, k);
+        let mut pre = Vec::new();
+        if built.is_ok() {
+            for (i, &v) in to_split.iter().enumerate() {
+                let name = format!("{name}_split{i}");
+                match crate::split::program(&cx, v, cx.parts[&v], &name, k) {
+                    Ok(p) => pre.push(p),
+                    Err(LowerError::L1(e)) => return Err(e),
+                    Err(LowerError::Unsupported(e)) => return Err(format!("splitting %{}: {e}", v.0)),
+                }
+            }
+        } else {
+            for v in &to_split {
+                cx.parts.remove(v);
+            }
+            cx.tensors.truncate(first_new as usize);
+        }
         match built {
             Ok(p) => {
                 let cores = p.cores.len();
-                how.push(format!("tensix {} on {cores} cores", p.template));
+                let mut h = format!("tensix {} on {cores} cores", p.template);
+                for s in pre {
+                    h.push_str(&format!(", after `{}` on {} cores", s.name, s.cores.len()));
+                    steps.push(Step::Device(Box::new(s)));
+                }
+                how.push(h);
                 steps.push(Step::Device(Box::new(p)));
             }
             Err(LowerError::L1(e)) => return Err(e),

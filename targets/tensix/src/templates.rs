@@ -297,6 +297,10 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let (bh, bw) = block_shape(cap, ch.as_ref().map_or(0, |c| c.slots.saturating_sub(1)), mt, nt)?;
     let (mb, nb) = (mt / bh, nt / bw);
     let split = cx.opts.numerics.split;
+    // K tiles per step: enough products per step to hide the reader's latency, the operand buffers
+    // (double-buffered, both parts in split precision) within 512 KiB.
+    let step_bytes = 2 * (bh + bw) * 2048 * if split { 2 } else { 1 };
+    let kb = divisor(kt, (512 * 1024 / step_bytes).clamp(1, 8));
     let ot = pb.tensor(cx.dram(out)?);
     let of = cx.tensors[cx.dram(out)? as usize].format;
     let fmt = |v: ValueId| -> R<DataFormat> {
@@ -306,12 +310,13 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     let (fid, why) = fidelity(cx, af, bf);
     pb.fidelity = fid;
     pb.notes.push(if split { format!("{why}; split precision: hi*hi + hi*lo + lo*hi") } else { why });
-    pb.notes.push(format!("blocks of {bh}x{bw} tiles, K {kt} tiles"));
-    pb.cb(0, af, 2 * bh as u32, if split { "in0 (A high part)" } else { "in0 (A)" });
-    pb.cb(1, bf, 2 * bw as u32, if split { "in1 (B high part)" } else { "in1 (B)" });
+    pb.notes.push(format!("blocks of {bh}x{bw} tiles, K {kt} tiles in steps of {kb}"));
+    let (an, bn) = ((bh * kb) as u32, (kb * bw) as u32);
+    pb.cb(0, af, 2 * an, if split { "in0 (A high part)" } else { "in0 (A)" });
+    pb.cb(1, bf, 2 * bn, if split { "in1 (B high part)" } else { "in1 (B)" });
     if split {
-        pb.cb(17, af, 2 * bh as u32, "in0 (A low part)");
-        pb.cb(18, bf, 2 * bw as u32, "in1 (B low part)");
+        pb.cb(17, af, 2 * an, "in0 (A low part)");
+        pb.cb(18, bf, 2 * bn, "in1 (B low part)");
         for (v, scratch) in [(av, 5u8), (bv, 6u8)] {
             if !cx.parts.contains_key(&v) {
                 pb.cb(scratch, DataFormat::Float32, 1, "FP32 tile to split");
@@ -328,39 +333,76 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
         pb.cb(cb, f, (bh * bw) as u32, &format!("epilogue in%{}", v.0));
     }
     pb.cb(CB_OUT, of, (2 * bh * bw) as u32, "out");
-    let u = unit();
-    let ob = u.clone().over((mb * nb) as i64);
-    let mbi = u.clone().over(nb as i64).modulo(mb as i64);
-    let nbi = u.modulo(nb as i64);
+    let grid = if cx.opts.multicast { mcast_grid(&cx.opts.device, mb, nb, ob_n * mb * nb) } else { None };
+    let (ob, mbi, nbi) = match grid {
+        None => {
+            let u = unit();
+            (u.clone().over((mb * nb) as i64), u.clone().over(nb as i64).modulo(mb as i64), u.modulo(nb as i64))
+        }
+        // Core (x, y) takes block rows y * rpc .. and block columns x * cpc ..; every core of a grid
+        // row walks the same block rows in the same order, every core of a column the same columns.
+        Some((gx, gy)) => {
+            let (rpc, cpc) = ((mb / gy) as i64, (nb / gx) as i64);
+            let v = Ix::Var(0);
+            (
+                v.clone().over(rpc * cpc),
+                Ix::Arg(arg::ROW0).plus(v.clone().over(cpc).modulo(rpc)),
+                Ix::Arg(arg::COL0).plus(v.modulo(cpc)),
+            )
+        }
+    };
     let a_b = batch_index(&ad[..ad.len() - 2], obd, &ob).ok_or("A's batch dims do not broadcast")?;
     let b_b = batch_index(&bd[..bd.len() - 2], obd, &ob).ok_or("B's batch dims do not broadcast")?;
-    let kv = Ix::Var(1);
+    let kv = |kk: u64| Ix::Var(1).times(kb as i64).plus(c(kk));
     let tr = |i: u64| mbi.clone().times(bh as i64).plus(c(i));
     let tc = |j: u64| nbi.clone().times(bw as i64).plus(c(j));
-    // Reader.
-    let ins: &[(u8, u64)] = if split { &[(0, bh), (17, bh), (1, bw), (18, bw)] } else { &[(0, bh), (1, bw)] };
-    let mut kbody: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Reserve { cb, n: n as u32 }).collect();
-    for i in 0..bh {
-        let tile = a_b.clone().times(mt as i64).plus(tr(i)).times(kt as i64).plus(kv.clone());
+    // Reader: per K step, A's tiles of the block rows, then B's of the block columns.
+    let (an, bn) = (an as u64, bn as u64);
+    let ins: &[(u8, u64)] = if split { &[(0, an), (17, an), (1, bn), (18, bn)] } else { &[(0, an), (1, bn)] };
+    // A's block row-major (slot i * kb + kk), B's too (slot kk * bw + j).
+    let mut a_reads = Vec::new();
+    for (i, kk) in (0..bh).flat_map(|i| (0..kb).map(move |kk| (i, kk))) {
+        let tile = a_b.clone().times(mt as i64).plus(tr(i)).times(kt as i64).plus(kv(kk));
+        let slot = c(i * kb + kk);
         if split {
-            kbody.extend(split_operand(cx, &mut pb, av, tile, (0, 17, 5), c(i))?);
+            a_reads.extend(split_operand(cx, &mut pb, av, tile, (0, 17, 5), slot)?);
         } else {
             let at = pb.tensor(cx.dram(av)?);
-            kbody.push(Op::ReadTile { tensor: at, tile, cb: 0, slot: c(i) });
+            a_reads.push(Op::ReadTile { tensor: at, tile, cb: 0, slot });
         }
     }
-    for j in 0..bw {
-        let tile = b_b.clone().times(kt as i64).plus(kv.clone()).times(nt as i64).plus(tc(j));
+    let mut b_reads = Vec::new();
+    for (kk, j) in (0..kb).flat_map(|kk| (0..bw).map(move |j| (kk, j))) {
+        let tile = b_b.clone().times(kt as i64).plus(kv(kk)).times(nt as i64).plus(tc(j));
+        let slot = c(kk * bw + j);
         if split {
-            kbody.extend(split_operand(cx, &mut pb, bv, tile, (1, 18, 6), c(j))?);
+            b_reads.extend(split_operand(cx, &mut pb, bv, tile, (1, 18, 6), slot)?);
         } else {
             let bt = pb.tensor(cx.dram(bv)?);
-            kbody.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot: c(j) });
+            b_reads.push(Op::ReadTile { tensor: bt, tile, cb: 1, slot });
         }
     }
-    kbody.push(Op::ReadBarrier);
-    kbody.extend(ins.iter().map(|&(cb, n)| Op::Push { cb, n: n as u32 }));
-    let mut rb = vec![lp(1, kt, kbody)];
+    // A's blocks come through the reader (NoC 0), B's through the writer (NoC 1), so the two operands
+    // move in parallel; on a grid each is read by one core per row (column) and multicast to the rest.
+    let (a_cbs, b_cbs): (&[u8], &[u8]) = if split { (&[0, 17], &[1, 18]) } else { (&[0], &[1]) };
+    let (gx, gy) = grid.unwrap_or((1, 1));
+    let (a_step, a_start) = shared_operand(&mut pb, a_cbs, an as u32, a_reads, gx as u32, arg::SENDS);
+    let (b_step, b_start) = shared_operand(&mut pb, b_cbs, bn as u32, b_reads, gy as u32, arg::SENDS + 1);
+    if grid.is_some() {
+        let shares = |g: u64, what: &str| {
+            if g > 1 {
+                format!("{what} multicast to {} cores", g - 1)
+            } else {
+                format!("{what} read by every core")
+            }
+        };
+        pb.notes.push(format!(
+            "grid {gx}x{gy}: A's blocks {}, B's {}",
+            shares(gx, "from the first core of each row"),
+            shares(gy, "from the first core of each column")
+        ));
+    }
+    let mut rb = vec![lp(1, kt / kb, a_step)];
     let pos: Vec<(Ix, Ix, Ix, Ix)> = (0..bh)
         .flat_map(|i| (0..bw).map(move |j| (i, j)))
         .map(|(i, j)| (ob.clone(), tr(i), tc(j), c(i * bw + j)))
@@ -374,12 +416,13 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
         rb.extend(fix);
         rb.extend(leaves.iter().map(|&(_, cb)| Op::Push { cb, n: (bh * bw) as u32 }));
     }
-    pb.reader = vec![units_loop(rb)];
+    pb.reader = a_start;
+    pb.reader.push(units_loop(rb));
     // Compute.
     let mut kc: Vec<Op> = ins.iter().map(|&(cb, n)| Op::Wait { cb, n: n as u32 }).collect();
-    kc.extend(products(bh, bw, split));
+    kc.extend(products(bh, bw, kb, split));
     kc.extend(ins.iter().map(|&(cb, n)| Op::Pop { cb, n: n as u32 }));
-    let mut cb_ = vec![Op::Acquire, lp(1, kt, kc)];
+    let mut cb_ = vec![Op::Acquire, lp(1, kt / kb, kc)];
     let blk = (bh * bw) as u8;
     if let Some(ch) = &ch {
         cb_.extend(leaves.iter().map(|&(_, cb)| Op::Wait { cb, n: blk as u32 }));
@@ -398,13 +441,113 @@ fn matmul(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel: u
     cb_.extend([Op::Push { cb: CB_OUT, n: blk as u32 }, Op::Release]);
     cb_.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: blk as u32 }));
     pb.compute = vec![units_loop(cb_)];
-    pb.writer = block_writer(ot, &pos, (m, n), (mt, nt));
-    pb.finish(ob_n * mb * nb)
+    let mut wb = vec![lp(1, kt / kb, b_step)];
+    wb.extend(block_writer_body(ot, &pos, (m, n), (mt, nt)));
+    pb.writer = b_start;
+    pb.writer.push(units_loop(wb));
+    match grid {
+        None => pb.finish(ob_n * mb * nb),
+        Some((gx, gy)) => {
+            let count = ob_n * (mb / gy) * (nb / gx);
+            let cores = mcast_cores(&mut pb, gx, gy, mb / gy, nb / gx, count);
+            pb.finish_on(cores)
+        }
+    }
+}
+
+/// The grid (`gx` core columns by `gy` core rows) over which a matmul's `mb x nb` blocks (`units` with
+/// the batch) share their operands, or `None` when that would leave more than half the cores a plain
+/// split uses idle, or no operand would be shared.
+fn mcast_grid(dev: &DeviceDesc, mb: u64, nb: u64, units: u64) -> Option<(u64, u64)> {
+    let (gx, gy) = (divisor(nb, dev.grid_x as u64), divisor(mb, dev.grid_y as u64));
+    let plain = units.min(dev.cores() as u64);
+    (gx * gy >= 2 && 2 * gx * gy >= plain).then_some((gx, gy))
+}
+
+/// Runtime arguments of the multicast matmul: block row and column of the core's first block, its
+/// block count, whether it sends A (first core of its row) and B (first core of its column), and for
+/// each operand the sender's coordinates and the rectangle of its receivers.
+mod arg {
+    pub const ROW0: u8 = 0;
+    pub const COL0: u8 = 2;
+    /// `SENDS + 0` for A, `SENDS + 1` for B.
+    pub const SENDS: u8 = 3;
+    /// Per operand `o`: sender x, y at `PEER + 6 o`, receivers' rectangle x0, y0, x1, y1 after them.
+    pub const PEER: u8 = 5;
+}
+
+fn mcast_cores(pb: &mut ProgramBuilder, gx: u64, gy: u64, rpc: u64, cpc: u64, count: u64) -> Vec<CoreWork> {
+    for o in 0..2u8 {
+        for (k, axis) in [Axis::X, Axis::Y, Axis::X, Axis::Y, Axis::X, Axis::Y].into_iter().enumerate() {
+            pb.noc_args.push((arg::PEER + 6 * o + k as u8, axis));
+        }
+    }
+    let mut cores = Vec::new();
+    for y in 0..gy as u32 {
+        for x in 0..gx as u32 {
+            let (gx, gy) = (gx as u32, gy as u32);
+            let mut args = vec![y * rpc as u32, count as u32, x * cpc as u32, u32::from(x == 0), u32::from(y == 0)];
+            // A: sender (0, y), receivers (1, y) .. (gx - 1, y); B: sender (x, 0), receivers (x, 1) .. (x, gy - 1).
+            args.extend([0, y, 1.min(gx - 1), y, gx - 1, y]);
+            args.extend([x, 0, x, 1.min(gy - 1), x, gy - 1]);
+            cores.push(CoreWork { x, y, args });
+        }
+    }
+    cores
+}
+
+/// One operand's K step: every core reserves the block in `cbs` (`n` tiles each). Alone (`peers` 1), a
+/// core reads it itself (`reads`). On a multicast grid, the sender (runtime argument `SENDS + o`) reads
+/// it, waits until its `peers - 1` receivers have reserved theirs, multicasts the tiles and then the
+/// ready flag; a receiver clears its flag, tells the sender it is ready and waits for the flag. Returns
+/// the step and the ops that run once at the start of the kernel (the sender's flag set to 1, the value
+/// it multicasts).
+fn shared_operand(
+    pb: &mut ProgramBuilder,
+    cbs: &[u8],
+    n: u32,
+    reads: Vec<Op>,
+    peers: u32,
+    sends: u8,
+) -> (Vec<Op>, Vec<Op>) {
+    let mut step: Vec<Op> = cbs.iter().map(|&cb| Op::Reserve { cb, n }).collect();
+    if peers == 1 {
+        step.extend(reads);
+        step.push(Op::ReadBarrier);
+        step.extend(cbs.iter().map(|&cb| Op::Push { cb, n }));
+        return (step, Vec::new());
+    }
+    let (ready, valid) = (pb.semaphore(0), pb.semaphore(0));
+    let o = sends - arg::SENDS;
+    let peer = arg::PEER + 6 * o;
+    let rect = || {
+        Box::new(Rect { x0: Ix::Arg(peer + 2), y0: Ix::Arg(peer + 3), x1: Ix::Arg(peer + 4), y1: Ix::Arg(peer + 5) })
+    };
+    let dests = peers - 1;
+    let mut send = reads;
+    send.push(Op::ReadBarrier);
+    send.extend([Op::SemWait { sem: ready, value: dests }, Op::SemSet { sem: ready, value: 0 }]);
+    send.extend(cbs.iter().map(|&cb| Op::McastTiles { cb, n, rect: rect(), dests }));
+    send.extend([Op::McastSem { sem: valid, rect: rect(), dests }, Op::WriteBarrier]);
+    let receive = vec![
+        Op::SemSet { sem: valid, value: 0 },
+        Op::SemInc { sem: ready, x: Ix::Arg(peer), y: Ix::Arg(peer + 1) },
+        Op::SemWait { sem: valid, value: 1 },
+    ];
+    step.push(Op::If { cond: Ix::Arg(sends), then: send, els: receive });
+    step.extend(cbs.iter().map(|&cb| Op::Push { cb, n }));
+    let start = vec![Op::If { cond: Ix::Arg(sends), then: vec![Op::SemSet { sem: valid, value: 1 }], els: vec![] }];
+    (step, start)
 }
 
 /// The writer of a product's blocks: per unit, every output tile at `pos` (batch, row tile, column tile,
 /// CB slot) of an `m x n` result (`mt x nt` tiles per batch entry), padding zeroed.
-pub fn block_writer(ot: u8, pos: &[(Ix, Ix, Ix, Ix)], (m, n): (u64, u64), (mt, nt): (u64, u64)) -> Vec<Op> {
+pub fn block_writer(ot: u8, pos: &[(Ix, Ix, Ix, Ix)], mn: (u64, u64), tiles: (u64, u64)) -> Vec<Op> {
+    vec![units_loop(block_writer_body(ot, pos, mn, tiles))]
+}
+
+/// One unit of [`block_writer`].
+pub fn block_writer_body(ot: u8, pos: &[(Ix, Ix, Ix, Ix)], (m, n): (u64, u64), (mt, nt): (u64, u64)) -> Vec<Op> {
     let blk = pos.len() as u32;
     let mut wb = vec![Op::Wait { cb: CB_OUT, n: blk }];
     for (ob, tr, tc, slot) in pos {
@@ -413,7 +556,7 @@ pub fn block_writer(ot: u8, pos: &[(Ix, Ix, Ix, Ix)], (m, n): (u64, u64), (mt, n
         wb.push(Op::WriteTile { tensor: ot, tile, cb: CB_OUT, slot: slot.clone() });
     }
     wb.extend([Op::WriteBarrier, Op::Pop { cb: CB_OUT, n: blk }]);
-    vec![units_loop(wb)]
+    wb
 }
 
 /// Whether a group only moves data: a chain of reshapes, transposes and forward slices.
@@ -548,15 +691,19 @@ fn concat(cx: &Ctx, grp: &Group, a: usize, name: &str, kernel: usize) -> R<Progr
     pb.finish(b * rows.div_ceil(32) * cols.div_ceil(32))
 }
 
-/// The tile products of a `bh x bw` block from A in CB 0 and B in CB 1 (and, in split precision, their
-/// low parts in CBs 17 and 18: hi*hi + hi*lo + lo*hi), accumulated into Dst tile `i * bw + j`.
-pub fn products(bh: u64, bw: u64, split: bool) -> Vec<Op> {
+/// The tile products of a `bh x bw` block over `kb` K tiles from A in CB 0 (`bh x kb` tiles) and B in CB
+/// 1 (`kb x bw`) (and, in split precision, their low parts in CBs 17 and 18: hi*hi + hi*lo + lo*hi),
+/// accumulated into Dst tile `i * bw + j`.
+pub fn products(bh: u64, bw: u64, kb: u64, split: bool) -> Vec<Op> {
     let pairs: &[(u8, u8)] = if split { &[(0, 1), (0, 18), (17, 1)] } else { &[(0, 1)] };
     let mut ops = Vec::new();
     for i in 0..bh {
         for j in 0..bw {
-            for &(in0, in1) in pairs {
-                ops.push(Op::Matmul { in0, in1, t0: c(i), t1: c(j), dst: (i * bw + j) as u8, transpose: false });
+            for kk in 0..kb {
+                for &(in0, in1) in pairs {
+                    let (t0, t1) = (c(i * kb + kk), c(kk * bw + j));
+                    ops.push(Op::Matmul { in0, in1, t0, t1, dst: (i * bw + j) as u8, transpose: false });
+                }
             }
         }
     }

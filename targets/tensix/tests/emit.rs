@@ -82,6 +82,8 @@ fn program(
         fp32_dest_acc: false,
         unpack_to_dest_fp32: vec![],
         notes: vec![],
+        semaphores: vec![],
+        noc_args: vec![],
     }
 }
 

@@ -589,6 +589,7 @@ pub fn sfpu_unary(op: SfpuUnary, x: f32) -> f32 {
                 x
             }
         }
+        SfpuUnary::RoundBf16 => round_bf16(x),
     }
 }
 

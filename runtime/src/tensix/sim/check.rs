@@ -6,6 +6,12 @@ use super::*;
 pub fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Loop { .. } => "for",
+        Op::If { .. } => "if",
+        Op::SemSet { .. } => "noc_semaphore_set",
+        Op::SemWait { .. } => "noc_semaphore_wait",
+        Op::SemInc { .. } => "noc_semaphore_inc",
+        Op::McastTiles { .. } => "noc_async_write_multicast",
+        Op::McastSem { .. } => "noc_semaphore_set_multicast",
         Op::Reserve { .. } => "cb_reserve_back",
         Op::Push { .. } => "cb_push_back",
         Op::Wait { .. } => "cb_wait_front",
@@ -71,6 +77,14 @@ pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
         }
         if p.cores[..i].iter().any(|o| o.x == c.x && o.y == c.y) {
             return Err(format!("core ({},{}) is given work twice", c.x, c.y));
+        }
+    }
+    if p.semaphores.len() > 16 {
+        return Err(format!("{} semaphores (at most 16 per program)", p.semaphores.len()));
+    }
+    for &(a, _) in &p.noc_args {
+        if p.cores.iter().any(|c| c.args.get(a as usize).is_none()) {
+            return Err(format!("runtime argument {a} holds a core coordinate but not every core has it"));
         }
     }
     for &t in &p.tensors {

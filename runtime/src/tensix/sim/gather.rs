@@ -32,8 +32,9 @@ impl Core<'_> {
         let dev = &self.plan.device;
         let bytes = pages * t.page_bytes();
         let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
-        let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free);
-        self.noc_free = start + xfer;
+        let link = noc_link(th, true);
+        let start = (th.clock + timing::NOC_ISSUE * pages).max(self.noc_free[link]);
+        self.noc_free[link] = start + xfer;
         th.clock = start + xfer + dev.dram_latency_cycles as u64 + timing::BARRIER + 4 * 1024;
         self.report.dram_bytes += bytes;
         self.report.tiles_read += pages;

@@ -5,8 +5,11 @@
 //! writing, push no more than reserved, wait before reading, pop no more than waited, pointers wrapping
 //! exactly at the end of the buffer), the Dst protocol (acquire, math, commit, wait, pack, release) and
 //! Dst capacity, and reports a deadlock with the core, kernel, op and buffer state when no kernel can
-//! move. Cores of one program share nothing but DRAM and no program reads what another core of the same
-//! program writes, so running them one after another is exact. Time is predicted alongside (see
+//! move. Cores that talk to each other (semaphores, multicasts into each other's circular buffers) run
+//! concurrently, every kernel of every core taking turns; a multicast is checked to land only in pages
+//! every receiver has reserved and not yet pushed, at the sender's own write pointer. Cores of a program
+//! without such calls share nothing but DRAM and no core reads what another writes, so they run one after
+//! another, which is exact and needs one L1 at a time. Time is predicted alongside (see
 //! [`super::timing`]).
 
 use super::numerics;
@@ -15,8 +18,10 @@ use super::timing;
 
 mod check;
 mod gather;
+mod sched;
 
 pub use check::{check_program, op_name};
+pub use sched::{run_program, run_program_with};
 
 /// Device DRAM: one byte vector per bank (empty when only addresses are checked).
 pub struct Dram {
@@ -81,6 +86,8 @@ pub struct ProgramReport {
     pub tiles_written: u64,
     pub tile_products: u64,
     pub cores: Vec<CoreTime>,
+    /// Bytes sent core to core by multicast (counted once per multicast, as the NoC replicates them).
+    pub mcast_bytes: u64,
     /// Whether DRAM bandwidth, not the slowest core, set the time.
     pub dram_bound: bool,
 }
@@ -143,17 +150,72 @@ struct Thread<'p> {
     writes: Vec<(u8, usize)>,
 }
 
+/// A semaphore: its value and the cycle its last update arrived.
+#[derive(Clone, Copy, Default)]
+struct Sem {
+    value: u32,
+    t: u64,
+}
+
+/// An effect of a call on other cores, applied when the caller's turn ends (no other core runs before).
+enum Remote {
+    /// `n` pages of CB `cb` from page `page` (`bytes`, at L1 offset `off`) to the cores of a rectangle.
+    Tiles {
+        cb: u8,
+        page: u32,
+        n: u32,
+        off: usize,
+        bytes: Vec<u8>,
+        rect: [i64; 4],
+    },
+    SemSet {
+        sem: u8,
+        value: u32,
+        at: u64,
+        rect: [i64; 4],
+    },
+    SemInc {
+        sem: u8,
+        at: u64,
+        x: i64,
+        y: i64,
+    },
+}
+
+/// What a core keeps between turns: swapped into the [`Core`] context while its kernels run.
+struct Saved<'p> {
+    x: u32,
+    y: u32,
+    args: &'p [u32],
+    l1: Vec<u8>,
+    cbs: Vec<CbState>,
+    dst: Vec<Vec<f32>>,
+    dst_state: DstState,
+    /// Cycle each NoC link of the core is free: per NoC (the reader's NoC 0, the writer's NoC 1), data
+    /// into the core, then out of it.
+    noc_free: [u64; 4],
+    sems: Vec<Sem>,
+    executed: u64,
+    threads: Vec<Thread<'p>>,
+}
+
 struct Core<'a> {
     prog: &'a Program,
     plan: &'a Plan,
+    x: u32,
+    y: u32,
     args: &'a [u32],
-    l1: &'a mut Vec<u8>,
+    l1: Vec<u8>,
+    sems: Vec<Sem>,
+    remote: Vec<Remote>,
     dram: &'a mut Dram,
     cbs: Vec<CbState>,
     dst: Vec<Vec<f32>>,
     dst_state: DstState,
     dst_cap: usize,
-    noc_free: u64,
+    /// Cycle each NoC link of the core is free: per NoC (the reader's NoC 0, the writer's NoC 1), data
+    /// into the core, then out of it.
+    noc_free: [u64; 4],
     a: Vec<f32>,
     b: Vec<f32>,
     report: &'a mut ProgramReport,
@@ -261,6 +323,52 @@ impl<'a> Core<'a> {
         self.prog.fp32_dest_acc
     }
 
+    fn sem(&mut self, sem: u8) -> Result<&mut Sem, String> {
+        self.sems
+            .get_mut(sem as usize)
+            .ok_or_else(|| format!("uses semaphore {sem}, which the program does not create"))
+    }
+
+    /// A rectangle of cores, checked: inside the grid, corners ordered, `dests` cores, sender outside.
+    fn rect(&self, r: &Rect, dests: u32, vars: &[i64]) -> Result<[i64; 4], String> {
+        let a = self.args;
+        let q = [eval(&r.x0, vars, a)?, eval(&r.y0, vars, a)?, eval(&r.x1, vars, a)?, eval(&r.y1, vars, a)?];
+        let d = &self.plan.device;
+        if q[0] < 0 || q[1] < 0 || q[0] > q[2] || q[1] > q[3] || q[2] >= d.grid_x as i64 || q[3] >= d.grid_y as i64 {
+            return Err(format!(
+                "multicast rectangle ({},{})..({},{}) is not a rectangle of the grid",
+                q[0], q[1], q[2], q[3]
+            ));
+        }
+        let n = (q[2] - q[0] + 1) * (q[3] - q[1] + 1);
+        if n != dests as i64 {
+            return Err(format!(
+                "multicasts to {dests} destinations but the rectangle ({},{})..({},{}) holds {n} cores",
+                q[0], q[1], q[2], q[3]
+            ));
+        }
+        let (x, y) = (self.x as i64, self.y as i64);
+        if (q[0]..=q[2]).contains(&x) && (q[1]..=q[3]).contains(&y) {
+            return Err(format!(
+                "multicasts to a rectangle that holds the sender ({x},{y}) (that needs the loopback variant)"
+            ));
+        }
+        Ok(q)
+    }
+
+    /// Arrival cycle of `bytes` sent core to core by thread `th` over this core's NoC port.
+    fn core_send(&mut self, th: &mut Thread<'_>, bytes: u64) -> u64 {
+        let dev = &self.plan.device;
+        th.clock += timing::NOC_ISSUE;
+        let link = noc_link(th, false);
+        let start = th.clock.max(self.noc_free[link]);
+        let xfer = bytes.div_ceil(dev.noc_bytes_per_cycle as u64);
+        self.noc_free[link] = start + xfer;
+        let at = start + xfer + timing::CORE_TO_CORE;
+        th.pending = th.pending.max(at);
+        at
+    }
+
     /// Runs one op of thread `th`.
     fn exec(&mut self, th: &mut Thread<'_>, op: &Op) -> Result<Flow, String> {
         let compute = th.kind == 1;
@@ -279,9 +387,22 @@ impl<'a> Core<'a> {
                 | Op::ColumnTile { .. }
                 | Op::ConcatPartTile { .. }
                 | Op::SplitTile { .. }
+                | Op::SemSet { .. }
+                | Op::SemWait { .. }
+                | Op::SemInc { .. }
+                | Op::McastTiles { .. }
+                | Op::McastSem { .. }
         );
         let compute_only = !dm_only
-            && !matches!(op, Op::Loop { .. } | Op::Reserve { .. } | Op::Push { .. } | Op::Wait { .. } | Op::Pop { .. });
+            && !matches!(
+                op,
+                Op::Loop { .. }
+                    | Op::If { .. }
+                    | Op::Reserve { .. }
+                    | Op::Push { .. }
+                    | Op::Wait { .. }
+                    | Op::Pop { .. }
+            );
         if compute && dm_only {
             return Err(format!("{} is a data-movement call; a compute kernel cannot make it", op_name(op)));
         }
@@ -292,7 +413,51 @@ impl<'a> Core<'a> {
         let args = self.args;
         let fid = self.prog.fidelity;
         match op {
-            Op::Loop { .. } => unreachable!("loops are handled by the scheduler"),
+            Op::Loop { .. } | Op::If { .. } => unreachable!("loops and branches are handled by the scheduler"),
+            Op::SemSet { sem, value } => {
+                let t = th.clock;
+                *self.sem(*sem)? = Sem { value: *value, t };
+                th.clock += timing::CB_OP;
+            }
+            Op::SemWait { sem, value } => {
+                let s = *self.sem(*sem)?;
+                if s.value != *value {
+                    return Ok(Flow::Blocked);
+                }
+                th.clock = th.clock.max(s.t) + timing::CB_OP;
+            }
+            Op::SemInc { sem, x, y } => {
+                self.sem(*sem)?;
+                let (x, y) = (eval(x, vars, args)?, eval(y, vars, args)?);
+                let at = self.core_send(th, 4);
+                self.remote.push(Remote::SemInc { sem: *sem, at, x, y });
+            }
+            Op::McastTiles { cb, n, rect, dests } => {
+                let rect = self.rect(rect, *dests, vars)?;
+                if *n == 0 {
+                    return Err("multicasts no tiles".into());
+                }
+                let (off, _) = self.slot(*cb, 0, true)?;
+                self.slot(*cb, *n as i64 - 1, true)?;
+                let c = self.cb(*cb)?;
+                let (page, bytes, pb) = (c.wr, *n as usize * c.page, c.page);
+                let pages: Vec<(u8, usize)> = (0..*n as usize).map(|i| (*cb, off + i * pb)).collect();
+                for &(_, o) in &pages {
+                    in_flight(th, *cb, o)?;
+                }
+                let data = if self.numerics { self.l1[off..off + bytes].to_vec() } else { Vec::new() };
+                self.core_send(th, bytes as u64);
+                th.writes.extend(pages);
+                self.report.mcast_bytes += bytes as u64;
+                self.remote.push(Remote::Tiles { cb: *cb, page, n: *n, off, bytes: data, rect });
+            }
+            Op::McastSem { sem, rect, dests } => {
+                let rect = self.rect(rect, *dests, vars)?;
+                let value = self.sem(*sem)?.value;
+                // Multicasts leave in order: the semaphore lands after the data issued before it.
+                let at = self.core_send(th, 4).max(th.pending);
+                self.remote.push(Remote::SemSet { sem: *sem, value, at, rect });
+            }
             Op::Reserve { cb, n } => {
                 let c = self.cb(*cb)?;
                 if *n > c.pages {
@@ -399,8 +564,9 @@ impl<'a> Core<'a> {
                 let dev = &self.plan.device;
                 let xfer = (n as u64).div_ceil(dev.noc_bytes_per_cycle as u64);
                 th.clock += timing::NOC_ISSUE;
-                let start = th.clock.max(self.noc_free);
-                self.noc_free = start + xfer;
+                let link = noc_link(th, read);
+                let start = th.clock.max(self.noc_free[link]);
+                self.noc_free[link] = start + xfer;
                 th.pending = th.pending.max(start + xfer + dev.dram_latency_cycles as u64);
                 self.report.dram_bytes += n as u64;
                 if read {
@@ -730,6 +896,13 @@ impl<'a> Core<'a> {
     }
 }
 
+/// The link of the core's NoC interface a transfer of thread `th` uses: the reader issues on NoC 0, the
+/// writer on NoC 1 (as the emitted host program configures them); data coming in (`inbound`) and going
+/// out use different links.
+fn noc_link(th: &Thread<'_>, inbound: bool) -> usize {
+    2 * usize::from(th.kind == 2) + usize::from(!inbound)
+}
+
 /// L1 stores of a data-movement core must not touch a page a NoC transfer is still filling or reading.
 fn in_flight(th: &Thread<'_>, cb: u8, off: usize) -> Result<(), String> {
     if th.reads.contains(&(cb, off)) || th.writes.contains(&(cb, off)) {
@@ -755,198 +928,6 @@ fn broadcast(t: &mut [f32], b: Bcast) {
         Bcast::Scalar => {
             let v = t[0];
             t.fill(v);
-        }
-    }
-}
-
-/// Runs `p` on `dram`. Errors name the program, core, kernel and call.
-pub fn run_program(plan: &Plan, p: &Program, dram: &mut Dram) -> Result<ProgramReport, String> {
-    run_program_with(plan, p, dram, true)
-}
-
-/// As [`run_program`]; with `numerics` false no values are computed or moved (the protocol is checked
-/// and time predicted all the same, since no kernel's control flow depends on data).
-pub fn run_program_with(plan: &Plan, p: &Program, dram: &mut Dram, numerics: bool) -> Result<ProgramReport, String> {
-    let fail = |m: String| format!("program `{}`: {m}", p.name);
-    plan.device.check().map_err(|e| fail(format!("device: {e}")))?;
-    check_program(plan, p).map_err(fail)?;
-    let mut report =
-        ProgramReport { name: p.name.clone(), kernel: p.kernel, template: p.template.clone(), ..Default::default() };
-    let mut l1 = vec![0u8; plan.device.l1_bytes as usize];
-    for cw in &p.cores {
-        let t = run_core(plan, p, cw, &mut l1, dram, &mut report, numerics)
-            .map_err(|m| fail(format!("core ({},{}) {m}", cw.x, cw.y)))?;
-        report.cores.push(CoreTime { x: cw.x, y: cw.y, kernels: t });
-    }
-    let slowest = report.cores.iter().flat_map(|c| c.kernels).max().unwrap_or(0);
-    let d = &plan.device;
-    let dram_cycles = (report.dram_bytes as f64 / (d.dram_gbps * 1e9) * d.clock_mhz as f64 * 1e6).ceil() as u64;
-    report.dram_bound = dram_cycles > slowest;
-    report.cycles = slowest.max(dram_cycles) + timing::DISPATCH_CYCLES;
-    Ok(report)
-}
-
-fn run_core(
-    plan: &Plan,
-    p: &Program,
-    cw: &CoreWork,
-    l1: &mut Vec<u8>,
-    dram: &mut Dram,
-    report: &mut ProgramReport,
-    numerics: bool,
-) -> Result<[u64; 3], String> {
-    let cbs = p
-        .cbs
-        .iter()
-        .map(|c| CbState {
-            index: c.index,
-            format: c.format,
-            pages: c.pages,
-            page: c.format.tile_bytes() as usize,
-            base: c.address as usize,
-            received: 0,
-            acked: 0,
-            wr: 0,
-            rd: 0,
-            reserved: 0,
-            waited: 0,
-            push_t: vec![0; c.pages as usize],
-            pop_t: vec![0; c.pages as usize],
-        })
-        .collect();
-    let dst_cap = (plan.device.dst_tiles / 2 / if p.fp32_dest_acc { 2 } else { 1 }) as usize;
-    let mut core = Core {
-        prog: p,
-        plan,
-        args: &cw.args,
-        l1,
-        dram,
-        cbs,
-        dst: vec![vec![0.0; 1024]; dst_cap],
-        dst_state: DstState::Idle,
-        dst_cap,
-        noc_free: 0,
-        a: vec![0.0; 1024],
-        b: vec![0.0; 1024],
-        report,
-        numerics,
-        executed: 0,
-    };
-    let mut threads: Vec<Thread> = [&p.reader, &p.compute, &p.writer]
-        .iter()
-        .enumerate()
-        .map(|(kind, ops)| Thread {
-            kind,
-            frames: vec![Frame { ops: ops.as_slice(), pc: 0, lp: None }],
-            vars: vec![0; 16],
-            clock: 0,
-            pending: 0,
-            done: false,
-            blocked: None,
-            reads: Vec::new(),
-            writes: Vec::new(),
-        })
-        .collect();
-    loop {
-        let mut progressed = false;
-        for th in threads.iter_mut() {
-            if th.done {
-                continue;
-            }
-            progressed |= run_thread(&mut core, th).map_err(|m| format!("{} kernel: {m}", KINDS[th.kind]))?;
-        }
-        if threads.iter().all(|t| t.done) {
-            break;
-        }
-        if !progressed {
-            let mut why = Vec::new();
-            for th in &threads {
-                if let Some(op) = th.blocked {
-                    let cb = match op {
-                        Op::Reserve { cb, .. } | Op::Wait { cb, .. } => *cb,
-                        _ => 255,
-                    };
-                    let state = core.cbs.iter().find(|c| c.index == cb).map(|c| c.describe()).unwrap_or_default();
-                    why.push(format!("{} kernel blocked in {} ({op:?}); {state}", KINDS[th.kind], op_name(op)));
-                }
-            }
-            return Err(format!("deadlock: {}", why.join("; ")));
-        }
-    }
-    if core.dst_state != DstState::Idle {
-        return Err(format!("compute kernel ended with Dst {:?} (missing tile_regs_release)", core.dst_state));
-    }
-    for c in &core.cbs {
-        if c.received != c.acked {
-            return Err(format!(
-                "kernels ended with {} pages left in CB {} (pushed but never popped)",
-                c.received - c.acked,
-                c.index
-            ));
-        }
-    }
-    Ok([threads[0].clock, threads[1].clock, threads[2].clock.max(threads[2].pending)])
-}
-
-/// Runs thread `th` until it blocks or ends; whether it executed anything.
-fn run_thread<'p>(core: &mut Core<'_>, th: &mut Thread<'p>) -> Result<bool, String> {
-    let mut progressed = false;
-    loop {
-        let Some(f) = th.frames.last_mut() else {
-            th.done = true;
-            return Ok(progressed);
-        };
-        if f.pc == f.ops.len() {
-            match f.lp {
-                Some((var, count)) => {
-                    let v = &mut th.vars[var as usize];
-                    *v += 1;
-                    if *v < count {
-                        f.pc = 0;
-                    } else {
-                        th.frames.pop();
-                    }
-                }
-                None => {
-                    th.frames.pop();
-                }
-            }
-            continue;
-        }
-        let ops: &'p [Op] = f.ops;
-        let op = &ops[f.pc];
-        if let Op::Loop { var, count, body } = op {
-            let n = eval(count, &th.vars, core.args)?;
-            if n > u32::MAX as i64 {
-                return Err(format!("a loop of {n} iterations (the kernels count in uint32_t)"));
-            }
-            f.pc += 1;
-            if *var as usize >= th.vars.len() {
-                th.vars.resize(*var as usize + 1, 0);
-            }
-            if n > 0 && !body.is_empty() {
-                th.vars[*var as usize] = 0;
-                th.frames.push(Frame { ops: body, pc: 0, lp: Some((*var, n)) });
-            }
-            progressed = true;
-            continue;
-        }
-        core.executed += 1;
-        if core.executed > OP_BUDGET {
-            return Err(format!("the core ran more than {OP_BUDGET} calls (the simulator's budget per core)"));
-        }
-        match core.exec(th, op).map_err(|m| format!("{}: {m}", op_name(op)))? {
-            Flow::Next => {
-                th.blocked = None;
-                progressed = true;
-                if let Some(f) = th.frames.last_mut() {
-                    f.pc += 1;
-                }
-            }
-            Flow::Blocked => {
-                th.blocked = Some(op);
-                return Ok(progressed);
-            }
         }
     }
 }

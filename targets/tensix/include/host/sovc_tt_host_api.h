@@ -129,6 +129,10 @@ KernelHandle CreateKernel(
     const std::variant<CoreCoord, CoreRange, CoreRangeSet>& core_spec,
     const std::variant<DataMovementConfig, ComputeConfig, EthernetConfig>& config);
 
+// Returns the semaphore's id (get_semaphore(id) in the kernels); ids count up from 0 per program.
+uint32_t CreateSemaphore(
+    Program& program, const std::variant<CoreRange, CoreRangeSet>& core_spec, uint32_t initial_value);
+
 void SetRuntimeArgs(
     const Program& program,
     KernelHandle kernel,
@@ -152,6 +156,8 @@ public:
     MeshCommandQueue& mesh_command_queue(std::optional<uint8_t> cq_id = std::nullopt);
     const MeshShape& shape() const;
     bool close();
+    // From IDevice: the NoC (virtual) coordinates of a logical worker core.
+    CoreCoord worker_core_from_logical_core(const CoreCoord& logical_core) const;
 };
 
 // mesh_buffer.hpp

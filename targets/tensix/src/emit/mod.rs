@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use sovc_runtime::tensix::program::{
-    Bcast, DataFormat, Fill, FpuBinary, Ix, MoveMap, MoveStep, Op, Plan, Program, ReduceDim, ReduceKind, SfpuBinary,
-    SfpuUnary, Step,
+    Bcast, DataFormat, Fill, FpuBinary, Ix, MoveMap, MoveStep, Op, Plan, Program, Rect, ReduceDim, ReduceKind,
+    SfpuBinary, SfpuUnary, Step,
 };
 
 /// The tt-metal release the emitted C++ is written against. v0.74.0 is the first release with the whole
@@ -116,8 +116,13 @@ fn line(out: &mut String, depth: usize, text: &str) {
 fn flatten<'o>(ops: &'o [Op], out: &mut Vec<&'o Op>) {
     for op in ops {
         out.push(op);
-        if let Op::Loop { body, .. } = op {
-            flatten(body, out);
+        match op {
+            Op::Loop { body, .. } => flatten(body, out),
+            Op::If { then, els, .. } => {
+                flatten(then, out);
+                flatten(els, out);
+            }
+            _ => {}
         }
     }
 }
@@ -242,6 +247,7 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::FillTile { cb, .. }
             | Op::PadTile { cb, .. }
             | Op::BcastTile { cb, .. }
+            | Op::McastTiles { cb, .. }
             | Op::CopyTile { cb, .. }
             | Op::Transpose { cb, .. }
             | Op::Pack { cb, .. } => {
@@ -265,208 +271,6 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
         }
     }
     set
-}
-
-// ----------------------------------------------------------------------------------------------------------
-// Data-movement kernels
-
-impl Ctx<'_> {
-    fn data_movement(&self, kind: Dm) -> String {
-        let (ops, name) = match kind {
-            Dm::Reader => (&self.p.reader, "reader"),
-            Dm::Writer => (&self.p.writer, "writer"),
-        };
-        let mut body = String::new();
-        let mut uses_helpers = false;
-        for op in ops {
-            self.dm_op(op, 0, name, &mut uses_helpers, &mut body);
-        }
-
-        let mut out = String::new();
-        self.banner(name, &mut out);
-        let used = tensors_used(ops);
-        let list: Vec<String> = used
-            .iter()
-            .map(|&j| match self.p.tensors.get(j as usize) {
-                Some(t) => format!("t{j} (plan tensor {t})"),
-                None => format!("t{j} (missing)"),
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "// Compile-time args: one TensorAccessorArgs block per tensor used, in this order: {}.",
-            if list.is_empty() { "none".to_string() } else { list.join(", ") }
-        );
-        out.push_str("\n#include <cstdint>\n\n#include \"api/dataflow/dataflow_api.h\"\n");
-        if uses_helpers {
-            out.push_str("#include \"../sovc_dm.h\"\n");
-        }
-        out.push_str("\nvoid kernel_main() {\n");
-        self.cb_decls(&cbs_used(ops), &mut out);
-        let mut prev: Option<u8> = None;
-        for &j in &used {
-            let offset = match prev {
-                None => "0".to_string(),
-                Some(k) => format!("t{k}_args.next_compile_time_args_offset()"),
-            };
-            line(&mut out, 0, &format!("constexpr auto t{j}_args = TensorAccessorArgs<{offset}>();"));
-            let page = self.p.tensors.get(j as usize).and_then(|&t| self.plan.tensors.get(t as usize));
-            match page {
-                Some(t) => line(
-                    &mut out,
-                    0,
-                    &format!(
-                        "const auto t{j} = TensorAccessor(t{j}_args, get_arg_val<uint32_t>({}), {});",
-                        self.n_args + j as usize,
-                        t.page_bytes()
-                    ),
-                ),
-                None => line(&mut out, 0, &format!("#error \"sovc: program tensor {j} is not a tensor of the plan\"")),
-            }
-            prev = Some(j);
-        }
-        out.push_str(&body);
-        out.push_str("}\n");
-        out
-    }
-
-    fn dm_op(&self, op: &Op, depth: usize, kernel: &str, helpers: &mut bool, out: &mut String) {
-        let text = match op {
-            Op::Loop { var, count, body } => {
-                line(out, depth, &format!("for (uint32_t v{var} = 0; v{var} < {}; ++v{var}) {{", ix(count)));
-                for b in body {
-                    self.dm_op(b, depth + 1, kernel, helpers, out);
-                }
-                line(out, depth, "}");
-                return;
-            }
-            Op::Reserve { cb, n } => format!("cb_reserve_back(cb_{cb}, {n});"),
-            Op::Push { cb, n } => format!("cb_push_back(cb_{cb}, {n});"),
-            Op::Wait { cb, n } => format!("cb_wait_front(cb_{cb}, {n});"),
-            Op::Pop { cb, n } => format!("cb_pop_front(cb_{cb}, {n});"),
-            Op::ReadTile { tensor, tile, cb, slot } => {
-                format!("noc_async_read_tile({}, t{tensor}, {});", ix(tile), self.slot_addr("get_write_ptr", *cb, slot))
-            }
-            Op::WriteTile { tensor, tile, cb, slot } => {
-                format!("noc_async_write_tile({}, t{tensor}, {});", ix(tile), self.slot_addr("get_read_ptr", *cb, slot))
-            }
-            Op::ReadBarrier => "noc_async_read_barrier();".to_string(),
-            Op::WriteBarrier => "noc_async_write_barrier();".to_string(),
-            Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
-                *helpers = true;
-                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
-                match (self.cb_format(*cb), t) {
-                    (Some(f), Some(t)) => format!(
-                        "sovc::im2col_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {}, {}, sovc::ConvGeom{{{}}});",
-                        dm_format(f),
-                        t.rows,
-                        t.cols,
-                        self.slot_addr("get_write_ptr", *cb, slot),
-                        ix(image),
-                        ix(kt),
-                        ix(nt),
-                        [geom.c, geom.h, geom.w, geom.kh, geom.kw, geom.sh, geom.sw, geom.ph, geom.pw, geom.dh, geom.dw, geom.oh, geom.ow]
-                            .map(|v| v.to_string())
-                            .join(", ")
-                    ),
-                    _ => format!("#error \"sovc: im2col on CB {cb} or tensor {tensor}, which the program does not declare\""),
-                }
-            }
-            Op::TapTile { tensor, scratch, image, ct, nt, tap, geom, pad, cb, slot } => {
-                *helpers = true;
-                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
-                match (self.cb_format(*cb), t) {
-                    (Some(f), Some(t)) => format!(
-                        "sovc::tap_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {}, {}, {tap}, {}, sovc::ConvGeom{{{}}});",
-                        dm_format(f),
-                        t.rows,
-                        t.cols,
-                        self.slot_addr("get_write_ptr", *cb, slot),
-                        ix(image),
-                        ix(ct),
-                        ix(nt),
-                        elem_bits(*pad, f),
-                        [geom.c, geom.h, geom.w, geom.kh, geom.kw, geom.sh, geom.sw, geom.ph, geom.pw, geom.dh, geom.dw, geom.oh, geom.ow]
-                            .map(|v| v.to_string())
-                            .join(", ")
-                    ),
-                    _ => format!("#error \"sovc: tap tile on CB {cb} or tensor {tensor}, which the program does not declare\""),
-                }
-            }
-            Op::ConcatPartTile { tensor, scratch, tile, rows, cols, dims, axis, start, size, cb, slot } => {
-                *helpers = true;
-                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
-                let a = *axis as usize;
-                match (self.cb_format(*cb), t, dims.get(a)) {
-                    (Some(f), Some(t), Some(&n)) => {
-                        // Elements of the result split as (outer, axis, inner).
-                        let inner: u64 = dims[a + 1..].iter().product();
-                        let outer: u64 = dims[..a].iter().product();
-                        format!(
-                            "sovc::concat_part_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {rows}, {cols}, {outer}, {n}, {inner}, {start}, {size});",
-                            dm_format(f),
-                            t.rows,
-                            t.cols,
-                            self.slot_addr("get_write_ptr", *cb, slot),
-                            ix(tile)
-                        )
-                    }
-                    _ => format!("#error \"sovc: concatenation on CB {cb} or tensor {tensor}, which the program does not declare\""),
-                }
-            }
-            Op::SplitTile { from, hi, lo, slot } => {
-                *helpers = true;
-                format!(
-                    "sovc::split_tile(get_write_ptr(cb_{from}), {}, {});",
-                    self.slot_addr("get_write_ptr", *hi, slot),
-                    self.slot_addr("get_write_ptr", *lo, slot)
-                )
-            }
-            Op::ColumnTile { from, col, cb, slot } => {
-                *helpers = true;
-                match self.cb_format(*cb) {
-                    Some(f) => format!(
-                        "sovc::column_tile<{}>(get_write_ptr(cb_{from}), {col}, {});",
-                        dm_format(f),
-                        self.slot_addr("get_write_ptr", *cb, slot)
-                    ),
-                    None => format!("#error \"sovc: column tile on CB {cb}, which the program does not declare\""),
-                }
-            }
-            Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
-                *helpers = true;
-                let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
-                match (self.cb_format(*cb), t) {
-                    (Some(f), Some(t)) => {
-                        let words: Vec<String> = move_map_words(map).iter().map(|w| w.to_string()).collect();
-                        format!(
-                            "{{ static constexpr uint32_t map[] = {{{}}}; sovc::gather_tile<{}>(t{tensor}, {}, {}, get_write_ptr(cb_{scratch}), {}, {}, {rows}, {cols}, map); }}",
-                            words.join(", "),
-                            dm_format(f),
-                            t.rows,
-                            t.cols,
-                            self.slot_addr("get_write_ptr", *cb, slot),
-                            ix(tile)
-                        )
-                    }
-                    _ => format!(
-                        "#error \"sovc: gather on CB {cb} or tensor {tensor}, which the program does not declare\""
-                    ),
-                }
-            }
-            Op::FillTile { cb, .. } | Op::PadTile { cb, .. } | Op::BcastTile { cb, .. } => {
-                *helpers = true;
-                match self.cb_format(*cb) {
-                    Some(f) => self.helper_call(op, f),
-                    None => format!("#error \"sovc: {} on CB {cb}, which the program does not declare\"", op_name(op)),
-                }
-            }
-            other => {
-                format!("#error \"sovc: {} is a compute op; a {kernel} kernel cannot run it\"", op_name(other))
-            }
-        };
-        line(out, depth, &text);
-    }
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -560,6 +364,14 @@ fn unary(op: SfpuUnary, d: u8) -> (&'static str, String, String) {
             param("api/compute/eltwise_unary/relu.h", "leaky_relu_tile_init", "leaky_relu_tile", v)
         }
         SfpuUnary::Elu(v) => param("api/compute/eltwise_unary/elu.h", "elu_tile_init", "elu_tile", v),
+        SfpuUnary::RoundBf16 => {
+            let t = "(uint32_t)DataFormat::Float32, (uint32_t)DataFormat::Float16_b";
+            (
+                "api/compute/eltwise_unary/typecast.h",
+                format!("typecast_tile_init<{t}>();"),
+                format!("typecast_tile<{t}>({d});"),
+            )
+        }
     }
 }
 
@@ -840,6 +652,23 @@ impl<'a> Compute<'_, 'a> {
                 *hw = hw.join(&exit);
                 return;
             }
+            Op::If { cond, then, els } => {
+                line(out, depth, &format!("if ({} != 0) {{", ix(cond)));
+                let mut a = hw.clone();
+                for b in then {
+                    self.op(b, depth + 1, &mut a, out);
+                }
+                let mut b_hw = hw.clone();
+                if !els.is_empty() {
+                    line(out, depth, "} else {");
+                    for b in els {
+                        self.op(b, depth + 1, &mut b_hw, out);
+                    }
+                }
+                line(out, depth, "}");
+                *hw = a.join(&b_hw);
+                return;
+            }
             Op::Reserve { cb, n } => self.cb_call("cb_reserve_back", *cb, *n),
             Op::Push { cb, n } => self.cb_call("cb_push_back", *cb, *n),
             Op::Wait { cb, n } => self.cb_call("cb_wait_front", *cb, *n),
@@ -957,6 +786,7 @@ fn first_keyed(body: &[Op], c: &Compute<'_, '_>) -> Option<(Spec, bool)> {
     None
 }
 
+mod dataflow;
 mod dm;
 use dm::{dm_format, move_map_words};
 mod project;

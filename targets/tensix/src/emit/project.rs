@@ -1,6 +1,7 @@
 //! The TT-Metalium project around the kernels: CMake, the host program (Mesh API) and host-step stubs.
 
 use super::*;
+use sovc_runtime::tensix::program::Axis;
 
 // ----------------------------------------------------------------------------------------------------------
 // The CMake project
@@ -289,10 +290,25 @@ fn host_step(o: &mut String, i: usize, p: &Program, dir: &str) {
         o,
         "    const KernelHandle compute = CreateKernel(program, SOVC_KERNEL_DIR \"{dir}/compute.cpp\", cores, compute_config);"
     );
+    for (i, v) in p.semaphores.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "    if (CreateSemaphore(program, cores, {v}) != {i}) {{ throw std::runtime_error(\"sovc: semaphore ids are not 0, 1, ...\"); }}"
+        );
+    }
     let addrs: Vec<String> = p.tensors.iter().map(|t| format!("address_of(t[{t}])")).collect();
     let _ = writeln!(o, "    const std::vector<uint32_t> addresses = {{{}}};", addrs.join(", "));
     for c in &p.cores {
-        let mut args: Vec<String> = c.args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = c
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match p.noc_args.iter().find(|n| n.0 as usize == i) {
+                Some((_, Axis::X)) => format!("noc_x(mesh, {a})"),
+                Some((_, Axis::Y)) => format!("noc_y(mesh, {a})"),
+                None => a.to_string(),
+            })
+            .collect();
         args.resize(n_args, "0".into());
         let _ = writeln!(
             o,
