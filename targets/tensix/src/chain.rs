@@ -87,6 +87,19 @@ pub fn compile(
     scalars: &BTreeMap<ValueId, f32>,
     cap: usize,
 ) -> Result<Chain, String> {
+    let view = dims(g, out).map(|d| sovc_runtime::tensix::device::view(&d));
+    compile_in(g, nodes, root, (out, view), scalars, cap)
+}
+
+/// As [`compile`], for a result stored in the view `out.1` (a value whose rows are not its next-to-last dim).
+pub fn compile_in(
+    g: &Graph,
+    nodes: &[usize],
+    root: Option<ValueId>,
+    (out, out_view): (ValueId, Option<(u64, u64, u64)>),
+    scalars: &BTreeMap<ValueId, f32>,
+    cap: usize,
+) -> Result<Chain, String> {
     let mut uses: BTreeMap<ValueId, usize> = BTreeMap::new();
     for &n in nodes {
         for &v in &g.nodes[n].inputs {
@@ -115,8 +128,12 @@ pub fn compile(
             return Err(format!("{what} is not f32"));
         }
         // Every value in Dst is the output's tile at the same position, so it must have the output's view.
-        let v = dims(g, node.outputs[0]).map(|d| sovc_runtime::tensix::device::view(&d));
-        if v.is_none() || v != dims(g, out).map(|d| sovc_runtime::tensix::device::view(&d)) {
+        let v = if node.outputs[0] == out {
+            out_view
+        } else {
+            dims(g, node.outputs[0]).map(|d| sovc_runtime::tensix::device::view(&d))
+        };
+        if v.is_none() || v != out_view {
             return Err(format!("{what} gives {} but the group's result is {}", g.ty(node.outputs[0]), g.ty(out)));
         }
         if matches!(node.op, GOp::Reshape { .. }) && !slot_of.contains_key(&node.inputs[0]) {

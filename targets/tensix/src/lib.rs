@@ -9,6 +9,7 @@ pub mod conv;
 pub mod devices;
 pub mod emit;
 pub mod lower;
+pub mod part;
 pub mod rows;
 pub mod split;
 pub mod templates;

@@ -231,50 +231,39 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     for (k, grp) in groups.iter().enumerate() {
         let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
         let name = format!("k{k:04}_{}", g.nodes[anchor.unwrap_or(grp.nodes[0])].op.name());
-        // Split precision: FP32 activations the products read get their parts written first.
-        let to_split = match anchor {
-            Some(a) if opts.numerics.split => crate::split::operands(&cx, a),
-            _ => Vec::new(),
-        };
-        let first_new = cx.tensors.len() as u32;
-        for &v in &to_split {
-            let src = cx.tensors[cx.dram(v)? as usize].clone();
-            let n = cx.tensors.len() as u32;
-            cx.parts.insert(v, (n, n + 1));
-            for part in [Part::Hi, Part::Lo] {
-                cx.tensors.push(DramTensor { format: DataFormat::Float16_b, part: Some(part), ..src.clone() });
-            }
-        }
-        let built = crate::templates::lower_group(&cx, grp, anchor, &name, k);
-        let mut pre = Vec::new();
-        if built.is_ok() {
-            for (i, &v) in to_split.iter().enumerate() {
-                let name = format!("{name}_split{i}");
-                match crate::split::program(&cx, v, cx.parts[&v], &name, k) {
-                    Ok(p) => pre.push(p),
-                    Err(LowerError::L1(e)) => return Err(e),
-                    Err(LowerError::Unsupported(e)) => return Err(format!("splitting %{}: {e}", v.0)),
+        // A group with several results: one program per result, over the nodes it needs.
+        let subs = if grp.outputs.len() > 1 { crate::part::cones(g, grp) } else { vec![grp.clone()] };
+        let (mark, parts_before) = (cx.tensors.len(), cx.parts.clone());
+        let mut progs = Vec::new();
+        let mut failed = None;
+        for (j, sub) in subs.iter().enumerate() {
+            let name = if subs.len() > 1 { format!("{name}_{j}") } else { name.clone() };
+            match lower_one(&mut cx, sub, &name, k) {
+                Ok(ps) => progs.extend(ps),
+                Err(LowerError::L1(e)) => return Err(e),
+                Err(LowerError::Unsupported(reason)) => {
+                    failed = Some(reason);
+                    break;
                 }
             }
-        } else {
-            for v in &to_split {
-                cx.parts.remove(v);
-            }
-            cx.tensors.truncate(first_new as usize);
         }
-        match built {
-            Ok(p) => {
-                let cores = p.cores.len();
-                let mut h = format!("tensix {} on {cores} cores", p.template);
-                for s in pre {
+        match failed {
+            None => {
+                let main: Vec<String> = progs
+                    .iter()
+                    .filter(|p| p.template != "split")
+                    .map(|p| format!("tensix {} on {} cores", p.template, p.cores.len()))
+                    .collect();
+                let mut h = main.join("; ");
+                for s in progs.iter().filter(|p| p.template == "split") {
                     h.push_str(&format!(", after `{}` on {} cores", s.name, s.cores.len()));
-                    steps.push(Step::Device(Box::new(s)));
                 }
                 how.push(h);
-                steps.push(Step::Device(Box::new(p)));
+                steps.extend(progs.into_iter().map(|p| Step::Device(Box::new(p))));
             }
-            Err(LowerError::L1(e)) => return Err(e),
-            Err(LowerError::Unsupported(reason)) => {
+            Some(reason) => {
+                cx.tensors.truncate(mark);
+                cx.parts = parts_before;
                 how.push(format!("host: {reason}"));
                 steps.push(Step::Host { kernel: k, nodes: grp.nodes.clone(), reason });
             }
@@ -293,6 +282,37 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     })
 }
 
+/// The programs of one single-result group: in split precision, first a split program per FP32
+/// activation its products read (their parts are added to `cx`), then the group's own program.
+fn lower_one(cx: &mut Ctx, grp: &Group, name: &str, k: usize) -> Result<Vec<Program>, LowerError> {
+    let g = cx.g;
+    let anchor = grp.nodes.iter().find(|&&n| !chain::supported(&g.nodes[n].op)).copied();
+    let to_split = match anchor {
+        Some(a) if cx.opts.numerics.split => crate::split::operands(cx, a),
+        _ => Vec::new(),
+    };
+    for &v in &to_split {
+        let src = cx.tensors[cx.dram(v)? as usize].clone();
+        let n = cx.tensors.len() as u32;
+        cx.parts.insert(v, (n, n + 1));
+        for part in [Part::Hi, Part::Lo] {
+            cx.tensors.push(DramTensor { format: DataFormat::Float16_b, part: Some(part), ..src.clone() });
+        }
+    }
+    let p = crate::templates::lower_group(cx, grp, anchor, name, k)?;
+    let mut progs = Vec::new();
+    for (i, &v) in to_split.iter().enumerate() {
+        let name = format!("{name}_split{i}");
+        match crate::split::program(cx, v, cx.parts[&v], &name, k) {
+            Ok(p) => progs.push(p),
+            Err(LowerError::Unsupported(e)) => return Err(LowerError::L1(format!("splitting %{}: {e}", v.0))),
+            Err(e) => return Err(e),
+        }
+    }
+    progs.push(p);
+    Ok(progs)
+}
+
 /// Chooses each value's view. Convolution outputs are `[N, C, H*W]` (rows at dim 1), so the product is
 /// a matrix per image with the output channels as rows; elementwise groups on such values keep that
 /// view, and their other operands (per-channel biases, residuals) are stored aligned with it; weights
@@ -306,6 +326,24 @@ fn assign_views(g: &Graph, groups: &[Group]) -> BTreeMap<ValueId, isize> {
             a == grp.nodes[0] && (crate::conv::supported(g, a).is_ok() || crate::window::supported(g, a).is_ok())
         });
         let Some(&out) = grp.outputs.first() else { continue };
+        // Results of a group with several (parts of a split, each run as its own program) that a reshape
+        // ends: rows where the reshape keeps the tiles in place, when some dim allows it.
+        if grp.outputs.len() > 1 {
+            for &o in &grp.outputs {
+                let Some(&n) = grp.nodes.iter().find(|&&n| g.nodes[n].outputs.contains(&o)) else { continue };
+                let node = &g.nodes[n];
+                let (Some(id), Some(od)) = (g.ty(node.inputs[0]).shape.as_consts(), g.ty(o).shape.as_consts()) else {
+                    continue;
+                };
+                if matches!(node.op, GOp::Reshape { .. }) && !k.contains_key(&node.inputs[0]) {
+                    let want = view_at(&id, id.len() as isize - 2);
+                    if let Some(kk) = (-1..od.len() as isize).rev().find(|&kk| view_at(&od, kk) == want) {
+                        k.insert(o, kk);
+                    }
+                }
+            }
+            continue;
+        }
         // Global pooling with keepdims of a convolution activation stays a column of channels.
         if let Some(a) = anchor.filter(|&a| a == grp.nodes[0] && grp.nodes.len() == 1) {
             let n = &g.nodes[a];
