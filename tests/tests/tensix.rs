@@ -238,6 +238,48 @@ fn planted_multicast_before_the_receivers_are_ready_is_caught() {
 }
 
 #[test]
+fn split_parts_with_their_own_epilogues_run_on_the_device() {
+    // A merged projection's result split in three ragged parts (64, 96, 32 columns), each with its own
+    // bias, the first reshaped into heads: one group with three results, one part program each. And a
+    // slice followed by an elementwise op.
+    let mut g = G::new();
+    let x = g.input("x", &[1, 40, 192]);
+    let parts = g.g.add_node(Op::Split { axis: 2, sizes: vec![64, 96, 32] }, &[x], "split").expect("typed");
+    let mut outs = Vec::new();
+    for (i, (&p, n)) in parts.iter().zip([64usize, 96, 32]).enumerate() {
+        let b = g.weight(&format!("b{i}"), &[n], 1.0);
+        let h = g.op(Op::Binary(BinaryOp::Add), &[p, b]);
+        outs.push(if i == 0 { g.op(Op::Reshape { shape: Shape::from_consts(&[1, 40, 2, 32]) }, &[h]) } else { h });
+    }
+    let sl = g.op(Op::Slice { starts: vec![0, 3, 10], ends: vec![1, 37, 150], steps: vec![1, 2, 1] }, &[x]);
+    outs.push(g.op(Op::Unary(UnaryOp::Relu), &[sl]));
+    for (i, &o) in outs.iter().enumerate() {
+        g.g.add_output(format!("y{i}"), o);
+    }
+    let model = Model { graph: g.g, weights: g.w };
+    for precision in ["fp32", "bf16"] {
+        let (a, plan) = plan_of(&model, TensixOptions { precision: Some(precision.into()), ..Default::default() });
+        let parts = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, sovc_runtime::tensix::program::Step::Device(p) if p.template == "part"))
+            .count();
+        assert_eq!(parts, 4, "{precision}: {:?}", plan.steps.len());
+        assert!(!plan.steps.iter().any(|s| matches!(s, sovc_runtime::tensix::program::Step::Host { .. })));
+        let feeds = inputs(&model);
+        let got = Session::new(&a, Device::TensixSim).expect("session").run(&feeds).expect("runs");
+        let want = Session::new(&a, Device::Reference).expect("session").run(&feeds).expect("reference");
+        for i in 0..4 {
+            let y = format!("y{i}");
+            assert_eq!(got[&y].shape(), want[&y].shape());
+            let (err, pcc) = compare(&got[&y], &want[&y]);
+            eprintln!("part {i}, {precision}: max abs error {err:.3e}, PCC {pcc:.6}");
+            assert!(pcc > 0.9999 && err < 0.05, "{y}: {err} {pcc}");
+        }
+    }
+}
+
+#[test]
 fn batched_matmul_of_activations() {
     let mut g = G::new();
     let a = g.input("a", &[3, 48, 64]);
