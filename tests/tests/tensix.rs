@@ -627,6 +627,15 @@ fn movement_chains_gather_on_the_device() {
     let s = g.op(Op::Slice { starts: vec![1, 3], ends: vec![12, 603], steps: vec![2, 3] }, &[r]);
     let plan = check(&g.model(s), "transpose, reshape, strided slice", 0.99999);
     assert!(plan.contains("tensix movement"), "{plan}");
+    // Zero padding (as Inception pads before its average pools), alone and after a transpose.
+    let mut g = G::new();
+    let x = g.input("x", &[1, 20, 9, 9]);
+    let zero = g.scalar("zero", 0.0);
+    let t = g.op(Op::Transpose { perm: vec![0, 1, 3, 2] }, &[x]);
+    let pad = Op::Pad { pads: vec![0, 3, 1, 2, 0, 0, 2, 1], mode: sovc_ir::PadMode::Constant };
+    let p = g.op(pad, &[t, zero]);
+    let plan = check(&g.model(p), "transpose, zero pad", 0.99999);
+    assert!(plan.contains("tensix movement"), "{plan}");
 }
 
 #[test]

@@ -415,12 +415,18 @@ pub enum MoveStep {
     Transpose { perm: Vec<u32>, dims: Vec<u64> },
     /// Result coordinate `i` is input coordinate `starts[i] + i * steps[i]`.
     Slice { starts: Vec<u64>, steps: Vec<u64>, dims: Vec<u64> },
+    /// Zero padding: result coordinate `i` is input coordinate `i - begins[i]`; outside the input the
+    /// element is zero.
+    Pad { begins: Vec<u64>, dims: Vec<u64> },
 }
 
 impl MoveStep {
     pub fn dims(&self) -> &[u64] {
         match self {
-            MoveStep::Reshape { dims } | MoveStep::Transpose { dims, .. } | MoveStep::Slice { dims, .. } => dims,
+            MoveStep::Reshape { dims }
+            | MoveStep::Transpose { dims, .. }
+            | MoveStep::Slice { dims, .. }
+            | MoveStep::Pad { dims, .. } => dims,
         }
     }
 }
@@ -438,9 +444,10 @@ impl MoveMap {
         self.steps.last().map_or(&self.src_dims, |s| s.dims())
     }
 
-    /// The source's flat (row-major) index of the result's flat index `f`, walking the chain backwards;
-    /// `None` if the map is inconsistent (a coordinate out of its dim).
-    pub fn source(&self, f: u64) -> Option<u64> {
+    /// The source's flat (row-major) index of the result's flat index `f`, walking the chain backwards:
+    /// `Some(None)` for an element of padding, `None` if the map is inconsistent (a coordinate out of
+    /// its dim).
+    pub fn source(&self, f: u64) -> Option<Option<u64>> {
         let mut coords: Vec<u64> = unravel(f, self.dims())?;
         for (i, st) in self.steps.iter().enumerate().rev() {
             let in_dims: &[u64] = if i == 0 { &self.src_dims } else { self.steps[i - 1].dims() };
@@ -456,9 +463,19 @@ impl MoveMap {
                 MoveStep::Slice { starts, steps, .. } => {
                     coords.iter().zip(starts).zip(steps).map(|((&x, &s), &k)| s + x * k).collect()
                 }
+                MoveStep::Pad { begins, .. } => {
+                    let mut c = Vec::with_capacity(coords.len());
+                    for ((&x, &b), &d) in coords.iter().zip(begins).zip(in_dims) {
+                        match x.checked_sub(b) {
+                            Some(y) if y < d => c.push(y),
+                            _ => return Some(None),
+                        }
+                    }
+                    c
+                }
             };
         }
-        ravel(&coords, &self.src_dims)
+        ravel(&coords, &self.src_dims).map(Some)
     }
 }
 

@@ -174,8 +174,9 @@ inline void im2col_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
 // GatherTile: tile `tile` of a moved tensor (a chain of reshapes, transposes and forward slices applied to
 // `src`), whose result is viewed `rows` x `cols` per batch entry. `map` encodes the chain (see sovc's
 // `move_map_words`): source rank and dims, the number of steps, then per step its kind (0 reshape,
-// 1 transpose, 2 slice), rank, dims and its permutation or starts and steps. Each element's source is
-// found by walking the chain backwards; source tiles are read through `scratch_addr` as in im2col_tile.
+// 1 transpose, 2 slice, 3 zero pad), rank, dims and its permutation, starts and steps, or pad begins. Each
+// element's source is found by walking the chain backwards (an element of padding is zero); source tiles
+// are read through `scratch_addr` as in im2col_tile.
 template <Fmt F, typename Accessor>
 inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_cols, uint32_t scratch_addr,
                         uint32_t dst_addr, uint32_t tile, uint32_t rows, uint32_t cols, const uint32_t* map) {
@@ -191,7 +192,7 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
     for (uint32_t s = 0; s < nsteps && s < kMaxSteps; ++s) {
         at[s] = p;
         const uint32_t kind = map[p], rank = map[p + 1];
-        p += 2 + rank + (kind == 1 ? rank : kind == 2 ? 2 * rank : 0);
+        p += 2 + rank + (kind == 1 || kind == 3 ? rank : kind == 2 ? 2 * rank : 0);
     }
     const uint32_t out_rank = nsteps ? map[at[nsteps - 1] + 1] : src_rank;
     const uint32_t* out_dims = nsteps ? map + at[nsteps - 1] + 2 : src_dims;
@@ -203,6 +204,7 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
             typename Elem<F>::T v = 0;
             if (row < rows && col < cols) {
                 uint32_t coords[kMaxRank], next[kMaxRank];
+                bool padding = false;
                 uint64_t f = (static_cast<uint64_t>(b) * rows + row) * cols + col;
                 for (uint32_t i = out_rank; i-- > 0;) {
                     coords[i] = f % out_dims[i];
@@ -222,14 +224,22 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
                         }
                     } else if (kind == 1) {
                         for (uint32_t i = 0; i < rank; ++i) next[dims[rank + i]] = coords[i];
+                    } else if (kind == 3) {
+                        for (uint32_t i = 0; i < rank; ++i) {
+                            padding = padding || coords[i] < dims[rank + i] || coords[i] - dims[rank + i] >= in_dims[i];
+                            next[i] = coords[i] - dims[rank + i];
+                        }
+                        if (padding) break;
                     } else {
                         for (uint32_t i = 0; i < rank; ++i) next[i] = dims[rank + i] + coords[i] * dims[2 * rank + i];
                     }
                     for (uint32_t i = 0; i < in_rank; ++i) coords[i] = next[i];
                 }
-                uint64_t s = 0;
-                for (uint32_t i = 0; i < src_rank; ++i) s = s * src_dims[i] + coords[i];
-                v = source.at(s);
+                if (!padding) {
+                    uint64_t s = 0;
+                    for (uint32_t i = 0; i < src_rank; ++i) s = s * src_dims[i] + coords[i];
+                    v = source.at(s);
+                }
             }
             dst[face_offset(r, c)] = v;
         }

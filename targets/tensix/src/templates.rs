@@ -565,6 +565,7 @@ pub fn is_movement(g: &sovc_ir::Graph, grp: &Group) -> bool {
     grp.nodes.iter().all(|&n| match &g.nodes[n].op {
         GOp::Reshape { .. } | GOp::Transpose { .. } => true,
         GOp::Slice { steps, .. } => steps.iter().all(|&s| s > 0),
+        GOp::Pad { pads, mode: sovc_ir::PadMode::Constant } => pads.iter().all(|&p| p >= 0),
         _ => false,
     })
 }
@@ -598,6 +599,16 @@ fn movement(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
                     .map(|i| sovc_ir::infer::slice_range(starts[i], ends[i], steps[i], in_dims[i] as i64).0 as u64)
                     .collect();
                 MoveStep::Slice { starts, steps: steps.iter().map(|&s| s as u64).collect(), dims }
+            }
+            GOp::Pad { pads, .. } => {
+                // Zero padding only: a pad value other than 0 would need a fill the gather does not do.
+                if let Some(&pv) = node.inputs.get(1) {
+                    if cx.scalars.get(&pv) != Some(&0.0) {
+                        return Err(format!("`{}` pads with a value other than a constant 0", node.name).into());
+                    }
+                }
+                let r = dims.len();
+                MoveStep::Pad { begins: pads[..r].iter().map(|&p| p as u64).collect(), dims }
             }
             op => return Err(format!("`{}` in a movement group", op.name()).into()),
         });

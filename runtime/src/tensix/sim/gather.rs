@@ -96,7 +96,9 @@ impl Core<'_> {
                 if row < rows && col < cols {
                     let f = (b * rows + row) * cols + col;
                     let s = map.source(f).ok_or_else(|| format!("the movement map has no source for element {f}"))?;
-                    v = self.element(t, s, &mut cache)?;
+                    if let Some(s) = s {
+                        v = self.element(t, s, &mut cache)?;
+                    }
                 }
                 self.a[(r * 32 + c) as usize] = v;
             }

@@ -14,6 +14,7 @@ pub(super) fn move_map_words(m: &MoveMap) -> Vec<u64> {
             MoveStep::Reshape { .. } => 0,
             MoveStep::Transpose { .. } => 1,
             MoveStep::Slice { .. } => 2,
+            MoveStep::Pad { .. } => 3,
         };
         w.push(kind);
         w.push(st.dims().len() as u64);
@@ -21,6 +22,7 @@ pub(super) fn move_map_words(m: &MoveMap) -> Vec<u64> {
         match st {
             MoveStep::Reshape { .. } => {}
             MoveStep::Transpose { perm, .. } => w.extend(perm.iter().map(|&p| p as u64)),
+            MoveStep::Pad { begins, .. } => w.extend(begins),
             MoveStep::Slice { starts, steps, .. } => {
                 w.extend(starts);
                 w.extend(steps);
