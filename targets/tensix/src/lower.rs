@@ -358,7 +358,15 @@ fn assign_views(g: &Graph, groups: &[Group]) -> BTreeMap<ValueId, isize> {
             && grp.outputs.len() == 1
             && (conv.is_some()
                 || anchor.is_none()
-                    && grp.inputs.iter().any(|&v| k.get(&v) == Some(&1) && g.ty(v).shape == g.ty(out).shape));
+                    && grp.inputs.iter().any(|&v| k.get(&v) == Some(&1) && g.ty(v).shape == g.ty(out).shape)
+                // A channel concatenation of convolution activations (Inception's blocks) stays one:
+                // the concatenation gathers by element, in any view.
+                || anchor.is_some_and(|a| {
+                    a == grp.nodes[0]
+                        && grp.nodes.len() == 1
+                        && matches!(g.nodes[a].op, GOp::Concat { axis: 1 })
+                        && g.nodes[a].inputs.iter().any(|v| k.get(v) == Some(&1))
+                }));
         if !flat {
             continue;
         }

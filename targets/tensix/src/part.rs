@@ -70,10 +70,11 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     if xd.len() > 8 {
         return Err("a part of a value of rank above 8".to_string().into());
     }
-    // The chain runs on the part's tiles; the result is stored in its own view, which must put them
-    // in the same places.
+    // The part is gathered in the result's view. When the chain reshapes it, its tiles in the part's
+    // default view must be the result's, and the chain's inputs broadcast against the part's dims.
     let (pv, ov) = (sovc_runtime::tensix::device::view(&sd), cx.view(out)?);
-    if !rest.is_empty() && pv != ov {
+    let (leaf_dims, leaf_k) = if sd == od { (od.clone(), cx.k(out)) } else { (sd.clone(), sd.len() as isize - 2) };
+    if sd != od && pv != ov {
         return Err(format!("the ops after the {} move its tiles ({sd:?} to {od:?})", node.op.name()).into());
     }
     let map = MoveMap { src_dims: u64s(&xd), steps: vec![MoveStep::Slice { starts, steps, dims: u64s(&sd) }] };
@@ -124,9 +125,8 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
         Op::Push { cb: gather_cb, n: 1 },
     ];
     if !leaves.is_empty() {
-        // The chain's inputs broadcast against the part's dims, whose tiles are the result's.
-        let k = sd.len() as isize - 2;
-        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &sd, k, &[(ob, tr.clone(), tc.clone(), c(0))])?;
+        let pos = [(ob, tr.clone(), tc.clone(), c(0))];
+        let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &leaf_dims, leaf_k, &pos)?;
         rb.extend(leaves.iter().map(|&(_, cb)| Op::Reserve { cb, n: 1 }));
         rb.extend(reads);
         rb.push(Op::ReadBarrier);
