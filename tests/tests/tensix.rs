@@ -280,6 +280,52 @@ fn split_parts_with_their_own_epilogues_run_on_the_device() {
 }
 
 #[test]
+fn embedding_lookups_and_integer_masks_run_on_the_device() {
+    // Word embeddings (negative ids count from the end) plus a bias, and a mask cast from integers: the
+    // ids and the mask are integers stored as FP32 in DRAM.
+    let mut g = G::new();
+    let ids = g.g.add_input("ids", TensorType::new(DType::I64, Shape::from_consts(&[2, 7])));
+    let mask = g.g.add_input("mask", TensorType::new(DType::I64, Shape::from_consts(&[2, 7])));
+    let table = g.weight("table", &[50, 40], 1.0);
+    let bias = g.weight("bias", &[40], 1.0);
+    let e = g.op(Op::Gather { axis: 0 }, &[table, ids]);
+    let y = g.op(Op::Binary(BinaryOp::Add), &[e, bias]);
+    let m = g.op(Op::Cast { to: DType::F32 }, &[mask]);
+    let m = g.op(Op::Binary(BinaryOp::Mul), &[m, m]);
+    g.g.add_output("y", y);
+    g.g.add_output("m", m);
+    let model = Model { graph: g.g, weights: g.w };
+    let id_vals: Vec<i64> = vec![0, 3, 49, -1, -50, 7, 7, 12, 1, 2, 30, -7, 44, 5];
+    let feeds: BTreeMap<String, Tensor> = [
+        ("ids".to_string(), Tensor::from_vec(&[2, 7], id_vals).expect("len")),
+        ("mask".to_string(), Tensor::from_vec(&[2, 7], (0..14).map(|i| i % 3 - 1).collect::<Vec<i64>>()).expect("len")),
+    ]
+    .into_iter()
+    .collect();
+    for precision in ["fp32", "bf16"] {
+        let (a, plan) = plan_of(&model, TensixOptions { precision: Some(precision.into()), ..Default::default() });
+        assert!(!plan.steps.iter().any(|s| matches!(s, sovc_runtime::tensix::program::Step::Host { .. })));
+        let got = Session::new(&a, Device::TensixSim).expect("session").run(&feeds).expect("runs");
+        let want = Session::new(&a, Device::Reference).expect("session").run(&feeds).expect("reference");
+        for o in ["y", "m"] {
+            let (err, pcc) = compare(&got[o], &want[o]);
+            eprintln!("embedding {o}, {precision}: max abs error {err:.3e}, PCC {pcc:.6}");
+            assert!(pcc > 0.9999 && err < 0.02, "{o}: {err} {pcc}");
+        }
+    }
+    // An id past the table is an error naming it, as on the interpreter.
+    let (a, _) = plan_of(&model, TensixOptions::default());
+    let mut bad = feeds.clone();
+    bad.insert("ids".into(), Tensor::from_vec(&[2, 7], vec![50i64; 14]).expect("len"));
+    let e = Session::new(&a, Device::TensixSim).expect("session").run(&bad).expect_err("out of range");
+    assert!(e.to_string().contains("embedding index 50 is outside the table's 50 rows"), "{e}");
+    // An integer an FP32 DRAM tensor cannot hold exactly is refused on upload.
+    bad.insert("ids".into(), Tensor::from_vec(&[2, 7], vec![1i64 << 25; 14]).expect("len"));
+    let e = Session::new(&a, Device::TensixSim).expect("session").run(&bad).expect_err("too large");
+    assert!(e.to_string().contains("beyond the 2^24"), "{e}");
+}
+
+#[test]
 fn batched_matmul_of_activations() {
     let mut g = G::new();
     let a = g.input("a", &[3, 48, 64]);
@@ -520,6 +566,14 @@ fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simul
                     .all(|k| !matches!(k.anchor.as_str(), "matmul" | "attention") || k.lowering.starts_with("tensix")),
                 "{name} on {target}: a matmul or attention kernel runs on the host"
             );
+            // Every kernel of every test model runs on the device: no host steps.
+            let host: Vec<&str> = plan
+                .kernels
+                .iter()
+                .filter(|k| !k.lowering.starts_with("tensix"))
+                .map(|k| k.lowering.as_str())
+                .collect();
+            assert!(host.is_empty(), "{name} on {target}: kernels on the host: {host:?}");
         }
     }
 }
@@ -783,6 +837,7 @@ void kernel_main() {
     sovc::im2col_tile<sovc::Fmt::Float16_b>(t, 4, 4, 0, 0, 0, 0, 0, g);
     sovc::tap_tile<sovc::Fmt::Float32>(t, 4, 4, 0, 0, 0, 0, 0, 0, 0, g);
     sovc::gather_tile<sovc::Fmt::Float16_b>(t, 4, 4, 0, 0, 0, 4, 4, map);
+    sovc::embed_tile<sovc::Fmt::Float32>(t, 4, 4, 0, t, 1, 4, 0, 0, 0, 4, 4, 4, 4);
     sovc::concat_part_tile<sovc::Fmt::Float32>(t, 4, 4, 0, 0, 0, 4, 4, 1, 4, 4, 0, 2);
     sovc::split_tile(0, 0, 0);
     sovc::column_tile<sovc::Fmt::Float32>(0, 1, 0);

@@ -108,8 +108,12 @@ impl TensixModel {
             let v = t.value as usize;
             let ty =
                 graph.values.get(v).ok_or_else(|| bad(format!("tensor {i} holds value %{v}, not in the graph")))?;
-            if ty.dtype != DType::F32 {
-                return Err(bad(format!("tensor {i} holds %{v} of type {ty}; DRAM tensors are f32 values")));
+            // Integer values (indices, masks) are stored as FP32, exact up to 2^24 (checked on upload).
+            if ty.dtype != DType::F32 && !(ty.dtype.is_int() && t.format == DataFormat::Float32) {
+                return Err(bad(format!(
+                    "tensor {i} holds %{v} of type {ty} in {}; DRAM tensors are f32 values, or integers in Float32",
+                    t.format.name()
+                )));
             }
             let dims = ty.shape.as_consts().ok_or_else(|| bad(format!("%{v} has a symbolic shape")))?;
             let n = dims.len() as isize;
@@ -191,6 +195,14 @@ impl TensixModel {
     }
 
     fn write_tensor(&self, dram: &mut Dram, t: &DramTensor, x: &Tensor) -> Result<(), RuntimeError> {
+        if x.dtype().is_int() {
+            if let Some(v) = x.to_i64_vec().into_iter().find(|v| v.unsigned_abs() > 1 << 24) {
+                return Err(RuntimeError::Device(format!(
+                    "%{} holds the integer {v}, beyond the 2^24 an FP32 DRAM tensor holds exactly",
+                    t.value
+                )));
+            }
+        }
         let bytes = tilize(t, x);
         for (page, b) in bytes.chunks(t.page_bytes() as usize).enumerate() {
             dram.write_page(t, page as u64).map_err(RuntimeError::Device)?.copy_from_slice(b);
@@ -263,14 +275,18 @@ impl TensixModel {
         let g = &self.graph;
         let mut dram = Dram::new(self.plan.device.dram_banks, self.plan.dram_bytes_per_bank);
         let mut host: BTreeMap<usize, Tensor> = BTreeMap::new();
-        let place =
-            |dram: &mut Dram, host: &mut BTreeMap<usize, Tensor>, v: usize, t: Tensor| match self.tensor_of.get(&v) {
-                Some(&i) => self.write_tensor(dram, &self.plan.tensors[i], &t),
-                None => {
-                    host.insert(v, t);
-                    Ok(())
+        // Values in DRAM are written there; others, and integer values (which host steps read in their
+        // own type), are kept on the host.
+        let place = |dram: &mut Dram, host: &mut BTreeMap<usize, Tensor>, v: usize, t: Tensor| {
+            if let Some(&i) = self.tensor_of.get(&v) {
+                self.write_tensor(dram, &self.plan.tensors[i], &t)?;
+                if t.dtype() == DType::F32 {
+                    return Ok(());
                 }
-            };
+            }
+            host.insert(v, t);
+            Ok(())
+        };
         for inp in &g.inputs {
             let t =
                 inputs.get(&inp.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", inp.name)))?;

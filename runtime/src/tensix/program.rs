@@ -627,6 +627,23 @@ pub enum Op {
         cb: u8,
         slot: Ix,
     },
+    /// Gathers tile `tile` of an embedding lookup (result viewed `rows x cols` per batch entry) into a
+    /// reserved tile: result element `f` (flat) is element `f % width` of row `ids[f / width]` of the
+    /// `vocab x width` table `table` (a negative index counts from the end). The ids (integers stored
+    /// as FP32) and the table rows are read through the scratch CBs (`sovc::embed_tile`).
+    EmbedTile {
+        table: u8,
+        ids: u8,
+        scratch: u8,
+        ids_scratch: u8,
+        tile: Ix,
+        rows: u64,
+        cols: u64,
+        vocab: u64,
+        width: u64,
+        cb: u8,
+        slot: Ix,
+    },
     /// Gathers tile (`kt`, `nt`) of the im2col matrix of image `image` of `tensor` (rows: input channel,
     /// kernel row, kernel column; columns: output row, output column; zero outside the image) into a
     /// reserved tile: the source tiles it touches are read over the NoC, then the RISC-V core copies

@@ -246,6 +246,46 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
     }
 }
 
+// The integer an FP32 element's bits hold (indices are stored as FP32, exact below 2^24); the RISC-V core
+// has no floating point, so the bits are decoded.
+inline int32_t float_bits_to_int(uint32_t u) {
+    const int32_t e = static_cast<int32_t>((u >> 23) & 0xffu) - 127;
+    if (e < 0) return 0;
+    const uint32_t m = (u & 0x7fffffu) | 0x800000u;
+    const uint32_t v = e >= 23 ? m << (e - 23) : m >> (23 - e);
+    return (u >> 31) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
+}
+
+// EmbedTile: tile `tile` of an embedding lookup viewed `rows` x `cols` per batch entry: element f (flat) is
+// element f % width of row ids[f / width] of the vocab x width table (negative ids count from the end; ids
+// out of range give zeros). Table and id tiles are read through their scratch tiles as in gather_tile.
+template <Fmt F, typename Accessor, typename IdAccessor>
+inline void embed_tile(const Accessor& table, uint32_t table_rows, uint32_t table_cols, uint32_t scratch_addr,
+                       const IdAccessor& ids, uint32_t ids_rows, uint32_t ids_cols, uint32_t ids_scratch_addr,
+                       uint32_t dst_addr, uint32_t tile, uint32_t rows, uint32_t cols, uint32_t vocab,
+                       uint32_t width) {
+    ElemPtr<F> dst = tile_at<F>(dst_addr);
+    SourceTiles<F, Accessor> source{table, table_rows, table_cols, scratch_addr, 0xffffffffu};
+    SourceTiles<Fmt::Float32, IdAccessor> id_source{ids, ids_rows, ids_cols, ids_scratch_addr, 0xffffffffu};
+    const uint32_t row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
+    const uint32_t b = tile / (row_tiles * col_tiles), tr = tile / col_tiles % row_tiles, tc = tile % col_tiles;
+    for (uint32_t r = 0; r < 32; ++r) {
+        for (uint32_t c = 0; c < 32; ++c) {
+            const uint32_t row = tr * 32 + r, col = tc * 32 + c;
+            typename Elem<F>::T v = 0;
+            if (row < rows && col < cols) {
+                const uint64_t f = (static_cast<uint64_t>(b) * rows + row) * cols + col;
+                int32_t id = float_bits_to_int(id_source.at(f / width));
+                if (id < 0) id += static_cast<int32_t>(vocab);
+                if (id >= 0 && static_cast<uint32_t>(id) < vocab) {
+                    v = source.at(static_cast<uint64_t>(id) * width + f % width);
+                }
+            }
+            dst[face_offset(r, c)] = v;
+        }
+    }
+}
+
 // TapTile: for window tap `tap` (kernel row tap / kw, column tap % kw), the tile of channels `ct` (rows)
 // by output positions `nt` (columns) of image `image`: the input element under that tap of each output
 // position's window, `pad_bits` outside the image, zero past the valid channels and positions.

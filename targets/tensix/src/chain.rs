@@ -41,6 +41,8 @@ pub fn supported(op: &GOp) -> bool {
                 | BinaryOp::Pow
         ),
         GOp::Gelu { .. } | GOp::LeakyRelu { .. } | GOp::Elu { .. } | GOp::Clip {} | GOp::Reshape { .. } => true,
+        // Integers are stored as FP32 (see `lower`): a cast to f32 moves nothing.
+        GOp::Cast { to: sovc_ir::DType::F32 } => true,
         _ => false,
     }
 }
@@ -124,7 +126,9 @@ pub fn compile_in(
     for &n in nodes {
         let node = &g.nodes[n];
         let what = format!("node `{}` ({})", node.name, node.op.name());
-        if g.ty(node.outputs[0]).dtype != sovc_ir::DType::F32 {
+        // Integers are stored as FP32; a reshape keeps them as they are (a cast then makes them f32).
+        let int_reshape = matches!(node.op, GOp::Reshape { .. }) && g.ty(node.outputs[0]).dtype.is_int();
+        if g.ty(node.outputs[0]).dtype != sovc_ir::DType::F32 && !int_reshape {
             return Err(format!("{what} is not f32"));
         }
         // Every value in Dst is the output's tile at the same position, so it must have the output's view.
@@ -135,12 +139,18 @@ pub fn compile_in(
         if !same_shape && (v.is_none() || v != out_view) {
             return Err(format!("{what} gives {} but the group's result is {}", g.ty(node.outputs[0]), g.ty(out)));
         }
-        if matches!(node.op, GOp::Reshape { .. }) && !slot_of.contains_key(&node.inputs[0]) {
+        // A group input is read broadcast against the result's dims, which a reshape of it matches only
+        // when it adds or drops leading 1s.
+        let lead = |v: ValueId| dims(g, v).map(|d| d.into_iter().skip_while(|&x| x == 1).collect::<Vec<_>>());
+        if matches!(node.op, GOp::Reshape { .. })
+            && !slot_of.contains_key(&node.inputs[0])
+            && (lead(node.inputs[0]).is_none() || lead(node.inputs[0]) != lead(node.outputs[0]))
+        {
             return Err(format!("{what} reshapes a group input (its tiles would move)"));
         }
         // Operands that are tensors get Dst tiles.
         let tensor_ins: Vec<ValueId> = match &node.op {
-            GOp::Clip {} | GOp::Reshape { .. } => vec![node.inputs[0]],
+            GOp::Clip {} | GOp::Reshape { .. } | GOp::Cast { .. } => vec![node.inputs[0]],
             _ => node.inputs.iter().copied().filter(|&v| scalar(v).is_none()).collect(),
         };
         for &v in &tensor_ins {
@@ -159,7 +169,7 @@ pub fn compile_in(
         }
         let mut binary: Option<(SfpuBinary, ValueId, ValueId)> = None;
         let ops: Vec<SfpuUnary> = match &node.op {
-            GOp::Reshape { .. } => Vec::new(),
+            GOp::Reshape { .. } | GOp::Cast { .. } => Vec::new(),
             GOp::Unary(u) => vec![unary(*u).ok_or_else(|| format!("{what}: no SFPU op"))?],
             GOp::Gelu { approximate } => {
                 vec![if *approximate == GeluApprox::Tanh { SfpuUnary::GeluTanh } else { SfpuUnary::Gelu }]

@@ -197,7 +197,8 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
     for v in live {
         let ty = g.ty(v);
         let Some(d) = ty.shape.as_consts() else { continue };
-        if ty.dtype != DType::F32 || scalars.contains_key(&v) && !g.outputs.iter().any(|o| o.value == v) {
+        let int = ty.dtype.is_int();
+        if ty.dtype != DType::F32 && !int || scalars.contains_key(&v) && !g.outputs.iter().any(|o| o.value == v) {
             continue;
         }
         let k = views.get(&v).copied().unwrap_or(d.len() as isize - 2);
@@ -205,7 +206,10 @@ pub fn lower(g: &Graph, weights: &Weights, groups: &[Group], opts: &Options) -> 
         // Matmul and convolution weights take the weights format; other small constants (biases, norm
         // scales, depthwise weights: bandwidth they cost is negligible) stay FP32.
         let small_const = is_const.contains(&v) && d.iter().product::<usize>() <= 1 << 16;
-        let format = if weight_uses.contains(&v) {
+        // Integers (indices, masks) in FP32: exact up to 2^24.
+        let format = if int {
+            DataFormat::Float32
+        } else if weight_uses.contains(&v) {
             opts.numerics.weights
         } else if small_const {
             DataFormat::Float32

@@ -1,7 +1,8 @@
-//! Groups that start by taking a part of a value (one output of a `split`, a `slice`) and continue with
-//! elementwise ops: the reader gathers each tile of the part from the source's tiles (`GatherTile` with
-//! a slice step, any offsets), compute runs the elementwise chain on it in Dst, as a matmul's epilogue
-//! runs on its product, and the writer writes the result. A group with several results (a split whose
+//! Groups that start by taking a part of a value (one output of a `split`, a `slice`, rows of an
+//! embedding table picked by a `gather`) and continue with elementwise ops: the reader gathers each tile
+//! of the part from the source's tiles (`GatherTile` with a slice step, any offsets; `EmbedTile` for an
+//! embedding), compute runs the elementwise chain on it in Dst, as a matmul's epilogue runs on its
+//! product, and the writer writes the result. A group with several results (a split whose
 //! parts each get a bias, as in a merged Q/K/V projection) is lowered as one such program per result.
 
 use crate::builder::*;
@@ -41,8 +42,17 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     let x = node.inputs[0];
     let xd = cx.dims(x)?;
     let u64s = |d: &[usize]| d.iter().map(|&v| v as u64).collect::<Vec<u64>>();
-    // The part `sv` the rest reads, and where it starts in `x`.
+    // The part `sv` the rest reads, and where it starts in `x` (an embedding has no map).
+    // A gather along an axis with only 1s before it picks rows of a `vocab x width` table.
+    let gather_axis = match &node.op {
+        GOp::Gather { axis } => {
+            let ax = if *axis < 0 { axis + xd.len() as i64 } else { *axis };
+            (0..xd.len() as i64).contains(&ax).then_some(ax as usize).filter(|&a| xd[..a].iter().all(|&d| d == 1))
+        }
+        _ => None,
+    };
     let (sv, starts, steps) = match &node.op {
+        GOp::Gather { .. } if gather_axis.is_some() => (node.outputs[0], Vec::new(), Vec::new()),
         GOp::Split { axis, .. } => {
             let used = |v: &ValueId| grp.outputs.contains(v) || rest.iter().any(|&n| g.nodes[n].inputs.contains(v));
             let i = node.outputs.iter().position(used).ok_or("no part of the split is used")?;
@@ -77,6 +87,7 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     if sd != od && pv != ov {
         return Err(format!("the ops after the {} move its tiles ({sd:?} to {od:?})", node.op.name()).into());
     }
+    let embedding = matches!(node.op, GOp::Gather { .. });
     let map = MoveMap { src_dims: u64s(&xd), steps: vec![MoveStep::Slice { starts, steps, dims: u64s(&sd) }] };
     let mut pb = cx.builder(name, kernel, "part");
     let cap = pb.dst_cap();
@@ -95,6 +106,13 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
         pb.cb(0, xf, 2, &format!("part of %{}", x.0));
     }
     pb.cb(7, xf, 1, "gather scratch");
+    let ids = if embedding {
+        let iv = node.inputs[1];
+        pb.cb(6, fmt(iv)?, 1, "embedding ids scratch");
+        Some(pb.tensor(cx.dram(iv)?))
+    } else {
+        None
+    };
     let leaves: Vec<(ValueId, u8)> =
         ch.as_ref().map_or(Vec::new(), |c| c.leaves.iter().enumerate().map(|(i, &v)| (v, 2 + i as u8)).collect());
     if leaves.len() > 5 {
@@ -110,20 +128,26 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     let (ob, tr, tc) =
         (t.clone().over((rt * ct) as i64), t.clone().over(ct as i64).modulo(rt as i64), t.clone().modulo(ct as i64));
     // Reader: the part's tile, then the chain's other inputs.
-    let mut rb = vec![
-        Op::Reserve { cb: gather_cb, n: 1 },
-        Op::GatherTile {
-            tensor: xt,
+    let source = match ids {
+        Some(ids) => Op::EmbedTile {
+            table: xt,
+            ids,
             scratch: 7,
+            ids_scratch: 6,
             tile: t.clone(),
             rows,
             cols,
-            map: Box::new(map),
+            vocab: xd[gather_axis.unwrap_or(0)] as u64,
+            width: xd[gather_axis.unwrap_or(0) + 1..].iter().product::<usize>() as u64,
             cb: gather_cb,
             slot: c(0),
         },
-        Op::Push { cb: gather_cb, n: 1 },
-    ];
+        None => {
+            let map = Box::new(map);
+            Op::GatherTile { tensor: xt, scratch: 7, tile: t.clone(), rows, cols, map, cb: gather_cb, slot: c(0) }
+        }
+    };
+    let mut rb = vec![Op::Reserve { cb: gather_cb, n: 1 }, source, Op::Push { cb: gather_cb, n: 1 }];
     if !leaves.is_empty() {
         let pos = [(ob, tr.clone(), tc.clone(), c(0))];
         let (reads, fix) = read_leaves(cx, &mut pb, &leaves, &leaf_dims, leaf_k, &pos)?;
@@ -164,6 +188,10 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
         Op::Pop { cb: CB_OUT, n: 1 },
     ]);
     pb.writer = vec![units_loop(wb)];
-    pb.notes.push(format!("part of %{} ({:?} of {xd:?}) gathered by the reader", x.0, sd));
+    pb.notes.push(if embedding {
+        format!("rows of the {xd:?} table %{} picked by %{}, gathered by the reader", x.0, node.inputs[1].0)
+    } else {
+        format!("part of %{} ({:?} of {xd:?}) gathered by the reader", x.0, sd)
+    });
     pb.finish(b * rt * ct)
 }

@@ -40,7 +40,9 @@ pub fn lower_group(cx: &Ctx, grp: &Group, anchor: Option<usize>, name: &str, ker
         }
         GOp::Attention { scale } if rest.is_empty() => crate::rows::attention(cx, a, *scale, name, kernel),
         GOp::Concat { .. } => concat(cx, grp, a, name, kernel),
-        GOp::Split { .. } | GOp::Slice { .. } => crate::part::lower(cx, grp, a, &rest, name, kernel),
+        GOp::Split { .. } | GOp::Slice { .. } | GOp::Gather { .. } => {
+            crate::part::lower(cx, grp, a, &rest, name, kernel)
+        }
         GOp::Reduce { .. } => {
             let out = reshaped_any(cx, &rest, node.outputs[0])?;
             crate::rows::reduce_to_row(cx, a, out, name, kernel)

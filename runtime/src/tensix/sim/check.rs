@@ -25,6 +25,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::BcastTile { .. } => "bcast_tile",
         Op::Im2colTile { .. } => "sovc::im2col_tile",
         Op::GatherTile { .. } => "sovc::gather_tile",
+        Op::EmbedTile { .. } => "sovc::embed_tile",
         Op::TapTile { .. } => "sovc::tap_tile",
         Op::ColumnTile { .. } => "sovc::column_tile",
         Op::SplitTile { .. } => "sovc::split_tile",

@@ -61,6 +61,50 @@ impl Core<'_> {
         Ok(cache[i].1[(row % 32 * 32 + col % 32) as usize])
     }
 
+    /// Gathers tile `tile` of the embedding of ids `ids` in the `vocab x width` table `t` (result viewed
+    /// `rows x cols`) into `self.a`; returns the source pages read.
+    pub(super) fn embed(
+        &mut self,
+        t: &DramTensor,
+        ids: &DramTensor,
+        tile: i64,
+        (rows, cols): (u64, u64),
+        (vocab, width): (u64, u64),
+    ) -> Result<u64, String> {
+        if vocab * width != t.batch * t.rows * t.cols || vocab == 0 || width == 0 || rows == 0 || cols == 0 {
+            return Err(format!("an embedding table of {vocab}x{width} does not fit value %{}", t.value));
+        }
+        let n = ids.batch * ids.rows * ids.cols * width;
+        if !n.is_multiple_of(rows * cols) {
+            return Err(format!("an embedding of {n} elements viewed {rows}x{cols}"));
+        }
+        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
+        if tile < 0 || tile as u64 >= n / (rows * cols) * rt * ct {
+            return Err(format!("gathers tile {tile}, past the embedding's tiles"));
+        }
+        let tile = tile as u64;
+        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut id_cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        for r in 0..32u64 {
+            for c in 0..32u64 {
+                let (row, col) = (tr * 32 + r, tc * 32 + c);
+                let mut v = 0.0;
+                if row < rows && col < cols {
+                    let f = (b * rows + row) * cols + col;
+                    let id = self.element(ids, f / width, &mut id_cache)? as i64;
+                    let i = if id < 0 { id + vocab as i64 } else { id };
+                    if !(0..vocab as i64).contains(&i) {
+                        return Err(format!("embedding index {id} is outside the table's {vocab} rows"));
+                    }
+                    v = self.element(t, i as u64 * width + f % width, &mut cache)?;
+                }
+                self.a[(r * 32 + c) as usize] = v;
+            }
+        }
+        Ok((cache.len() + id_cache.len()) as u64)
+    }
+
     /// Gathers tile `tile` of `map` applied to `t` (result viewed `rows x cols`) into `self.a`; returns
     /// the source pages read.
     pub(super) fn gather(

@@ -383,6 +383,7 @@ impl<'a> Core<'a> {
                 | Op::BcastTile { .. }
                 | Op::Im2colTile { .. }
                 | Op::GatherTile { .. }
+                | Op::EmbedTile { .. }
                 | Op::TapTile { .. }
                 | Op::ColumnTile { .. }
                 | Op::ConcatPartTile { .. }
@@ -636,6 +637,24 @@ impl<'a> Core<'a> {
                 broadcast(&mut self.a, *bcast);
                 numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
                 th.clock += timing::l1_fill_cycles(fmt);
+            }
+            Op::EmbedTile { table, ids, scratch, ids_scratch, tile, rows, cols, vocab, width, cb, slot } => {
+                let (tt, it) = (self.tensor(*table)?, self.tensor(*ids)?);
+                self.scratch_format(*scratch, tt, *cb)?;
+                if self.cb(*ids_scratch)?.format != it.format || it.format != DataFormat::Float32 {
+                    return Err(format!(
+                        "reads the ids of an embedding, %{} (FP32), through CB {ids_scratch} of another format",
+                        it.value
+                    ));
+                }
+                let tile = eval(tile, vars, args)?;
+                let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, true)?;
+                in_flight(th, *cb, off)?;
+                let pages = self.embed(tt, it, tile, (*rows, *cols), (*vocab, *width))?;
+                if self.numerics {
+                    numerics::pack_tile(fmt, &self.a, &mut self.l1[off..off + fmt.tile_bytes() as usize]);
+                }
+                self.gather_time(th, tt, pages);
             }
             Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
                 let t = self.tensor(*tensor)?;

@@ -202,6 +202,23 @@ impl Ctx<'_> {
                     None => format!("#error \"sovc: column tile on CB {cb}, which the program does not declare\""),
                 }
             }
+            Op::EmbedTile { table, ids, scratch, ids_scratch, tile, rows, cols, vocab, width, cb, slot } => {
+                *helpers = true;
+                let t = |j: u8| self.p.tensors.get(j as usize).and_then(|&t| self.plan.tensors.get(t as usize));
+                match (self.cb_format(*cb), t(*table), t(*ids)) {
+                    (Some(f), Some(tt), Some(it)) => format!(
+                        "sovc::embed_tile<{}>(t{table}, {}, {}, get_write_ptr(cb_{scratch}), t{ids}, {}, {}, get_write_ptr(cb_{ids_scratch}), {}, {}, {rows}, {cols}, {vocab}, {width});",
+                        dm_format(f),
+                        tt.rows,
+                        tt.cols,
+                        it.rows,
+                        it.cols,
+                        self.slot_addr("get_write_ptr", *cb, slot),
+                        ix(tile)
+                    ),
+                    _ => format!("#error \"sovc: embedding on CB {cb} or tensors {table}, {ids}, which the program does not declare\""),
+                }
+            }
             Op::GatherTile { tensor, scratch, tile, rows, cols, map, cb, slot } => {
                 *helpers = true;
                 let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));

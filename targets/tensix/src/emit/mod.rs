@@ -229,6 +229,10 @@ fn tensors_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::GatherTile { tensor, .. } => Some(*tensor),
             _ => None,
         })
+        .chain(all.iter().flat_map(|op| match op {
+            Op::EmbedTile { table, ids, .. } => vec![*table, *ids],
+            _ => Vec::new(),
+        }))
         .collect()
 }
 
@@ -263,6 +267,9 @@ fn cbs_used(ops: &[Op]) -> BTreeSet<u8> {
             | Op::GatherTile { cb: a, scratch: b, .. } => {
                 set.insert(*a);
                 set.insert(*b);
+            }
+            Op::EmbedTile { cb, scratch, ids_scratch, .. } => {
+                set.extend([*cb, *scratch, *ids_scratch]);
             }
             Op::SplitTile { from, hi, lo, .. } => {
                 set.extend([*from, *hi, *lo]);
