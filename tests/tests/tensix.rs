@@ -235,6 +235,45 @@ fn planted_multicast_before_the_receivers_are_ready_is_caught() {
     let e = sim_error(&a);
     eprintln!("{e}");
     assert!(e.contains("deadlock") && e.contains("noc_semaphore_wait") && e.contains("semaphore 0 is 0"), "{e}");
+    // No flush between the tiles and their flag: on Blackhole the flag may overtake them.
+    fn mcast_program(v: &mut serde_json::Value) -> &mut serde_json::Value {
+        let steps = v["steps"].as_array_mut().expect("steps");
+        steps
+            .iter_mut()
+            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
+            .expect("a multicast program")
+    }
+    let a = edited_encoder(&|v| {
+        let p = mcast_program(v);
+        drop_ops(p["reader"].as_array_mut().expect("reader"), &|o| o == "WritesFlushed");
+    });
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("noc_async_writes_flushed first"), "{e}");
+    // The flag sent before the tiles: the receiver pushes stale pages, and the late tiles are caught.
+    let a = edited_encoder(&|v| {
+        let p = mcast_program(v);
+        fn reorder(ops: &mut [serde_json::Value]) {
+            for o in ops.iter_mut() {
+                for (op, field) in [("Loop", "body"), ("If", "then"), ("If", "els")] {
+                    if let Some(b) = o.get_mut(op).and_then(|l| l.get_mut(field)).and_then(|b| b.as_array_mut()) {
+                        let t = b.iter().position(|o| o.get("McastTiles").is_some());
+                        let f = b.iter().position(|o| o.get("McastSem").is_some());
+                        if let (Some(t), Some(f)) = (t, f) {
+                            let flag = b.remove(f);
+                            b.insert(t, flag);
+                            b.retain(|o| o != "WritesFlushed");
+                        }
+                        reorder(b);
+                    }
+                }
+            }
+        }
+        reorder(p["reader"].as_array_mut().expect("reader"));
+    });
+    let e = sim_error(&a);
+    eprintln!("{e}");
+    assert!(e.contains("noc_async_write_multicast") && e.contains("which has reserved 0"), "{e}");
 }
 
 #[test]

@@ -557,6 +557,10 @@ pub enum Op {
     },
     /// `noc_async_write_barrier()`.
     WriteBarrier,
+    /// `noc_async_writes_flushed()`: the writes issued so far have left the core. Needed between a
+    /// tile multicast and the flag multicast after it: on Blackhole the two go through different
+    /// command buffers and may leave out of order.
+    WritesFlushed,
     /// `noc_semaphore_set(get_semaphore(sem), value)`: this core's semaphore `sem` (a word of its L1).
     SemSet {
         sem: u8,

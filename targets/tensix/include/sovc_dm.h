@@ -251,14 +251,16 @@ inline void gather_tile(const Accessor& src, uint32_t src_rows, uint32_t src_col
 inline int32_t float_bits_to_int(uint32_t u) {
     const int32_t e = static_cast<int32_t>((u >> 23) & 0xffu) - 127;
     if (e < 0) return 0;
+    if (e > 30) return INT32_MIN;  // beyond any table (and NaN, infinities): out of range
     const uint32_t m = (u & 0x7fffffu) | 0x800000u;
     const uint32_t v = e >= 23 ? m << (e - 23) : m >> (23 - e);
     return (u >> 31) ? -static_cast<int32_t>(v) : static_cast<int32_t>(v);
 }
 
 // EmbedTile: tile `tile` of an embedding lookup viewed `rows` x `cols` per batch entry: element f (flat) is
-// element f % width of row ids[f / width] of the vocab x width table (negative ids count from the end; ids
-// out of range give zeros). Table and id tiles are read through their scratch tiles as in gather_tile.
+// element f % width of row ids[f / width] of the vocab x width table (negative ids count from the end; an id
+// out of range gives zeros here, which sovc's simulator reports as an error, as the reference interpreter
+// does). Table and id tiles are read through their scratch tiles as in gather_tile.
 template <Fmt F, typename Accessor, typename IdAccessor>
 inline void embed_tile(const Accessor& table, uint32_t table_rows, uint32_t table_cols, uint32_t scratch_addr,
                        const IdAccessor& ids, uint32_t ids_rows, uint32_t ids_cols, uint32_t ids_scratch_addr,

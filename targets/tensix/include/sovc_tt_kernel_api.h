@@ -103,6 +103,7 @@ template <typename AddrGen>
 void noc_async_write_tile(uint32_t id, const AddrGen& addrgen, uint32_t src_local_l1_addr, uint8_t noc = noc_index);
 void noc_async_read_barrier(uint8_t noc = noc_index);
 void noc_async_write_barrier(uint8_t noc = noc_index);
+void noc_async_writes_flushed(uint8_t noc = noc_index);
 
 // Core to core: semaphores (words of L1 the host creates with CreateSemaphore) and multicast writes to a
 // rectangle of cores, in NoC coordinates.

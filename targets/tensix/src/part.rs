@@ -76,6 +76,10 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     };
     let sd = cx.dims(sv)?;
     let out = grp.outputs[0];
+    // Integers are stored as FP32; a device program writes f32 values only.
+    if g.ty(out).dtype != sovc_ir::DType::F32 {
+        return Err(format!("the {} gives {}, not f32", node.op.name(), g.ty(out)).into());
+    }
     let od = cx.dims(out)?;
     if xd.len() > 8 {
         return Err("a part of a value of rank above 8".to_string().into());
@@ -108,7 +112,7 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
     pb.cb(7, xf, 1, "gather scratch");
     let ids = if embedding {
         let iv = node.inputs[1];
-        pb.cb(6, fmt(iv)?, 1, "embedding ids scratch");
+        pb.cb(8, fmt(iv)?, 1, "embedding ids scratch");
         Some(pb.tensor(cx.dram(iv)?))
     } else {
         None
@@ -133,7 +137,7 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
             table: xt,
             ids,
             scratch: 7,
-            ids_scratch: 6,
+            ids_scratch: 8,
             tile: t.clone(),
             rows,
             cols,

@@ -531,7 +531,8 @@ fn shared_operand(
     send.push(Op::ReadBarrier);
     send.extend([Op::SemWait { sem: ready, value: dests }, Op::SemSet { sem: ready, value: 0 }]);
     send.extend(cbs.iter().map(|&cb| Op::McastTiles { cb, n, rect: rect(), dests }));
-    send.extend([Op::McastSem { sem: valid, rect: rect(), dests }, Op::WriteBarrier]);
+    // The flag must not overtake the tiles (on Blackhole they leave through different command buffers).
+    send.extend([Op::WritesFlushed, Op::McastSem { sem: valid, rect: rect(), dests }, Op::WriteBarrier]);
     let receive = vec![
         Op::SemSet { sem: valid, value: 0 },
         Op::SemInc { sem: ready, x: Ix::Arg(peer), y: Ix::Arg(peer + 1) },

@@ -20,6 +20,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::ReadBarrier => "noc_async_read_barrier",
         Op::WriteTile { .. } => "noc_async_write_tile",
         Op::WriteBarrier => "noc_async_write_barrier",
+        Op::WritesFlushed => "noc_async_writes_flushed",
         Op::FillTile { .. } => "fill_tile",
         Op::PadTile { .. } => "pad_tile",
         Op::BcastTile { .. } => "bcast_tile",
@@ -87,6 +88,39 @@ pub fn check_program(plan: &Plan, p: &Program) -> Result<(), String> {
         if p.cores.iter().any(|c| c.args.get(a as usize).is_none()) {
             return Err(format!("runtime argument {a} holds a core coordinate but not every core has it"));
         }
+    }
+    // Core coordinates in kernel calls must be runtime arguments the host translates to NoC coordinates.
+    fn coords(ops: &[Op], noc_args: &[(u8, Axis)]) -> Result<(), String> {
+        for op in ops {
+            let xy: Vec<(&Ix, Axis)> = match op {
+                Op::SemInc { x, y, .. } => vec![(x, Axis::X), (y, Axis::Y)],
+                Op::McastTiles { rect, .. } | Op::McastSem { rect, .. } => {
+                    vec![(&rect.x0, Axis::X), (&rect.y0, Axis::Y), (&rect.x1, Axis::X), (&rect.y1, Axis::Y)]
+                }
+                Op::Loop { body, .. } => {
+                    coords(body, noc_args)?;
+                    continue;
+                }
+                Op::If { then, els, .. } => {
+                    coords(then, noc_args)?;
+                    coords(els, noc_args)?;
+                    continue;
+                }
+                _ => continue,
+            };
+            for (ix, axis) in xy {
+                if !matches!(ix, Ix::Arg(a) if noc_args.contains(&(*a, axis))) {
+                    return Err(format!(
+                        "{} names a core by {ix:?}, not by a runtime argument the host translates to a NoC {axis:?} coordinate",
+                        op_name(op)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+    for kernel in [&p.reader, &p.compute, &p.writer] {
+        coords(kernel, &p.noc_args)?;
     }
     for &t in &p.tensors {
         if t as usize >= plan.tensors.len() {

@@ -148,6 +148,11 @@ struct Thread<'p> {
     /// CB pages with a NoC read (into) or write (out of) not yet past its barrier.
     reads: Vec<(u8, usize)>,
     writes: Vec<(u8, usize)>,
+    /// A tile multicast issued and not yet flushed (`noc_async_writes_flushed`, or a write barrier).
+    unflushed: bool,
+    /// Set by a call that reaches another core: the thread ends its turn after it, so the cores it
+    /// reached run before its next call (a flag sent before the data it guards is then caught).
+    yield_now: bool,
 }
 
 /// A semaphore: its value and the cycle its last update arrived.
@@ -378,6 +383,7 @@ impl<'a> Core<'a> {
                 | Op::ReadBarrier
                 | Op::WriteTile { .. }
                 | Op::WriteBarrier
+                | Op::WritesFlushed
                 | Op::FillTile { .. }
                 | Op::PadTile { .. }
                 | Op::BcastTile { .. }
@@ -432,6 +438,7 @@ impl<'a> Core<'a> {
                 let (x, y) = (eval(x, vars, args)?, eval(y, vars, args)?);
                 let at = self.core_send(th, 4);
                 self.remote.push(Remote::SemInc { sem: *sem, at, x, y });
+                th.yield_now = true;
             }
             Op::McastTiles { cb, n, rect, dests } => {
                 let rect = self.rect(rect, *dests, vars)?;
@@ -449,11 +456,21 @@ impl<'a> Core<'a> {
                 let data = if self.numerics { self.l1[off..off + bytes].to_vec() } else { Vec::new() };
                 self.core_send(th, bytes as u64);
                 th.writes.extend(pages);
+                th.unflushed = true;
+                th.yield_now = true;
                 self.report.mcast_bytes += bytes as u64;
                 self.remote.push(Remote::Tiles { cb: *cb, page, n: *n, off, bytes: data, rect });
             }
             Op::McastSem { sem, rect, dests } => {
                 let rect = self.rect(rect, *dests, vars)?;
+                if th.unflushed {
+                    return Err(
+                        "multicasts a flag right after tiles it guards: on Blackhole the two may leave out of \
+                                order (noc_async_writes_flushed first)"
+                            .into(),
+                    );
+                }
+                th.yield_now = true;
                 let value = self.sem(*sem)?.value;
                 // Multicasts leave in order: the semaphore lands after the data issued before it.
                 let at = self.core_send(th, 4).max(th.pending);
@@ -544,6 +561,10 @@ impl<'a> Core<'a> {
                     return Err(format!("tile {p} of value %{}, which has {} tiles", t.value, t.tiles()));
                 }
                 let (off, fmt) = self.slot(*cb, eval(slot, vars, args)?, read)?;
+                if read {
+                    // Not into a page a multicast is still sending from.
+                    in_flight(th, *cb, off)?;
+                }
                 if fmt != t.format {
                     return Err(format!(
                         "moves a {} tile of value %{} through CB {cb} of format {} (a NoC transfer does not convert)",
@@ -577,8 +598,17 @@ impl<'a> Core<'a> {
                 }
             }
             Op::ReadBarrier | Op::WriteBarrier => {
-                if matches!(op, Op::ReadBarrier) { &mut th.reads } else { &mut th.writes }.clear();
+                if matches!(op, Op::ReadBarrier) {
+                    th.reads.clear();
+                } else {
+                    th.writes.clear();
+                    th.unflushed = false;
+                }
                 th.clock = th.clock.max(th.pending) + timing::BARRIER;
+            }
+            Op::WritesFlushed => {
+                th.unflushed = false;
+                th.clock += timing::BARRIER;
             }
             Op::FillTile { cb, slot, fill } => {
                 let slot = eval(slot, vars, args)?;

@@ -132,6 +132,8 @@ fn new_threads(p: &Program) -> Vec<Thread<'_>> {
             blocked: None,
             reads: Vec::new(),
             writes: Vec::new(),
+            unflushed: false,
+            yield_now: false,
         })
         .collect()
 }
@@ -347,6 +349,9 @@ fn run_thread<'p>(core: &mut Core<'_>, th: &mut Thread<'p>) -> Result<bool, Stri
                 progressed = true;
                 if let Some(f) = th.frames.last_mut() {
                     f.pc += 1;
+                }
+                if std::mem::take(&mut th.yield_now) {
+                    return Ok(true);
                 }
             }
             Flow::Blocked => {

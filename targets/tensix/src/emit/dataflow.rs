@@ -121,6 +121,7 @@ impl Ctx<'_> {
             }
             Op::ReadBarrier => "noc_async_read_barrier();".to_string(),
             Op::WriteBarrier => "noc_async_write_barrier();".to_string(),
+            Op::WritesFlushed => "noc_async_writes_flushed();".to_string(),
             Op::Im2colTile { tensor, scratch, image, kt, nt, geom, cb, slot } => {
                 *helpers = true;
                 let t = self.p.tensors.get(*tensor as usize).and_then(|&t| self.plan.tensors.get(t as usize));
