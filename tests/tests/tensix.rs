@@ -195,6 +195,15 @@ fn matmuls_share_operands_across_the_grid_with_the_same_results() {
     }
 }
 
+/// The first program of a plan's JSON whose cores share operands (it has semaphores).
+fn mcast_program(v: &mut serde_json::Value) -> &mut serde_json::Value {
+    let steps = v["steps"].as_array_mut().expect("steps");
+    steps
+        .iter_mut()
+        .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
+        .expect("a multicast program")
+}
+
 #[test]
 fn planted_multicast_before_the_receivers_are_ready_is_caught() {
     // The A sender no longer waits for its receivers' ready semaphore: its multicast lands in pages the
@@ -211,11 +220,7 @@ fn planted_multicast_before_the_receivers_are_ready_is_caught() {
         }
     }
     let a = edited_encoder(&|v| {
-        let steps = v["steps"].as_array_mut().expect("steps");
-        let p = steps
-            .iter_mut()
-            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
-            .expect("a multicast program");
+        let p = mcast_program(v);
         walk(p["reader"].as_array_mut().expect("reader"));
     });
     let e = sim_error(&a);
@@ -225,24 +230,13 @@ fn planted_multicast_before_the_receivers_are_ready_is_caught() {
     // The receiver never says it is ready: the sender waits forever, reported as a deadlock naming the
     // semaphore.
     let a = edited_encoder(&|v| {
-        let steps = v["steps"].as_array_mut().expect("steps");
-        let p = steps
-            .iter_mut()
-            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
-            .expect("a multicast program");
+        let p = mcast_program(v);
         drop_ops(p["reader"].as_array_mut().expect("reader"), &|o| o.get("SemInc").is_some());
     });
     let e = sim_error(&a);
     eprintln!("{e}");
     assert!(e.contains("deadlock") && e.contains("noc_semaphore_wait") && e.contains("semaphore 0 is 0"), "{e}");
     // No flush between the tiles and their flag: on Blackhole the flag may overtake them.
-    fn mcast_program(v: &mut serde_json::Value) -> &mut serde_json::Value {
-        let steps = v["steps"].as_array_mut().expect("steps");
-        steps
-            .iter_mut()
-            .find_map(|s| s.get_mut("Device").filter(|p| p["semaphores"].as_array().is_some_and(|s| !s.is_empty())))
-            .expect("a multicast program")
-    }
     let a = edited_encoder(&|v| {
         let p = mcast_program(v);
         drop_ops(p["reader"].as_array_mut().expect("reader"), &|o| o == "WritesFlushed");

@@ -8,7 +8,7 @@
 use crate::builder::*;
 use crate::chain;
 use crate::lower::{Ctx, Group, LowerError};
-use crate::templates::{chain_ops, pad_out, read_leaves};
+use crate::templates::{chain_ops, pack_one, pad_out, read_leaves};
 use sovc_ir::{Op as GOp, ValueId};
 use sovc_runtime::tensix::program::*;
 
@@ -169,15 +169,8 @@ pub fn lower(cx: &Ctx, grp: &Group, a: usize, rest: &[usize], name: &str, kernel
         cbody.extend(leaves.iter().map(|&(_, cb)| Op::Wait { cb, n: 1 }));
         cbody.extend([Op::Acquire, Op::CopyTile { cb: 0, tile: c(0), dst: 0 }]);
         cbody.extend(chain_ops(ch, &leaf_cb, &c(0), &|d| d));
-        cbody.extend([
-            Op::Commit,
-            Op::WaitDst,
-            Op::Reserve { cb: CB_OUT, n: 1 },
-            Op::Pack { dst: ch.result, cb: CB_OUT, slot: c(0) },
-            Op::Push { cb: CB_OUT, n: 1 },
-            Op::Release,
-            Op::Pop { cb: 0, n: 1 },
-        ]);
+        cbody.extend(pack_one(ch.result));
+        cbody.push(Op::Pop { cb: 0, n: 1 });
         cbody.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: 1 }));
         pb.compute = vec![units_loop(cbody)];
         pb.notes.push(format!("{} Dst tiles", ch.slots));

@@ -198,14 +198,7 @@ fn eltwise(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
     let mut cbody: Vec<Op> = leaves.iter().map(|&(_, cb)| Op::Wait { cb, n: 1 }).collect();
     cbody.push(Op::Acquire);
     cbody.extend(chain_ops(&ch, &leaf_cb, &c(0), &|d| d));
-    cbody.extend([
-        Op::Commit,
-        Op::WaitDst,
-        Op::Reserve { cb: CB_OUT, n: 1 },
-        Op::Pack { dst: ch.result, cb: CB_OUT, slot: c(0) },
-        Op::Push { cb: CB_OUT, n: 1 },
-        Op::Release,
-    ]);
+    cbody.extend(pack_one(ch.result));
     cbody.extend(leaves.iter().map(|&(_, cb)| Op::Pop { cb, n: 1 }));
     pb.compute = vec![units_loop(cbody)];
     let mut wb = vec![Op::Wait { cb: CB_OUT, n: 1 }];
@@ -218,6 +211,18 @@ fn eltwise(cx: &Ctx, grp: &Group, name: &str, kernel: usize) -> R<Program> {
     pb.writer = vec![units_loop(wb)];
     pb.notes.push(format!("{} Dst tiles", ch.slots));
     pb.finish(b * rt * ct)
+}
+
+/// The end of a one-tile compute step: Dst tile `d` packed into the output CB and pushed.
+pub fn pack_one(d: u8) -> Vec<Op> {
+    vec![
+        Op::Commit,
+        Op::WaitDst,
+        Op::Reserve { cb: CB_OUT, n: 1 },
+        Op::Pack { dst: d, cb: CB_OUT, slot: c(0) },
+        Op::Push { cb: CB_OUT, n: 1 },
+        Op::Release,
+    ]
 }
 
 /// Batch index of an operand with batch dims `leaf` for output batch index `ob` over batch dims `out`.
