@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Python dependencies of sovc's test suite and generates the
-# PyTorch -> ONNX reference models under tests/data/generated/.
+# Installs the Python dependencies of sovc's test suite, generates the
+# PyTorch -> ONNX reference models under tests/data/generated/, and fetches
+# NVIDIA's ptxas (from PyPI) into .deps/cuda for the cuda target's tests.
 #
 #   .venv        pyenv python3 + onnx==1.22.0, numpy, onnxruntime
 #                (ONNX conformance harness, scripts/check_exports.py)
@@ -27,6 +28,7 @@ export PIP_NO_INPUT=1
 PYTHON="${PYTHON:-python3}"
 ONNX_VERSION="1.22.0"
 TRANSFORMERS_VERSION="4.40.2"
+NVCC_VERSION="12.9.86"
 # g++ checks the emitted Tensix C++ (`g++ -fsyntax-only` against targets/tensix/include).
 APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++)
 # Pins for .venv-torch. Debian's torch 1.13.1 is built against numpy 1.x
@@ -58,7 +60,7 @@ as_root() {
 
 # ---------------------------------------------------------- apt packages ----
 # First, so that python3-venv is there even where python3 is Debian's own.
-step_start "[1/4] Debian packages: ${APT_PACKAGES[*]}"
+step_start "[1/5] Debian packages: ${APT_PACKAGES[*]}"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
@@ -85,7 +87,7 @@ sys.exit(0 if onnx.__version__ == sys.argv[1] else 1)
 EOF
 }
 
-step_start "[2/4] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
+step_start "[2/5] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
 if versions="$(venv_ok)"; then
   log "  already set up: $versions"
 else
@@ -105,7 +107,7 @@ fi
 step_end
 
 # ---------------------------------------------------------- .venv-torch ----
-step_start "[3/4] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
+step_start "[3/5] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
 # Prints the versions; succeeds iff .venv-torch imports torch, torchvision and
 # transformers==$TRANSFORMERS_VERSION (with the model classes the export uses).
 torch_venv_ok() {
@@ -141,7 +143,7 @@ fi
 step_end
 
 # --------------------------------------------------------------- export ----
-step_start "[4/4] export PyTorch models to ONNX ($GEN_DIR)"
+step_start "[4/5] export PyTorch models to ONNX ($GEN_DIR)"
 script_hash="$(sha256sum scripts/export_models.py | cut -d' ' -f1)"
 export_up_to_date() {
   [ -f "$STAMP" ] || return 1
@@ -160,6 +162,24 @@ elif [ "${SOVC_FORCE_EXPORT:-0}" != 1 ] && export_up_to_date; then
 else
   log "  running .venv-torch/bin/python scripts/export_models.py"
   .venv-torch/bin/python scripts/export_models.py --out "$GEN_DIR" --stamp-hash "$script_hash"
+fi
+step_end
+
+# ---------------------------------------------------------------- ptxas ----
+# NVIDIA's PTX assembler from PyPI (the CUDA toolkit is not needed): the cuda target's tests assemble
+# every emitted kernel with it. Extracted from the wheel into .deps/cuda (no GPU or driver involved).
+step_start "[5/5] ptxas (nvidia-cuda-nvcc-cu12==$NVCC_VERSION) in .deps/cuda"
+PTXAS=".deps/cuda/nvidia/cuda_nvcc/bin/ptxas"
+if [ -x "$PTXAS" ] && "$PTXAS" --version | grep -q "V$NVCC_VERSION"; then
+  log "  up to date ($("$PTXAS" --version | tail -n1))"
+else
+  rm -rf .deps/cuda .deps/cuda-wheel
+  mkdir -p .deps/cuda .deps/cuda-wheel
+  .venv/bin/pip download --quiet --no-deps "nvidia-cuda-nvcc-cu12==$NVCC_VERSION" -d .deps/cuda-wheel
+  .venv/bin/python -m zipfile -e .deps/cuda-wheel/*.whl .deps/cuda
+  chmod +x "$PTXAS"
+  rm -rf .deps/cuda-wheel
+  log "  $("$PTXAS" --version | tail -n1)"
 fi
 step_end
 

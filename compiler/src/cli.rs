@@ -141,6 +141,9 @@ pub enum Cmd {
         /// implied by --bf16-acc, --fidelity and bf16 or block-float formats).
         #[arg(long, value_name = "bf16|fp32")]
         precision: Option<String>,
+        /// CUDA: the GPU architecture the PTX is written for: sm_80 (default, Ampere and later) or sm_90.
+        #[arg(long, value_name = "sm_80|sm_90")]
+        arch: Option<String>,
         /// Tensix: every core reads its own matmul operands from DRAM, instead of one core per grid row
         /// (column) reading A's (B's) blocks and multicasting them to the others (for comparison).
         #[arg(long)]
@@ -528,6 +531,19 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
+            if a.manifest.targets.iter().any(|t| t == "cuda") && target.as_deref().is_none_or(|t| t == "cuda") {
+                let dir = output.join("cuda");
+                let plan = a.cuda_plan()?.ok_or_else(|| anyhow!("the artifact has no `cuda.plan` section"))?;
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                for m in &plan.modules {
+                    let p = dir.join(format!("{}.ptx", m.name));
+                    std::fs::write(&p, &m.ptx).with_context(|| format!("cannot write {}", p.display()))?;
+                }
+                let p = dir.join("plan.json");
+                std::fs::write(&p, serde_json::to_vec_pretty(&plan)?)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {} PTX modules for {} to {}", plan.modules.len(), plan.arch, dir.display());
+            }
         }
         Cmd::Audit { artifact, json } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;
@@ -559,6 +575,7 @@ pub fn run(cli: Cli) -> Result<()> {
             bf16_acc,
             precision,
             no_multicast,
+            arch,
         } => {
             let m = model.load()?;
             let t = Instant::now();
@@ -573,7 +590,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let c = crate::compile::compile(
                 &m,
-                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix },
+                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix, cuda_arch: arch },
             )?;
             std::fs::write(&output, &c.bytes).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!(

@@ -16,7 +16,7 @@ pub const TARGETS: [(&str, bool); 7] = [
     ("blackhole", true),
     ("wormhole_b0", true),
     ("riscv64-rvv", false),
-    ("cuda", false),
+    ("cuda", true),
     ("metal", false),
 ];
 
@@ -41,11 +41,13 @@ pub struct CompileOptions {
     pub optimize: bool,
     /// Options of the Tensix targets (`blackhole`, `wormhole_b0`).
     pub tensix: TensixOptions,
+    /// The `cuda` target's architecture: `sm_80` (the default) or `sm_90`.
+    pub cuda_arch: Option<String>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { target: "null".into(), optimize: true, tensix: TensixOptions::default() }
+        CompileOptions { target: "null".into(), optimize: true, tensix: TensixOptions::default(), cuda_arch: None }
     }
 }
 
@@ -252,6 +254,12 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     } else {
         None
     };
+    let cuda_build = if opts.target == "cuda" {
+        let arch = opts.cuda_arch.as_deref().unwrap_or("sm_80");
+        Some(crate::cuda::build(&graph, arch).map_err(CompileError::Target)?)
+    } else {
+        None
+    };
     let cpu_build = if cpu {
         let t = sovc_target_cpu::CpuTarget::host().map_err(CompileError::Target)?;
         Some(crate::cpu::build(&graph, &const_offsets, &t).map_err(CompileError::Target)?)
@@ -261,7 +269,11 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
     let manifest = Manifest {
         producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
-        targets: if cpu || tensix_build.is_some() { vec![opts.target.clone()] } else { Vec::new() },
+        targets: if cpu || tensix_build.is_some() || cuda_build.is_some() {
+            vec![opts.target.clone()]
+        } else {
+            Vec::new()
+        },
         inputs: graph.inputs.iter().map(|x| io(&x.name, x.value)).collect(),
         outputs: graph.outputs.iter().map(|o| io(&o.name, o.value)).collect(),
         weights: index,
@@ -277,6 +289,18 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
             k.lowering = how.clone();
             k.code_bytes = *bytes;
             k.code_sha256 = sha.clone();
+        }
+    }
+    if let Some(c) = &cuda_build {
+        use sha2::{Digest, Sha256};
+        for (k, how) in record.kernels.iter_mut().zip(&c.lowering) {
+            k.lowering = how.clone();
+        }
+        for m in &c.plan.modules {
+            if let Some(k) = record.kernels.get_mut(m.kernel) {
+                k.code_bytes = m.ptx.len() as u64;
+                k.code_sha256 = Sha256::digest(m.ptx.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            }
         }
     }
     let tensix_files = tensix_build.as_ref().map(|t| {
@@ -313,6 +337,10 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         b.section(SectionKind::Code, "cpu.code", c.code);
         b.section(SectionKind::Code, "cpu.kir", c.kir.into_bytes());
         b.section(SectionKind::Code, "cpu.asm", c.asm.into_bytes());
+    }
+    if let Some(c) = cuda_build {
+        let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "cuda.plan", plan);
     }
     if let Some(t) = tensix_build {
         let plan = serde_json::to_vec(&t.plan).map_err(|e| CompileError::Weights(e.to_string()))?;

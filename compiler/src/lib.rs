@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compile;
 pub mod cpu;
+pub mod cuda;
 pub mod lower;
 pub mod memplan;
 pub mod opt;

@@ -383,6 +383,16 @@ impl Artifact {
         }
     }
 
+    /// The `cuda.plan` section of a `cuda` artifact.
+    pub fn cuda_plan(&self) -> Result<Option<crate::cuda::CudaPlan>, ArtifactError> {
+        match self.sections.iter().find(|s| s.kind == SectionKind::Code && s.name == "cuda.plan") {
+            None => Ok(None),
+            Some(s) => serde_json::from_slice(&s.data)
+                .map(Some)
+                .map_err(|e| ArtifactError::Malformed(format!("cuda.plan: {e}"))),
+        }
+    }
+
     /// Checks that the artifact carries code for `target`.
     pub fn require_target(&self, target: &str) -> Result<(), ArtifactError> {
         if self.manifest.targets.iter().any(|t| t == target) {

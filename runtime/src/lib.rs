@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod cpu;
+pub mod cuda;
 pub mod npy;
 pub mod session;
 pub mod tensix;
