@@ -15,6 +15,8 @@ pub enum Device {
     Cpu,
     /// sovc's Tensix simulator running the programs of a `blackhole` or `wormhole_b0` artifact.
     TensixSim,
+    /// sovc's PTX emulator running the PTX of a `cuda` artifact.
+    PtxEmu,
 }
 
 impl Device {
@@ -26,6 +28,8 @@ impl Device {
             Device::Cpu
         } else if has("blackhole") || has("wormhole_b0") {
             Device::TensixSim
+        } else if has("cuda") {
+            Device::PtxEmu
         } else {
             Device::Reference
         }
@@ -37,6 +41,7 @@ impl Device {
             Device::Reference => "reference",
             Device::Cpu => "cpu",
             Device::TensixSim => "tensix-sim",
+            Device::PtxEmu => "ptx-emu",
         }
     }
 
@@ -45,7 +50,8 @@ impl Device {
             "reference" => Ok(Device::Reference),
             "cpu" => Ok(Device::Cpu),
             "tensix-sim" => Ok(Device::TensixSim),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim; rvv-qemu, ptx-emu and vulkan arrive with their targets)"))),
+            "ptx-emu" => Ok(Device::PtxEmu),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu; rvv-qemu and vulkan arrive with their targets)"))),
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct Session {
     device: Device,
     cpu: Option<crate::cpu::CpuModel>,
     tensix: Option<crate::tensix::TensixModel>,
+    ptx: Option<crate::cuda::PtxModel>,
 }
 
 /// Threads to use when the caller does not say: every core the process may use.
@@ -133,8 +140,27 @@ impl Session {
             }
             _ => None,
         };
+        let ptx = match device {
+            Device::PtxEmu => {
+                let plan = a.cuda_plan().map_err(|e| RuntimeError::Malformed(e.to_string()))?.ok_or_else(|| {
+                    RuntimeError::Device("the artifact has no PTX; compile it with --target cuda".into())
+                })?;
+                let mut consts = BTreeMap::new();
+                for c in &graph.consts {
+                    let t = match &c.data {
+                        sovc_ir::ConstData::Inline(t) => t.clone(),
+                        sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
+                            RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
+                        })?,
+                    };
+                    consts.insert(c.value.index(), t);
+                }
+                Some(crate::cuda::PtxModel::new(graph.clone(), plan, consts)?)
+            }
+            _ => None,
+        };
         let cpu = match device {
-            Device::Reference | Device::TensixSim => None,
+            Device::Reference | Device::TensixSim | Device::PtxEmu => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -148,12 +174,17 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu, tensix })
+        Ok(Session { graph, weights, device, cpu, tensix, ptx })
     }
 
     /// The cpu device's model, for profiling.
     pub fn cpu_model(&self) -> Option<&crate::cpu::CpuModel> {
         self.cpu.as_ref()
+    }
+
+    /// The PTX emulator's model.
+    pub fn ptx_model(&self) -> Option<&crate::cuda::PtxModel> {
+        self.ptx.as_ref()
     }
 
     /// The Tensix simulator's model, for its timing report.
@@ -223,6 +254,10 @@ impl Session {
             Device::TensixSim => match &self.tensix {
                 Some(m) => m.run(inputs),
                 None => Err(RuntimeError::Device("the tensix-sim device was not prepared".into())),
+            },
+            Device::PtxEmu => match &self.ptx {
+                Some(m) => m.run(inputs).map(|r| r.0),
+                None => Err(RuntimeError::Device("the ptx-emu device was not prepared".into())),
             },
         }
     }

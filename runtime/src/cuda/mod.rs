@@ -2,10 +2,15 @@
 //! for, every kernel group's PTX module, and the launches that run the model in order. A launch names
 //! an `.entry` of a module, the graph values its buffer parameters point at (in parameter order), and
 //! its thread count (1-D grid of `block`-thread blocks). Groups no PTX covers are reference steps that
-//! the host runs on the interpreter. Only the plan lives here for now: the devices that execute it (a
-//! PTX emulator for CI, the CUDA driver on a GPU) are the next step of the target.
+//! the host runs on the interpreter. [`emu`] executes the PTX (`--device ptx-emu`); the CUDA driver
+//! device is not written yet.
 
 use serde::{Deserialize, Serialize};
+
+pub mod emu;
+mod model;
+
+pub use model::{EmuReport, PtxModel};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CudaPlan {

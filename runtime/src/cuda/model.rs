@@ -1,0 +1,124 @@
+//! The `ptx-emu` device: a `cuda` artifact's plan run step by step, launches on the PTX emulator
+//! ([`super::emu`]), reference steps on the interpreter. Every graph value is a host tensor; a launch
+//! copies its buffers in and out (the emulator's global memory is one vector per buffer).
+
+use super::emu::PtxModule;
+use super::{CudaPlan, CudaStep};
+use crate::RuntimeError;
+use sovc_ir::{DType, Graph, Tensor};
+use std::collections::BTreeMap;
+
+pub struct PtxModel {
+    graph: Graph,
+    plan: CudaPlan,
+    modules: Vec<PtxModule>,
+    consts: BTreeMap<usize, Tensor>,
+}
+
+/// What a run did: instructions the emulator executed, per launch and in all.
+#[derive(Clone, Debug, Default)]
+pub struct EmuReport {
+    pub launches: Vec<(String, u64)>,
+    pub instructions: u64,
+    pub reference_steps: usize,
+}
+
+impl PtxModel {
+    pub fn new(graph: Graph, plan: CudaPlan, consts: BTreeMap<usize, Tensor>) -> Result<PtxModel, RuntimeError> {
+        let mut modules = Vec::new();
+        for m in &plan.modules {
+            modules.push(
+                PtxModule::parse(&m.ptx)
+                    .map_err(|e| RuntimeError::Malformed(format!("PTX module `{}`: {e}", m.name)))?,
+            );
+        }
+        for s in &plan.steps {
+            if let CudaStep::Launch { module, entry, bufs, .. } = s {
+                let m = modules.get(*module).ok_or_else(|| {
+                    RuntimeError::Malformed(format!("launch of module {module}, which does not exist"))
+                })?;
+                let e = m
+                    .entries
+                    .get(entry)
+                    .ok_or_else(|| RuntimeError::Malformed(format!("launch of `{entry}`, not in its module")))?;
+                if e.params != bufs.len() + 1 || bufs.iter().any(|&b| b as usize >= graph.values.len()) {
+                    return Err(RuntimeError::Malformed(format!("launch of `{entry}` with {} buffers", bufs.len())));
+                }
+            }
+        }
+        Ok(PtxModel { graph, plan, modules, consts })
+    }
+
+    /// Runs on named inputs; the named outputs and what the emulator did.
+    pub fn run(
+        &self,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> Result<(BTreeMap<String, Tensor>, EmuReport), RuntimeError> {
+        let g = &self.graph;
+        let mut vals: BTreeMap<usize, Tensor> = self.consts.clone();
+        for i in &g.inputs {
+            let t = inputs.get(&i.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", i.name)))?;
+            vals.insert(i.value.index(), t.clone());
+        }
+        let mut report = EmuReport::default();
+        let dev = |m: String| RuntimeError::Device(m);
+        for step in &self.plan.steps {
+            match step {
+                CudaStep::Launch { module, entry, bufs, threads, .. } => {
+                    let mut mem: Vec<Vec<f32>> = Vec::with_capacity(bufs.len());
+                    for &b in bufs {
+                        let ty = g.values[b as usize].clone();
+                        let shape = ty.shape.as_consts().ok_or_else(|| dev(format!("%{b} has a symbolic shape")))?;
+                        mem.push(match vals.get(&(b as usize)) {
+                            Some(t) => t.cast(DType::F32).to_f64_vec().into_iter().map(|v| v as f32).collect(),
+                            None => vec![0.0; shape.iter().product()],
+                        });
+                    }
+                    let e = &self.modules[*module].entries[entry];
+                    let n = e.run(&mut mem, *threads, self.plan.block).map_err(dev)?;
+                    report.instructions += n;
+                    report.launches.push((entry.clone(), n));
+                    for (&b, data) in bufs.iter().zip(mem) {
+                        let shape = g.values[b as usize].shape.as_consts().unwrap_or_default();
+                        if g.values[b as usize].dtype == DType::F32 {
+                            let t =
+                                Tensor::from_vec(&shape, data).ok_or_else(|| dev(format!("%{b}: size mismatch")))?;
+                            vals.insert(b as usize, t);
+                        }
+                    }
+                }
+                CudaStep::Reference { nodes, .. } => {
+                    report.reference_steps += 1;
+                    for &n in nodes {
+                        let node = &g.nodes[n];
+                        let ins: Vec<&Tensor> = node
+                            .inputs
+                            .iter()
+                            .map(|v| {
+                                vals.get(&v.index()).ok_or_else(|| {
+                                    dev(format!("node `{}` reads %{}, never computed", node.name, v.index()))
+                                })
+                            })
+                            .collect::<Result<_, _>>()?;
+                        let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
+                            RuntimeError::Run(sovc_ir::IrError::Eval {
+                                node: node.name.clone(),
+                                op: node.op.name(),
+                                msg,
+                            })
+                        })?;
+                        for (v, t) in node.outputs.iter().zip(outs) {
+                            vals.insert(v.index(), t);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for o in &g.outputs {
+            let t = vals.get(&o.value.index()).ok_or_else(|| dev(format!("output `{}` was never computed", o.name)))?;
+            out.insert(o.name.clone(), t.clone());
+        }
+        Ok((out, report))
+    }
+}
