@@ -43,8 +43,9 @@ pub enum Cmd {
         output_dir: PathBuf,
         /// Device for a `.sovc` artifact: `cpu` (the artifact's machine code; the default for a `cpu`
         /// artifact), `tensix-sim` (sovc's Tensix simulator; the default for a `blackhole` or
-        /// `wormhole_b0` artifact), `ptx-emu` (sovc's PTX emulator; the default for a `cuda` artifact)
-        /// or `reference` (the interpreter on the artifact's graph; the default otherwise).
+        /// `wormhole_b0` artifact), `ptx-emu` (sovc's PTX emulator; the default for a `cuda` artifact),
+        /// `cuda` (an NVIDIA GPU through the driver, found at run time) or `reference` (the interpreter
+        /// on the artifact's graph; the default otherwise).
         #[arg(long)]
         device: Option<String>,
         /// Worker threads for the `cpu` device (default: every core this process may use).

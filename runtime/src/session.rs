@@ -17,6 +17,8 @@ pub enum Device {
     TensixSim,
     /// sovc's PTX emulator running the PTX of a `cuda` artifact.
     PtxEmu,
+    /// An NVIDIA GPU running the PTX of a `cuda` artifact through the CUDA driver (found at run time).
+    Cuda,
 }
 
 impl Device {
@@ -42,6 +44,7 @@ impl Device {
             Device::Cpu => "cpu",
             Device::TensixSim => "tensix-sim",
             Device::PtxEmu => "ptx-emu",
+            Device::Cuda => "cuda",
         }
     }
 
@@ -51,7 +54,8 @@ impl Device {
             "cpu" => Ok(Device::Cpu),
             "tensix-sim" => Ok(Device::TensixSim),
             "ptx-emu" => Ok(Device::PtxEmu),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu; rvv-qemu and vulkan arrive with their targets)"))),
+            "cuda" => Ok(Device::Cuda),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda; rvv-qemu and vulkan arrive with their targets)"))),
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct Session {
     cpu: Option<crate::cpu::CpuModel>,
     tensix: Option<crate::tensix::TensixModel>,
     ptx: Option<crate::cuda::PtxModel>,
+    gpu: Option<crate::cuda::CudaModel>,
 }
 
 /// Threads to use when the caller does not say: every core the process may use.
@@ -140,27 +145,39 @@ impl Session {
             }
             _ => None,
         };
+        let ptx_parts = || -> Result<(crate::cuda::CudaPlan, BTreeMap<usize, Tensor>), RuntimeError> {
+            let plan = a
+                .cuda_plan()
+                .map_err(|e| RuntimeError::Malformed(e.to_string()))?
+                .ok_or_else(|| RuntimeError::Device("the artifact has no PTX; compile it with --target cuda".into()))?;
+            let mut consts = BTreeMap::new();
+            for c in &graph.consts {
+                let t = match &c.data {
+                    sovc_ir::ConstData::Inline(t) => t.clone(),
+                    sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
+                        RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
+                    })?,
+                };
+                consts.insert(c.value.index(), t);
+            }
+            Ok((plan, consts))
+        };
+        let gpu = match device {
+            Device::Cuda => {
+                let (plan, consts) = ptx_parts()?;
+                Some(crate::cuda::CudaModel::new(graph.clone(), plan, consts)?)
+            }
+            _ => None,
+        };
         let ptx = match device {
             Device::PtxEmu => {
-                let plan = a.cuda_plan().map_err(|e| RuntimeError::Malformed(e.to_string()))?.ok_or_else(|| {
-                    RuntimeError::Device("the artifact has no PTX; compile it with --target cuda".into())
-                })?;
-                let mut consts = BTreeMap::new();
-                for c in &graph.consts {
-                    let t = match &c.data {
-                        sovc_ir::ConstData::Inline(t) => t.clone(),
-                        sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
-                            RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
-                        })?,
-                    };
-                    consts.insert(c.value.index(), t);
-                }
+                let (plan, consts) = ptx_parts()?;
                 Some(crate::cuda::PtxModel::new(graph.clone(), plan, consts)?)
             }
             _ => None,
         };
         let cpu = match device {
-            Device::Reference | Device::TensixSim | Device::PtxEmu => None,
+            Device::Reference | Device::TensixSim | Device::PtxEmu | Device::Cuda => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -174,7 +191,7 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu, tensix, ptx })
+        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu })
     }
 
     /// The cpu device's model, for profiling.
@@ -258,6 +275,10 @@ impl Session {
             Device::PtxEmu => match &self.ptx {
                 Some(m) => m.run(inputs).map(|r| r.0),
                 None => Err(RuntimeError::Device("the ptx-emu device was not prepared".into())),
+            },
+            Device::Cuda => match &self.gpu {
+                Some(m) => m.run(inputs),
+                None => Err(RuntimeError::Device("the cuda device was not prepared".into())),
             },
         }
     }

@@ -214,3 +214,33 @@ fn ptx_emu_catches_out_of_bounds_accesses_and_unknown_ptx() {
     let err = PtxModule::parse(&bad).expect_err("unknown instruction");
     assert!(err.contains("does not run `trap`") && err.contains("line "), "{err}");
 }
+
+#[test]
+fn the_cuda_device_runs_on_a_gpu_or_says_what_is_missing() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let opts = CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda_arch: None };
+    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    match sovc_runtime::Session::new(&a, sovc_runtime::Device::Cuda) {
+        // A machine with the NVIDIA driver: the PTX runs on the GPU and matches the reference.
+        Ok(s) => {
+            let x =
+                sovc_ir::Tensor::from_vec(&[1, 16, 64], (0..1024).map(|i| (i % 7) as f32 / 7.0).collect::<Vec<f32>>())
+                    .expect("len");
+            let feeds = [("x".to_string(), x)].into_iter().collect();
+            let got = s.run(&feeds).expect("runs on the GPU");
+            let want = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)
+                .expect("session")
+                .run(&feeds)
+                .expect("reference");
+            let err = sovc_tests::max_abs_diff(&got["y"], &want["y"]);
+            eprintln!("encoder layer on the GPU: max abs error {err:.3e}");
+            assert!(err < 1e-4, "{err}");
+        }
+        // No driver (CI, this project's machines): a clear error, not a crash.
+        Err(e) => {
+            let e = e.to_string();
+            eprintln!("{e}");
+            assert!(e.contains("libcuda.so.1") && e.contains("ptx-emu"), "{e}");
+        }
+    }
+}

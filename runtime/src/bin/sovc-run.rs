@@ -1,7 +1,7 @@
 //! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
 //! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
 //!
-//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|reference] [--threads N]`
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|reference] [--threads N]`
 
 use sovc_runtime::{Artifact, Device, Session};
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ fn run() -> Result<(), String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|reference] [--threads N]");
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|reference] [--threads N]");
                 println!("the device defaults to the artifact's own (cpu for a cpu artifact, tensix-sim for a Tensix one, else reference)");
                 return Ok(());
             }

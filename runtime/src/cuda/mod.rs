@@ -2,14 +2,16 @@
 //! for, every kernel group's PTX module, and the launches that run the model in order. A launch names
 //! an `.entry` of a module, the graph values its buffer parameters point at (in parameter order), and
 //! its thread count (1-D grid of `block`-thread blocks). Groups no PTX covers are reference steps that
-//! the host runs on the interpreter. [`emu`] executes the PTX (`--device ptx-emu`); the CUDA driver
-//! device is not written yet.
+//! the host runs on the interpreter. [`emu`] executes the PTX (`--device ptx-emu`); [`CudaModel`] runs
+//! it on a GPU through the driver API found at run time (`--device cuda`).
 
 use serde::{Deserialize, Serialize};
 
+mod driver;
 pub mod emu;
 mod model;
 
+pub use driver::CudaModel;
 pub use model::{EmuReport, PtxModel};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
