@@ -660,6 +660,7 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
         .and_then(|x| serde_json::from_slice::<sovc_runtime::tensix::program::Plan>(&x.data).ok())
         .map(|p| crate::tensix_report::audit_lines(&p))
         .unwrap_or_default();
+    let cuda = a.cuda_plan().ok().flatten().map(|p| crate::cuda::audit_lines(&p)).unwrap_or_default();
     for k in &plan.kernels {
         let _ = writeln!(
             s,
@@ -683,7 +684,7 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
             };
             let _ = writeln!(s, "  runs as {}{code}", k.lowering);
         }
-        for line in tensix.get(&k.id).into_iter().flatten() {
+        for line in tensix.get(&k.id).into_iter().chain(cuda.get(&k.id)).flatten() {
             let _ = writeln!(s, "    {line}");
         }
         let _ = writeln!(s, "  reads  {}", k.reads.join(", "));

@@ -244,3 +244,24 @@ fn the_cuda_device_runs_on_a_gpu_or_says_what_is_missing() {
         }
     }
 }
+
+#[test]
+fn the_audit_shows_each_entry_with_its_ptxas_resources() {
+    std::env::set_var("SOVC_PTXAS", ptxas());
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let opts = CompileOptions {
+        target: "cuda".into(),
+        optimize: true,
+        tensix: Default::default(),
+        cuda_arch: Some("sm_90".into()),
+    };
+    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let text = sovc_compiler::cli::audit_text(&a, &a.plan().expect("plan").expect("a plan"));
+    let entries = text.lines().filter(|l| l.contains("ptx entry `")).count();
+    let with_regs = text
+        .lines()
+        .filter(|l| l.contains("ptx entry `") && l.contains("registers") && l.contains("spill stores"))
+        .count();
+    assert!(entries > 5 && with_regs == entries, "{text}");
+    assert!(text.contains("for sm_90"), "{text}");
+}
