@@ -101,10 +101,12 @@ pub enum Cmd {
     /// wormhole_b0` (n150) build TT-Metalium programs: the artifact runs on the Tensix simulator with
     /// `sovc run M.sovc --device tensix-sim`, `sovc emit M.sovc --target blackhole -o DIR` writes the C++
     /// project, and `sovc audit` shows each program's cores, L1, circular buffers, formats and fidelity.
-    /// The defaults favour accuracy (bf16 data, FP32 accumulation, HiFi4 for bf16 products).
-    /// `--target null` optimizes and packs the graph and weights with no code; that artifact runs on the
-    /// reference device. riscv64-rvv, cuda and metal are accepted names that report they are not
-    /// implemented yet.
+    /// The defaults favour accuracy (`--precision fp32`: FP32 activations and accumulation,
+    /// split-precision products). `--target cuda [--arch sm_80|sm_90]` writes PTX: the artifact runs on
+    /// sovc's PTX emulator (`--device ptx-emu`) or an NVIDIA GPU (`--device cuda`), and `sovc emit
+    /// --target cuda` writes the `.ptx` files. `--target null` optimizes and packs the graph and weights
+    /// with no code; that artifact runs on the reference device. riscv64-rvv and metal are accepted
+    /// names that report they are not implemented yet.
     Compile {
         #[command(flatten)]
         model: ModelArgs,

@@ -96,16 +96,18 @@ fn every_corruption_is_caught() {
     assert_eq!(Artifact::from_bytes(b"PK\x03\x04 not an artifact").expect_err("magic"), ArtifactError::BadMagic);
     let e = a.require_target("blackhole").expect_err("no code");
     assert!(e.to_string().contains("no code for target `blackhole`"), "{e}");
-    assert!(Device::parse("ptx-emu").is_err());
-    // A null artifact has no Tensix plan: the simulator refuses it by name.
+    assert!(Device::parse("vulkan").is_err());
+    // A null artifact has no Tensix plan or PTX: the simulator and the emulator refuse it by name.
     let e = Session::new(&a, Device::parse("tensix-sim").expect("a device")).err().expect("no plan");
     assert!(e.to_string().contains("no Tensix code"), "{e}");
+    let e = Session::new(&a, Device::parse("ptx-emu").expect("a device")).err().expect("no PTX");
+    assert!(e.to_string().contains("no PTX; compile it with --target cuda"), "{e}");
 }
 
 #[test]
 fn hardware_targets_say_they_are_not_implemented() {
     let m = sovc_models::builtin::mlp();
-    for t in ["riscv64-rvv", "cuda", "metal"] {
+    for t in ["riscv64-rvv", "metal"] {
         let e = compile(&m, &CompileOptions { target: t.into(), optimize: true, ..Default::default() })
             .err()
             .expect("not implemented");

@@ -160,7 +160,7 @@ fn compile_then_run_and_inspect_an_artifact() {
     ])
     .expect_err("a null artifact has no cpu code");
     assert!(format!("{e:#}").contains("cpu") && format!("{e:#}").contains("no target code"), "{e:#}");
-    let e = sovc(&["compile", "builtin:mlp", "--target", "cuda", "-o", d.join("x.sovc").to_str().expect("utf8")])
+    let e = sovc(&["compile", "builtin:mlp", "--target", "metal", "-o", d.join("x.sovc").to_str().expect("utf8")])
         .expect_err("not yet");
     assert!(format!("{e:#}").contains("not implemented yet"), "{e:#}");
     std::fs::write(d.join("bad.sovc"), b"SOVCART\0garbage").expect("write");
