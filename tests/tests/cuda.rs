@@ -265,3 +265,45 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
     assert!(entries > 5 && with_regs == entries, "{text}");
     assert!(text.contains("for sm_90"), "{text}");
 }
+
+/// The encoder layer compiled for cuda, with `edit` applied to the PTX of its first module that has a
+/// barrier, run on ptx-emu: the error.
+fn run_with_edited_barriers(edit: &dyn Fn(&str) -> String) -> String {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let opts = CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda_arch: None };
+    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let mut plan = a.cuda_plan().expect("parses").expect("plan");
+    let module = plan.modules.iter_mut().find(|m| m.ptx.contains("bar.sync")).expect("a tiled contraction");
+    let edited = edit(&module.ptx);
+    assert_ne!(edited, module.ptx, "the planted edit applies");
+    module.ptx = edited;
+    let mut b = sovc_runtime::ArtifactBuilder::new();
+    for sec in &a.sections {
+        let data = if sec.name == "cuda.plan" { serde_json::to_vec(&plan).expect("json") } else { sec.data.clone() };
+        b.section(sec.kind, sec.name.clone(), data);
+    }
+    let a = Artifact::from_bytes(&b.build()).expect("artifact");
+    let x = sovc_ir::Tensor::from_vec(&[1, 16, 64], (0..1024).map(|i| (i % 13) as f32 / 13.0).collect::<Vec<f32>>())
+        .expect("len");
+    let feeds = [("x".to_string(), x)].into_iter().collect();
+    let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::PtxEmu).expect("session");
+    s.run(&feeds).expect_err("the race is caught").to_string()
+}
+
+#[test]
+fn ptx_emu_catches_a_planted_missing_barrier() {
+    // Without the barrier after the tiles are stored, a thread reads slots before (or after) the
+    // threads that own them store them in the same phase.
+    let e = run_with_edited_barriers(&|p| p.replacen("bar.sync 0;", "// (barrier removed)", 1));
+    eprintln!("{e}");
+    assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+    // Without the barrier after the products, one thread's next K step overwrites its slot while
+    // others still read the old tile.
+    let e = run_with_edited_barriers(&|p| {
+        let first = p.find("bar.sync 0;").expect("a barrier") + 1;
+        let second = first + p[first..].find("bar.sync 0;").expect("a second barrier");
+        format!("{}// (barrier removed){}", &p[..second], &p[second + "bar.sync 0;".len()..])
+    });
+    eprintln!("{e}");
+    assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+}

@@ -1,8 +1,10 @@
 //! A PTX emulator for the subset sovc writes (`--device ptx-emu`): it parses the module text, rejects
 //! any instruction outside that subset with its line, and runs an entry over a 1-D grid with block and
 //! thread semantics: `%ctaid.x`, `%ntid.x`, `%tid.x`, predicated branches, `bar.sync` (the threads of a
-//! block run in phases between barriers), 64-bit integer and f32 arithmetic, and global loads and stores
-//! checked against the bounds of the buffer each pointer came from. f32 operations round as PTX defines
+//! block run in phases between barriers), 64-bit integer and f32 arithmetic, global loads and stores
+//! checked against the bounds of the buffer each pointer came from, and per-block shared memory in which
+//! a race is an error: a thread reading or writing a word that another thread of its block wrote (or, for
+//! a write, read) since the last barrier is a missing `bar.sync`. f32 operations round as PTX defines
 //! them (`.rn`: IEEE round to nearest); `ex2.approx` is computed exactly (the hardware's is within 2 ulp),
 //! `rcp.rn`, `sqrt.rn` and `div.rn` are IEEE.
 
@@ -25,6 +27,8 @@ enum Src {
     CtaId,
     NTid,
     Tid,
+    /// A shared array's address (bytes into the block's shared memory).
+    Shared(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,6 +52,8 @@ enum Op {
     LdParam(usize),
     LdGlobal,
     StGlobal,
+    LdShared,
+    StShared,
     FAdd,
     FSub,
     FMul,
@@ -82,6 +88,8 @@ pub struct EntryCode {
     pub params: usize,
     code: Vec<Inst>,
     regs: [u32; 4],
+    /// Bytes of shared memory per block.
+    shared: u64,
 }
 
 /// A parsed module: its entries by name.
@@ -169,10 +177,12 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
     let mut pending: Vec<(usize, String)> = Vec::new();
     let mut code = Vec::new();
     let mut regs = [0u32; 4];
+    let mut shared: BTreeMap<String, u64> = BTreeMap::new();
+    let mut shared_bytes = 0u64;
     for (k, raw) in lines.iter().enumerate() {
         let line = first + k;
         let l = raw.trim();
-        if l.is_empty() {
+        if l.is_empty() || l.starts_with("//") {
             continue;
         }
         if let Some(d) = l.strip_prefix(".reg ") {
@@ -192,6 +202,17 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
                 3
             };
             regs[slot] = n;
+            continue;
+        }
+        if let Some(d) = l.strip_prefix(".shared .align 4 .b8 ") {
+            // `.shared .align 4 .b8 name[bytes];`
+            let (n, bytes) = d
+                .trim_end_matches("];")
+                .split_once('[')
+                .and_then(|(n, b)| Some((n.to_string(), b.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("line {line}: shared declaration `{l}`"))?;
+            shared.insert(n, shared_bytes);
+            shared_bytes += bytes.div_ceil(4) * 4;
             continue;
         }
         if let Some(label) = l.strip_suffix(':') {
@@ -228,7 +249,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
             Ok(())
         };
         let op = match opcode {
-            "mov.u32" | "mov.s64" | "mov.f32" => Op::Mov,
+            "mov.u32" | "mov.s64" | "mov.f32" | "mov.u64" => Op::Mov,
             "mul.wide.u32" => Op::MulWideU32,
             "cvt.u64.u32" => Op::CvtU64U32,
             "add.s64" => Op::Add,
@@ -245,7 +266,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
             "or.pred" => Op::OrPred,
             "cvta.to.global.u64" => Op::Cvta,
             // Set with their operands below.
-            "ld.global.f32" | "st.global.f32" | "ld.param.u64" => Op::Ret,
+            "ld.global.f32" | "st.global.f32" | "ld.param.u64" | "ld.shared.f32" | "st.shared.f32" => Op::Ret,
             "add.rn.f32" => Op::FAdd,
             "sub.rn.f32" => Op::FSub,
             "mul.rn.f32" => Op::FMul,
@@ -279,6 +300,23 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
                 inst.op = Op::LdParam(idx);
                 set(true, &args[..1])?;
             }
+            "mov.u64" => {
+                // The address of a shared array.
+                let name = args.get(1).copied().unwrap_or_default();
+                let off = *shared.get(name).ok_or_else(|| format!("line {line}: `{name}` is not a shared array"))?;
+                inst.dst = Some(reg(args.first().copied().unwrap_or_default(), line)?);
+                inst.src[0] = Src::Shared(off);
+            }
+            "ld.shared.f32" => {
+                inst.op = Op::LdShared;
+                let a = args.get(1).map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
+                set(true, &[args[0], a])?;
+            }
+            "st.shared.f32" => {
+                inst.op = Op::StShared;
+                let a = args.first().map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
+                set(false, &[a, args.get(1).copied().unwrap_or_default()])?;
+            }
             "ld.global.f32" => {
                 inst.op = Op::LdGlobal;
                 let a = args.get(1).map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
@@ -298,11 +336,20 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
         let target = *labels.get(&label).ok_or_else(|| format!("entry `{name}`: branch to unknown label `{label}`"))?;
         code[at].op = Op::Bra(target);
     }
-    Ok(EntryCode { name: name.to_string(), params: params.len(), code, regs: [regs[0], regs[1], regs[2], regs[3]] })
+    Ok(EntryCode { name: name.to_string(), params: params.len(), code, regs, shared: shared_bytes })
 }
 
 /// Global memory: buffer `i` lives at address `(i + 1) << 40`.
 const BUF_SHIFT: u32 = 40;
+
+/// A block's shared memory, with who last wrote and read each word and in which barrier phase.
+struct Shared {
+    data: Vec<f32>,
+    /// Per word: (phase, thread) of the last write and of the last read (`u64::MAX` thread: several).
+    wrote: Vec<(u64, u64)>,
+    read: Vec<(u64, u64)>,
+    phase: u64,
+}
 
 struct Thread {
     p: Vec<bool>,
@@ -337,10 +384,16 @@ impl EntryCode {
             done: false,
         };
         let mut ts: Vec<Thread> = (0..block).map(|_| fresh()).collect();
+        let words = (self.shared / 4) as usize;
+        let mut sh = Shared { data: Vec::new(), wrote: Vec::new(), read: Vec::new(), phase: 0 };
         for b in 0..blocks {
             for th in ts.iter_mut() {
                 *th = fresh();
             }
+            sh.data = vec![0.0; words];
+            sh.wrote = vec![(u64::MAX, 0); words];
+            sh.read = vec![(u64::MAX, 0); words];
+            sh.phase += 1;
             // Phases between barriers: every thread runs to the next `bar.sync` (or its end).
             loop {
                 let mut at_barrier = 0;
@@ -348,7 +401,7 @@ impl EntryCode {
                     if th.done {
                         continue;
                     }
-                    executed += self.step(th, bufs, &params, (b, block, t as u64))?;
+                    executed += self.step(th, bufs, &mut sh, &params, (b, block, t as u64))?;
                     if !th.done {
                         at_barrier += 1;
                     }
@@ -356,6 +409,7 @@ impl EntryCode {
                 if at_barrier == 0 {
                     break;
                 }
+                sh.phase += 1;
                 let live = ts.iter().filter(|t| !t.done).count();
                 if live != at_barrier {
                     return Err(format!("entry `{}`: threads of block {b} disagree on a barrier", self.name));
@@ -370,6 +424,7 @@ impl EntryCode {
         &self,
         th: &mut Thread,
         bufs: &mut [Vec<f32>],
+        sh: &mut Shared,
         params: &[u64],
         (b, nb, t): (u64, u64, u64),
     ) -> Result<u64, String> {
@@ -398,6 +453,7 @@ impl EntryCode {
                     Src::CtaId => b,
                     Src::NTid => nb,
                     Src::Tid => t,
+                    Src::Shared(off) => off,
                 }
             };
             let fl = |s: Src, th: &Thread| -> f32 {
@@ -469,6 +525,39 @@ impl EntryCode {
                 Op::StGlobal => {
                     let (bi, e) = addr(int(a, th), bufs)?;
                     bufs[bi][e] = fl(b2, th);
+                }
+                Op::LdShared | Op::StShared => {
+                    let off = int(a, th);
+                    let w = (off / 4) as usize;
+                    if !off.is_multiple_of(4) || w >= sh.data.len() {
+                        return Err(err(&format!(
+                            "shared access at byte {off} is outside the block's {} bytes",
+                            self.shared
+                        )));
+                    }
+                    let (ph, me) = (sh.phase, t);
+                    let (wp, wt) = sh.wrote[w];
+                    let load = inst.op == Op::LdShared;
+                    if wp == ph && wt != me {
+                        return Err(err(&format!(
+                            "block {b}: thread {me} {} shared byte {off}, which thread {wt} wrote since the last barrier (missing bar.sync)",
+                            if load { "reads" } else { "writes" }
+                        )));
+                    }
+                    let (rp, rt) = sh.read[w];
+                    if load {
+                        sh.read[w] = (ph, if rp == ph && rt != me { u64::MAX } else { me });
+                        setf(th, sh.data[w]);
+                    } else {
+                        if rp == ph && rt != me {
+                            let who = if rt == u64::MAX { "other threads".to_string() } else { format!("thread {rt}") };
+                            return Err(err(&format!(
+                                "block {b}: thread {me} writes shared byte {off}, which {who} read since the last barrier (missing bar.sync)"
+                            )));
+                        }
+                        sh.wrote[w] = (ph, me);
+                        sh.data[w] = fl(b2, th);
+                    }
                 }
                 Op::FAdd => setf(th, fl(a, th) + fl(b2, th)),
                 Op::FSub => setf(th, fl(a, th) - fl(b2, th)),

@@ -3,8 +3,9 @@
 //!
 //! - a loop kernel: thread `t` runs the body with variable 0 = `t` (nested loops are PTX loops, lets
 //!   are registers, reductions accumulate in a register, guards branch around padding);
-//! - a contraction: thread `t` computes one element of C (an `fma` loop over K, B read through the
-//!   implicit im2col when it is an image), and the epilogue, if any, is a second entry over C's rows;
+//! - a contraction: blocks of 16x16 threads compute 16x16 tiles of C, A's and B's tiles staged in
+//!   shared memory between two `bar.sync`s per K step ([`TILE`]); when B is an image (implicit im2col)
+//!   thread `t` computes one element of C instead. The epilogue, if any, is a second entry over C's rows;
 //! - attention: thread `t` computes one query row of one slice (the scores' maximum, then the
 //!   exponentials, their sum and the weighted sum of V, then the division).
 //!
@@ -13,8 +14,7 @@
 //! `ptxas` does not contract products into fused ones the reference does not compute); `exp` is
 //! `ex2.approx` of `x·log2(e)` (relative error about 1e-6 over the f32 range), `erf` the Abramowitz and
 //! Stegun 7.1.26 polynomial (absolute error below 1.5e-7), `tanh` and `sigmoid` are built on that `exp`.
-//! This is the correctness-first form of every kernel: shared-memory tiling and tensor-core `mma.sync`
-//! are later steps.
+//! Tensor-core `mma.sync` for f16/bf16 and tiled attention are later steps.
 
 use sovc_ir::kernel::{Attention, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt, Var};
 use sovc_ir::{BinaryOp, UnaryOp};
@@ -58,7 +58,8 @@ pub fn emit_op(op: &KernelOp, name: &str) -> Result<Vec<Entry>, String> {
     match op {
         KernelOp::Loop(k) => Ok(vec![loop_kernel(k, name)?]),
         KernelOp::Gemm(g) => {
-            let mut v = vec![gemm(g, name)?];
+            // Tiled through shared memory, except when B is read through the implicit im2col.
+            let mut v = vec![if g.b_im2col.is_none() { gemm_tiled(g, name)? } else { gemm(g, name)? }];
             if let Some(e) = &g.epilogue {
                 v.push(loop_kernel(e, &format!("{name}_epilogue"))?);
             }
@@ -88,6 +89,8 @@ struct Func {
     /// Loop variables (64-bit signed values).
     vars: BTreeMap<Var, String>,
     lets: BTreeMap<u32, String>,
+    /// Shared-memory arrays: name and bytes.
+    shared: Vec<(String, u64)>,
 }
 
 impl Func {
@@ -105,6 +108,7 @@ impl Func {
             bufs: Vec::new(),
             vars: BTreeMap::new(),
             lets: BTreeMap::new(),
+            shared: Vec::new(),
         };
         let (a, b, c) = (f.r(), f.r(), f.r());
         f.line(&format!("mov.u32 {a}, %ctaid.x;"));
@@ -168,7 +172,11 @@ impl Func {
         let _ = writeln!(s, "    .reg .pred %p<{}>;", self.pred + 1);
         let _ = writeln!(s, "    .reg .b32 %r<{}>;", self.r32 + 1);
         let _ = writeln!(s, "    .reg .b64 %rd<{}>;", self.rd + 1);
-        let _ = writeln!(s, "    .reg .f32 %f<{}>;\n", self.f + 1);
+        let _ = writeln!(s, "    .reg .f32 %f<{}>;", self.f + 1);
+        for (name, bytes) in &self.shared {
+            let _ = writeln!(s, "    .shared .align 4 .b8 {name}[{bytes}];");
+        }
+        s.push('\n');
         s.push_str(&self.body);
         s.push_str("}\n");
         s
@@ -531,6 +539,122 @@ fn gemm(gm: &Gemm, name: &str) -> Result<Entry, String> {
     })?;
     f.store(gm.c.buf, &cidx, &acc)?;
     Ok(Entry { name: name.to_string(), text: f.finish(gm.bufs.len()), threads: total, bufs: gm.bufs.len() })
+}
+
+/// Side of the square tiles of the shared-memory contraction (blocks of `TILE x TILE` = [`BLOCK`] threads).
+pub const TILE: u64 = 16;
+
+/// The contraction tiled through shared memory: block `(b, g, it, jt)` computes the `TILE x TILE` tile
+/// of C at rows `it·TILE..`, columns `jt·TILE..`; thread `(ty, tx)` its element. Per K step every thread
+/// loads one element of A's and one of B's tile into shared memory (zero outside the matrices), the
+/// block meets at a barrier, each thread accumulates the `TILE` products of its row and column (in K
+/// order, as the one-thread form does), and the block meets again before the next step overwrites the
+/// tiles.
+fn gemm_tiled(gm: &Gemm, name: &str) -> Result<Entry, String> {
+    debug_assert_eq!(TILE * TILE, BLOCK);
+    let (mt, nt, kt) = (gm.m.div_ceil(TILE), gm.n.div_ceil(TILE), gm.k.div_ceil(TILE));
+    let blocks = gm.batch * gm.groups * mt * nt;
+    let (mut f, _) = Func::new(name, gm.bufs.len());
+    let (sa, sb) = (format!("{name}_sa"), format!("{name}_sb"));
+    f.shared.push((sa.clone(), TILE * TILE * 4));
+    f.shared.push((sb.clone(), TILE * TILE * 4));
+    let (blk, tid) = (f.d(), f.d());
+    let (rb, rt) = (f.r(), f.r());
+    f.line(&format!("mov.u32 {rb}, %ctaid.x;"));
+    f.line(&format!("mov.u32 {rt}, %tid.x;"));
+    f.line(&format!("cvt.u64.u32 {blk}, {rb};"));
+    f.line(&format!("cvt.u64.u32 {tid}, {rt};"));
+    let split = |f: &mut Func, x: &str, div: u64, modulo: u64| {
+        let r = f.d();
+        f.line(&format!("div.u64 {r}, {x}, {div};"));
+        f.line(&format!("rem.u64 {r}, {r}, {modulo};"));
+        r
+    };
+    let jt = split(&mut f, &blk, 1, nt);
+    let it = split(&mut f, &blk, nt, mt);
+    let g = split(&mut f, &blk, nt * mt, gm.groups);
+    let b = split(&mut f, &blk, nt * mt * gm.groups, gm.batch);
+    let tx = split(&mut f, &tid, 1, TILE);
+    let ty = split(&mut f, &tid, TILE, TILE);
+    let (i, j) = (f.d(), f.d());
+    f.line(&format!("mad.lo.s64 {i}, {it}, {TILE}, {ty};"));
+    f.line(&format!("mad.lo.s64 {j}, {jt}, {TILE}, {tx};"));
+    // This thread's slot in the tiles, and its row of A's tile and column of B's.
+    let (abase, bbase) = (f.d(), f.d());
+    f.line(&format!("mov.u64 {abase}, {sa};"));
+    f.line(&format!("mov.u64 {bbase}, {sb};"));
+    let slot = f.d();
+    f.line(&format!("mad.lo.s64 {slot}, {ty}, {TILE}, {tx};"));
+    let (my_a, my_b, arow, bcol) = (f.d(), f.d(), f.d(), f.d());
+    f.line(&format!("mad.lo.s64 {my_a}, {slot}, 4, {abase};"));
+    f.line(&format!("mad.lo.s64 {my_b}, {slot}, 4, {bbase};"));
+    f.line(&format!("mad.lo.s64 {arow}, {ty}, {}, {abase};", TILE * 4));
+    f.line(&format!("mad.lo.s64 {bcol}, {tx}, 4, {bbase};"));
+    let arow_idx = operand_index(&mut f, &gm.a, &b, &g, &i, None);
+    let bcol_idx = {
+        let r = f.d();
+        f.line(&format!("mov.s64 {r}, {};", gm.b.offset));
+        for (v, s) in [(&b, gm.b.batch), (&g, gm.b.group), (&j, gm.b.cols)] {
+            if s != 0 {
+                f.line(&format!("mad.lo.s64 {r}, {v}, {s}, {r};"));
+            }
+        }
+        r
+    };
+    let acc = f.fr();
+    f.line(&format!("mov.f32 {acc}, {};", f32c(0.0)));
+    const K0: Var = Var::MAX;
+    const KK: Var = Var::MAX - 1;
+    f.for_loop(K0, kt, &mut |f| {
+        let k0 = f.var(K0)?;
+        // A[i, k0·TILE + tx] and B[k0·TILE + ty, j] into this thread's slot, zero outside the matrices.
+        for is_a in [true, false] {
+            let kidx = f.d();
+            f.line(&format!("mad.lo.s64 {kidx}, {k0}, {TILE}, {};", if is_a { &tx } else { &ty }));
+            let (r, c, bound_r, bound_c) =
+                if is_a { (i.clone(), kidx.clone(), gm.m, gm.k) } else { (kidx.clone(), j.clone(), gm.k, gm.n) };
+            let (stride, base, buf, dst) =
+                if is_a { (gm.a.cols, &arow_idx, gm.a.buf, &my_a) } else { (gm.b.rows, &bcol_idx, gm.b.buf, &my_b) };
+            let v = f.fr();
+            let (skip, end) = (f.label(), f.label());
+            let (p, q) = (f.p(), f.p());
+            f.line(&format!("setp.ge.s64 {p}, {r}, {bound_r};"));
+            f.line(&format!("setp.ge.s64 {q}, {c}, {bound_c};"));
+            f.line(&format!("or.pred {p}, {p}, {q};"));
+            f.line(&format!("@{p} bra {skip};"));
+            let idx = f.d();
+            f.line(&format!("mad.lo.s64 {idx}, {kidx}, {stride}, {base};"));
+            let x = f.load(buf, &idx)?;
+            f.line(&format!("mov.f32 {v}, {x};"));
+            f.line(&format!("bra.uni {end};"));
+            f.put_label(&skip);
+            f.line(&format!("mov.f32 {v}, {};", f32c(0.0)));
+            f.put_label(&end);
+            f.line(&format!("st.shared.f32 [{dst}], {v};"));
+        }
+        f.line("bar.sync 0;");
+        f.for_loop(KK, TILE, &mut |f| {
+            let kk = f.var(KK)?;
+            let (pa, pb) = (f.d(), f.d());
+            f.line(&format!("mad.lo.s64 {pa}, {kk}, 4, {arow};"));
+            f.line(&format!("mad.lo.s64 {pb}, {kk}, {}, {bcol};", TILE * 4));
+            let (x, y) = (f.fr(), f.fr());
+            f.line(&format!("ld.shared.f32 {x}, [{pa}];"));
+            f.line(&format!("ld.shared.f32 {y}, [{pb}];"));
+            f.line(&format!("fma.rn.f32 {acc}, {x}, {y}, {acc};"));
+            Ok(())
+        })?;
+        f.line("bar.sync 0;");
+        Ok(())
+    })?;
+    let (p, q) = (f.p(), f.p());
+    f.line(&format!("setp.ge.s64 {p}, {i}, {};", gm.m));
+    f.line(&format!("setp.ge.s64 {q}, {j}, {};", gm.n));
+    f.line(&format!("or.pred {p}, {p}, {q};"));
+    f.line(&format!("@{p} bra $L_done;"));
+    let cidx = operand_index(&mut f, &gm.c, &b, &g, &i, Some(&j));
+    f.store(gm.c.buf, &cidx, &acc)?;
+    Ok(Entry { name: name.to_string(), text: f.finish(gm.bufs.len()), threads: blocks * BLOCK, bufs: gm.bufs.len() })
 }
 
 /// Thread `t` computes query row `t % sq` of slice `t / sq`: the scores' maximum, then the exponentials,
