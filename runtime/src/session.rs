@@ -71,6 +71,28 @@ pub struct Session {
     gpu: Option<crate::cuda::CudaModel>,
 }
 
+/// The graph's constants as tensors, by value index, with the weights they name.
+fn graph_constants(graph: &Graph, weights: &Weights) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
+    let mut consts = BTreeMap::new();
+    for c in &graph.consts {
+        let t = match &c.data {
+            sovc_ir::ConstData::Inline(t) => t.clone(),
+            sovc_ir::ConstData::Weight(r) => weights
+                .get(r)
+                .map(|t| (**t).clone())
+                .ok_or_else(|| RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name)))?,
+        };
+        consts.insert(c.value.index(), t);
+    }
+    Ok(consts)
+}
+
+/// One node on the reference interpreter (host steps of the device runtimes), errors naming the node.
+pub(crate) fn eval_node(node: &sovc_ir::Node, ins: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    sovc_ir::interp::eval(&node.op, ins, &Default::default())
+        .map_err(|msg| RuntimeError::Run(sovc_ir::IrError::Eval { node: node.name.clone(), op: node.op.name(), msg }))
+}
+
 /// Threads to use when the caller does not say: every core the process may use.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -131,17 +153,7 @@ impl Session {
                 )?;
                 let plan: crate::tensix::program::Plan = serde_json::from_slice(&s.data)
                     .map_err(|e| RuntimeError::Malformed(format!("tensix.plan: {e}")))?;
-                let mut consts = BTreeMap::new();
-                for c in &graph.consts {
-                    let t = match &c.data {
-                        sovc_ir::ConstData::Inline(t) => t.clone(),
-                        sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
-                            RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
-                        })?,
-                    };
-                    consts.insert(c.value.index(), t);
-                }
-                Some(crate::tensix::TensixModel::new(graph.clone(), plan, consts)?)
+                Some(crate::tensix::TensixModel::new(graph.clone(), plan, graph_constants(&graph, &weights)?)?)
             }
             _ => None,
         };
@@ -150,17 +162,7 @@ impl Session {
                 .cuda_plan()
                 .map_err(|e| RuntimeError::Malformed(e.to_string()))?
                 .ok_or_else(|| RuntimeError::Device("the artifact has no PTX; compile it with --target cuda".into()))?;
-            let mut consts = BTreeMap::new();
-            for c in &graph.consts {
-                let t = match &c.data {
-                    sovc_ir::ConstData::Inline(t) => t.clone(),
-                    sovc_ir::ConstData::Weight(r) => weights.get(r).map(|t| (**t).clone()).ok_or_else(|| {
-                        RuntimeError::Malformed(format!("constant `{}` names a missing weight", c.name))
-                    })?,
-                };
-                consts.insert(c.value.index(), t);
-            }
-            Ok((plan, consts))
+            Ok((plan, graph_constants(&graph, &weights)?))
         };
         let gpu = match device {
             Device::Cuda => {
@@ -233,9 +235,7 @@ impl Session {
         }
         for node in &g.nodes {
             let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &vals[&v.index()]).collect();
-            let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
-                RuntimeError::Run(sovc_ir::IrError::Eval { node: node.name.clone(), op: node.op.name(), msg })
-            })?;
+            let outs = eval_node(node, &ins)?;
             for (v, t) in node.outputs.iter().zip(outs) {
                 vals.insert(v.index(), t);
             }
@@ -245,19 +245,10 @@ impl Session {
 
     /// The graph's constants as tensors, by value index (needs a `reference` or `tensix-sim` session).
     pub fn constants(&self) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
-        let mut vals = BTreeMap::new();
-        for c in &self.graph.consts {
-            let t = match &c.data {
-                sovc_ir::ConstData::Inline(t) => t.clone(),
-                sovc_ir::ConstData::Weight(r) => self
-                    .weights
-                    .get(r)
-                    .map(|t| (**t).clone())
-                    .ok_or_else(|| RuntimeError::Device("this session holds no weights as tensors".into()))?,
-            };
-            vals.insert(c.value.index(), t);
+        if self.device == Device::Cpu {
+            return Err(RuntimeError::Device("this session holds no weights as tensors".into()));
         }
-        Ok(vals)
+        graph_constants(&self.graph, &self.weights)
     }
 
     /// Runs on named inputs; returns the named outputs.

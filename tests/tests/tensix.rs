@@ -421,13 +421,7 @@ fn encoder_layer_on_blackhole_and_wormhole() {
         assert!(pcc >= 0.999, "{t}: PCC {pcc}");
     }
     // The run's timing report: a Perfetto trace with a slice per program, core and kernel.
-    let opts = CompileOptions {
-        target: "blackhole".into(),
-        optimize: true,
-        tensix: TensixOptions::default(),
-        cuda_arch: None,
-    };
-    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let (a, _) = plan_of(&m, TensixOptions::default());
     let s = Session::new(&a, Device::TensixSim).expect("session");
     s.run(&inputs(&m)).expect("runs");
     let r = s.tensix_model().and_then(|t| t.last_report()).expect("report");
@@ -444,13 +438,7 @@ fn encoder_layer_on_blackhole_and_wormhole() {
 /// The encoder layer compiled for blackhole, with `edit` applied to its plan's JSON.
 fn edited_encoder(edit: &dyn Fn(&mut serde_json::Value)) -> Artifact {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let opts = CompileOptions {
-        target: "blackhole".into(),
-        optimize: true,
-        tensix: TensixOptions::default(),
-        cuda_arch: None,
-    };
-    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let (a, _) = plan_of(&m, TensixOptions::default());
     let mut b = sovc_runtime::ArtifactBuilder::new();
     for s in &a.sections {
         let mut data = s.data.clone();

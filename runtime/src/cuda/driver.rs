@@ -250,13 +250,7 @@ impl CudaModel {
                                 }
                             }
                             let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &host[&v.index()]).collect();
-                            let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
-                                RuntimeError::Run(sovc_ir::IrError::Eval {
-                                    node: node.name.clone(),
-                                    op: node.op.name(),
-                                    msg,
-                                })
-                            })?;
+                            let outs = crate::session::eval_node(node, &ins)?;
                             for (v, t) in node.outputs.iter().zip(outs) {
                                 if dev.contains_key(&v.index()) {
                                     up(&mut dev, v.index(), &t)?;

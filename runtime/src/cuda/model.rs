@@ -100,13 +100,7 @@ impl PtxModel {
                                 })
                             })
                             .collect::<Result<_, _>>()?;
-                        let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
-                            RuntimeError::Run(sovc_ir::IrError::Eval {
-                                node: node.name.clone(),
-                                op: node.op.name(),
-                                msg,
-                            })
-                        })?;
+                        let outs = crate::session::eval_node(node, &ins)?;
                         for (v, t) in node.outputs.iter().zip(outs) {
                             vals.insert(v.index(), t);
                         }

@@ -348,13 +348,7 @@ impl TensixModel {
                             local.insert(i, t);
                         }
                         let ins: Vec<&Tensor> = node.inputs.iter().map(|v| &local[&v.index()]).collect();
-                        let outs = sovc_ir::interp::eval(&node.op, &ins, &Default::default()).map_err(|msg| {
-                            RuntimeError::Run(sovc_ir::IrError::Eval {
-                                node: node.name.clone(),
-                                op: node.op.name(),
-                                msg,
-                            })
-                        })?;
+                        let outs = crate::session::eval_node(node, &ins)?;
                         for (&v, t) in node.outputs.iter().zip(outs) {
                             watch(si, v.index(), &t);
                             local.insert(v.index(), t.clone());

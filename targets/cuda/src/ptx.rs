@@ -510,7 +510,6 @@ fn gemm(gm: &Gemm, name: &str) -> Result<Entry, String> {
                     f.line(&format!("or.pred {p}, {p}, {q};"));
                     f.line(&format!("@{p} bra {skip};"));
                 }
-                let idx = operand_index(f, &gm.b, &b, &g, &ch, None);
                 // The image element: channel rows of h·w (the operand's `rows` stride is not used).
                 let pix = f.d();
                 f.line(&format!("mul.lo.s64 {pix}, {ch}, {};", c.h * c.w));
@@ -523,7 +522,6 @@ fn gemm(gm: &Gemm, name: &str) -> Result<Entry, String> {
                         f.line(&format!("mad.lo.s64 {base}, {v}, {s}, {base};"));
                     }
                 }
-                let _ = idx;
                 f.line(&format!("add.s64 {pix}, {pix}, {base};"));
                 let v = f.load(gm.b.buf, &pix)?;
                 f.line(&format!("mov.f32 {r}, {v};"));

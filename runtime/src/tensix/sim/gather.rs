@@ -78,31 +78,42 @@ impl Core<'_> {
         if !n.is_multiple_of(rows * cols) {
             return Err(format!("an embedding of {n} elements viewed {rows}x{cols}"));
         }
+        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        let mut id_cache: Vec<(u64, Vec<f32>)> = Vec::new();
+        self.fill_tile(tile, (rows, cols), n, &mut |core, f| {
+            let id = core.element(ids, f / width, &mut id_cache)? as i64;
+            let i = if id < 0 { id + vocab as i64 } else { id };
+            if !(0..vocab as i64).contains(&i) {
+                return Err(format!("embedding index {id} is outside the table's {vocab} rows"));
+            }
+            core.element(t, i as u64 * width + f % width, &mut cache)
+        })?;
+        Ok((cache.len() + id_cache.len()) as u64)
+    }
+
+    /// Fills `self.a` with tile `tile` of a value of `total` elements viewed `rows x cols` per batch
+    /// entry: element `f` (flat) from `elem`, zero in the padding.
+    fn fill_tile(
+        &mut self,
+        tile: i64,
+        (rows, cols): (u64, u64),
+        total: u64,
+        elem: &mut dyn FnMut(&mut Self, u64) -> Result<f32, String>,
+    ) -> Result<(), String> {
         let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
-        if tile < 0 || tile as u64 >= n / (rows * cols) * rt * ct {
-            return Err(format!("gathers tile {tile}, past the embedding's tiles"));
+        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
+            return Err(format!("gathers tile {tile}, past the {total} elements' tiles"));
         }
         let tile = tile as u64;
         let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
-        let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        let mut id_cache: Vec<(u64, Vec<f32>)> = Vec::new();
         for r in 0..32u64 {
             for c in 0..32u64 {
                 let (row, col) = (tr * 32 + r, tc * 32 + c);
-                let mut v = 0.0;
-                if row < rows && col < cols {
-                    let f = (b * rows + row) * cols + col;
-                    let id = self.element(ids, f / width, &mut id_cache)? as i64;
-                    let i = if id < 0 { id + vocab as i64 } else { id };
-                    if !(0..vocab as i64).contains(&i) {
-                        return Err(format!("embedding index {id} is outside the table's {vocab} rows"));
-                    }
-                    v = self.element(t, i as u64 * width + f % width, &mut cache)?;
-                }
+                let v = if row < rows && col < cols { elem(self, (b * rows + row) * cols + col)? } else { 0.0 };
                 self.a[(r * 32 + c) as usize] = v;
             }
         }
-        Ok((cache.len() + id_cache.len()) as u64)
+        Ok(())
     }
 
     /// Gathers tile `tile` of `map` applied to `t` (result viewed `rows x cols`) into `self.a`; returns
@@ -126,27 +137,14 @@ impl Core<'_> {
         if src != t.batch * t.rows * t.cols || rows == 0 || cols == 0 || !total.is_multiple_of(rows * cols) {
             return Err(format!("the movement map does not fit value %{} or its {rows}x{cols} view", t.value));
         }
-        let (rt, ct) = (rows.div_ceil(32), cols.div_ceil(32));
-        if tile < 0 || tile as u64 >= total / (rows * cols) * rt * ct {
-            return Err(format!("gathers tile {tile}, past the moved tensor's tiles"));
-        }
-        let tile = tile as u64;
-        let (b, tr, tc) = (tile / (rt * ct), tile / ct % rt, tile % ct);
         let mut cache: Vec<(u64, Vec<f32>)> = Vec::new();
-        for r in 0..32u64 {
-            for c in 0..32u64 {
-                let (row, col) = (tr * 32 + r, tc * 32 + c);
-                let mut v = 0.0;
-                if row < rows && col < cols {
-                    let f = (b * rows + row) * cols + col;
-                    let s = map.source(f).ok_or_else(|| format!("the movement map has no source for element {f}"))?;
-                    if let Some(s) = s {
-                        v = self.element(t, s, &mut cache)?;
-                    }
-                }
-                self.a[(r * 32 + c) as usize] = v;
-            }
-        }
+        self.fill_tile(tile, (rows, cols), total, &mut |core, f| match map
+            .source(f)
+            .ok_or_else(|| format!("the movement map has no source for element {f}"))?
+        {
+            Some(s) => core.element(t, s, &mut cache),
+            None => Ok(0.0),
+        })?;
         Ok(cache.len() as u64)
     }
 
