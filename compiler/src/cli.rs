@@ -141,8 +141,10 @@ pub enum Cmd {
         /// products in split precision (each operand as bf16 high and low parts, three products: about 16
         /// bits of mantissa instead of TF32's 10, at three times the FPU work and with the reader splitting
         /// tiles); `bf16` keeps activations in bf16 with one product per tile pair (faster, less accurate;
-        /// implied by --bf16-acc, --fidelity and bf16 or block-float formats).
-        #[arg(long, value_name = "bf16|fp32")]
+        /// implied by --bf16-acc, --fidelity and bf16 or block-float formats). CUDA: `fp32` (the default)
+        /// computes everything in f32; `bf16` or `f16` rounds matmul and convolution operands to that type
+        /// for the tensor cores (`mma.sync`, f32 accumulation); everything else stays f32.
+        #[arg(long, value_name = "fp32|bf16|f16")]
         precision: Option<String>,
         /// CUDA: the GPU architecture the PTX is written for: sm_80 (default, Ampere and later) or sm_90.
         #[arg(long, value_name = "sm_80|sm_90")]
@@ -582,18 +584,22 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let m = model.load()?;
             let t = Instant::now();
+            let cuda = crate::compile::CudaOptions {
+                arch,
+                precision: if target == "cuda" { precision.clone() } else { None },
+            };
             let tensix = crate::compile::TensixOptions {
                 system_desc,
                 activations: activations_format,
                 weights: weights_format,
                 fidelity,
                 bf16_acc,
-                precision,
+                precision: if target == "cuda" { None } else { precision },
                 no_multicast,
             };
             let c = crate::compile::compile(
                 &m,
-                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix, cuda_arch: arch },
+                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix, cuda },
             )?;
             std::fs::write(&output, &c.bytes).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!(

@@ -41,13 +41,26 @@ pub struct CompileOptions {
     pub optimize: bool,
     /// Options of the Tensix targets (`blackhole`, `wormhole_b0`).
     pub tensix: TensixOptions,
-    /// The `cuda` target's architecture: `sm_80` (the default) or `sm_90`.
-    pub cuda_arch: Option<String>,
+    /// Options of the `cuda` target.
+    pub cuda: CudaOptions,
+}
+
+/// CUDA options: the architecture (`sm_80`, the default, or `sm_90`) and the precision of matmul and
+/// convolution operands (`fp32`, the default; `bf16` or `f16` on the tensor cores).
+#[derive(Clone, Debug, Default)]
+pub struct CudaOptions {
+    pub arch: Option<String>,
+    pub precision: Option<String>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { target: "null".into(), optimize: true, tensix: TensixOptions::default(), cuda_arch: None }
+        CompileOptions {
+            target: "null".into(),
+            optimize: true,
+            tensix: TensixOptions::default(),
+            cuda: CudaOptions::default(),
+        }
     }
 }
 
@@ -255,8 +268,11 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
         None
     };
     let cuda_build = if opts.target == "cuda" {
-        let arch = opts.cuda_arch.as_deref().unwrap_or("sm_80");
-        Some(crate::cuda::build(&graph, arch).map_err(CompileError::Target)?)
+        let arch = opts.cuda.arch.as_deref().unwrap_or("sm_80");
+        let p = opts.cuda.precision.as_deref().unwrap_or("fp32");
+        let precision = sovc_target_cuda::Precision::parse(p)
+            .ok_or_else(|| CompileError::Target(format!("unknown precision `{p}` for cuda (fp32, bf16, f16)")))?;
+        Some(crate::cuda::build(&graph, arch, precision).map_err(CompileError::Target)?)
     } else {
         None
     };

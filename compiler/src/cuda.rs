@@ -14,8 +14,8 @@ pub struct CudaBuild {
     pub lowering: Vec<String>,
 }
 
-/// Lowers every kernel group of `g` and writes its PTX for `arch`.
-pub fn build(g: &Graph, arch: &str) -> Result<CudaBuild, String> {
+/// Lowers every kernel group of `g` and writes its PTX for `arch`, contractions in `precision`.
+pub fn build(g: &Graph, arch: &str, precision: sovc_target_cuda::Precision) -> Result<CudaBuild, String> {
     if !sovc_target_cuda::ARCHS.contains(&arch) {
         return Err(format!("unknown CUDA architecture `{arch}` (sm_80, sm_90)"));
     }
@@ -30,11 +30,13 @@ pub fn build(g: &Graph, arch: &str) -> Result<CudaBuild, String> {
     let scalars = scalar_consts(g);
     let mut plan = CudaPlan {
         arch: arch.to_string(),
+        precision: precision.name().to_string(),
         block: sovc_target_cuda::ptx::BLOCK,
         modules: Vec::new(),
         steps: Vec::new(),
     };
     let mut lowering = Vec::new();
+    let mma = precision != sovc_target_cuda::Precision::Fp32;
     for (gi, grp) in crate::partition::partition(g).iter().enumerate() {
         let lowered = lower_group(g, grp, &format!("k{gi}"), &scalars).map_err(|e| e.to_string());
         let written = lowered.and_then(|ls| {
@@ -44,12 +46,14 @@ pub fn build(g: &Graph, arch: &str) -> Result<CudaBuild, String> {
             for (j, Lowered { op, values }) in ls.into_iter().enumerate() {
                 forms.push(match &op {
                     KernelOp::Loop(_) => "loop",
+                    KernelOp::Gemm(gm) if gm.epilogue.is_some() && mma => "mma gemm+epilogue",
+                    KernelOp::Gemm(_) if mma => "mma gemm",
                     KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
                     KernelOp::Gemm(_) => "gemm",
                     KernelOp::Attention(_) => "attention",
                 });
                 let bufs: Vec<u32> = values.iter().map(|v| v.index() as u32).collect();
-                for e in sovc_target_cuda::emit_op(&op, &format!("k{gi}_{j}"))? {
+                for e in sovc_target_cuda::emit_op(&op, &format!("k{gi}_{j}"), precision)? {
                     launches.push((e.name.clone(), bufs.clone(), e.threads));
                     entries.push(e);
                 }

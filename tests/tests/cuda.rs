@@ -20,7 +20,7 @@ fn plan_for(m: &sovc_ir::Model, arch: &str) -> CudaPlan {
         target: "cuda".into(),
         optimize: true,
         tensix: Default::default(),
-        cuda_arch: Some(arch.into()),
+        cuda: sovc_compiler::compile::CudaOptions { arch: Some(arch.into()), precision: None },
     };
     let bytes = compile(m, &opts).unwrap_or_else(|e| panic!("compile for {arch}: {e}")).bytes;
     Artifact::from_bytes(&bytes).expect("artifact").cuda_plan().expect("plan parses").expect("a cuda plan")
@@ -137,7 +137,7 @@ fn cuda_targets_refuse_unknown_architectures_and_symbolic_shapes() {
         target: "cuda".into(),
         optimize: true,
         tensix: Default::default(),
-        cuda_arch: Some("sm_70".into()),
+        cuda: sovc_compiler::compile::CudaOptions { arch: Some("sm_70".into()), precision: None },
     };
     let e = compile(&m, &opts).err().expect("refused").to_string();
     assert!(e.contains("unknown CUDA architecture `sm_70`"), "{e}");
@@ -145,7 +145,8 @@ fn cuda_targets_refuse_unknown_architectures_and_symbolic_shapes() {
 
 /// Runs `m` compiled for cuda on the PTX emulator and on the reference; the largest error per output.
 fn emu_vs_reference(m: &sovc_ir::Model, feeds: &std::collections::BTreeMap<String, sovc_ir::Tensor>) -> f64 {
-    let opts = CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda_arch: None };
+    let opts =
+        CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda: Default::default() };
     let a = Artifact::from_bytes(&compile(m, &opts).expect("compiles").bytes).expect("artifact");
     assert_eq!(sovc_runtime::Device::default_for(&a), sovc_runtime::Device::PtxEmu);
     let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::PtxEmu).expect("session");
@@ -218,7 +219,8 @@ fn ptx_emu_catches_out_of_bounds_accesses_and_unknown_ptx() {
 #[test]
 fn the_cuda_device_runs_on_a_gpu_or_says_what_is_missing() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let opts = CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda_arch: None };
+    let opts =
+        CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda: Default::default() };
     let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
     match sovc_runtime::Session::new(&a, sovc_runtime::Device::Cuda) {
         // A machine with the NVIDIA driver: the PTX runs on the GPU and matches the reference.
@@ -253,7 +255,7 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
         target: "cuda".into(),
         optimize: true,
         tensix: Default::default(),
-        cuda_arch: Some("sm_90".into()),
+        cuda: sovc_compiler::compile::CudaOptions { arch: Some("sm_90".into()), precision: None },
     };
     let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
     let text = sovc_compiler::cli::audit_text(&a, &a.plan().expect("plan").expect("a plan"));
@@ -270,7 +272,8 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
 /// barrier, run on ptx-emu: the error.
 fn run_with_edited_barriers(edit: &dyn Fn(&str) -> String) -> String {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let opts = CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda_arch: None };
+    let opts =
+        CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda: Default::default() };
     let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
     let mut plan = a.cuda_plan().expect("parses").expect("plan");
     let module = plan.modules.iter_mut().find(|m| m.ptx.contains("bar.sync")).expect("a tiled contraction");
@@ -306,4 +309,67 @@ fn ptx_emu_catches_a_planted_missing_barrier() {
     });
     eprintln!("{e}");
     assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+}
+
+fn cuda_options(precision: &str) -> CompileOptions {
+    CompileOptions {
+        target: "cuda".into(),
+        optimize: true,
+        tensix: Default::default(),
+        cuda: sovc_compiler::compile::CudaOptions { arch: None, precision: Some(precision.into()) },
+    }
+}
+
+/// `m` compiled for cuda in `precision`, run on ptx-emu: the outputs and the plan.
+fn run_on_emu(
+    m: &sovc_ir::Model,
+    precision: &str,
+    feeds: &std::collections::BTreeMap<String, sovc_ir::Tensor>,
+) -> (std::collections::BTreeMap<String, sovc_ir::Tensor>, CudaPlan) {
+    let a = Artifact::from_bytes(&compile(m, &cuda_options(precision)).expect("compiles").bytes).expect("artifact");
+    let plan = a.cuda_plan().expect("parses").expect("plan");
+    let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::PtxEmu).expect("session");
+    let (got, _) = s.ptx_model().expect("ptx model").run(feeds).expect("runs on ptx-emu");
+    (got, plan)
+}
+
+#[test]
+fn mma_matmuls_on_ptx_emu_equal_the_product_of_the_rounded_operands() {
+    use sovc_runtime::cuda::emu::{f16_to_f32, f32_to_bf16, f32_to_f16};
+    // Ragged on every side of the 64x64 block tile and the K step of 16, so padding is exercised.
+    let (m, k, n) = (70, 37, 90);
+    let model = sovc_models::builtin::matmul(m, k, n);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0 + 1e-3 * (i % 7) as f32).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 / 40.0) - 1.2 + 1e-3 * (i % 5) as f32).collect();
+    let feeds = [
+        ("a".to_string(), sovc_ir::Tensor::from_vec(&[m, k], a.clone()).expect("a")),
+        ("b".to_string(), sovc_ir::Tensor::from_vec(&[k, n], b.clone()).expect("b")),
+    ]
+    .into_iter()
+    .collect();
+    type Rounding = fn(f32) -> f32;
+    let round: [(&str, Rounding); 2] =
+        [("bf16", |x| f32::from_bits((f32_to_bf16(x) as u32) << 16)), ("f16", |x| f16_to_f32(f32_to_f16(x)))];
+    for (precision, round) in round {
+        let (got, plan) = run_on_emu(&model, precision, &feeds);
+        assert_eq!(plan.precision, precision);
+        assert!(plan.modules.iter().all(|m| m.ptx.contains(&format!(".f32.{precision}.{precision}.f32"))));
+        let c = got["c"].to_f64_vec();
+        let (mut exact_err, mut f32_err) = (0f64, 0f64);
+        for i in 0..m {
+            for j in 0..n {
+                let rounded: f64 = (0..k).map(|p| round(a[i * k + p]) as f64 * round(b[p * n + j]) as f64).sum();
+                let full: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                exact_err = exact_err.max((c[i * n + j] - rounded).abs());
+                f32_err = f32_err.max((c[i * n + j] - full).abs());
+            }
+        }
+        eprintln!(
+            "{precision} mma {m}x{k}x{n}: vs the rounded operands' product {exact_err:.2e}, vs f32 {f32_err:.2e}"
+        );
+        // The emulator rounds each 16-term dot product once; three K steps round three times.
+        assert!(exact_err < 1e-5, "{precision}: {exact_err}");
+        // Rounding the operands moves the result, by about 2^-8 (bf16) or 2^-11 (f16) of its terms.
+        assert!(f32_err > 1e-5 && f32_err < if precision == "bf16" { 0.1 } else { 0.02 }, "{precision}: {f32_err}");
+    }
 }

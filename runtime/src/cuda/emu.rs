@@ -7,6 +7,16 @@
 //! a write, read) since the last barrier is a missing `bar.sync`. f32 operations round as PTX defines
 //! them (`.rn`: IEEE round to nearest); `ex2.approx` is computed exactly (the hardware's is within 2 ulp),
 //! `rcp.rn`, `sqrt.rn` and `div.rn` are IEEE.
+//!
+//! Warps: the 32 threads `32w..32w+32` of a block form warp `w`. `mma.sync.aligned.m16n8k16.row.col`
+//! (f32 accumulators, bf16 or f16 operands) is collective: each thread of the warp runs up to it, and
+//! when all 32 wait at the same instruction the emulator assembles A (16x16), B (16x8) and C (16x8) from
+//! the threads' registers by the fragment layouts of the PTX ISA (section "Matrix Fragments for
+//! mma.m16n8k16 with floating point type"), computes every `D[r][c] = C[r][c] + Σ A[r][k]·B[k][c]` exactly
+//! and rounds it once to f32 (the tensor core's own accumulation order and rounding are not specified;
+//! products of bf16 or f16 values are exact in f32 on both). A warp whose threads are not all at the
+//! same `mma.sync` (one exited, one waits at a barrier, one at another instruction) is an error, as the
+//! `.aligned` qualifier requires.
 
 use std::collections::BTreeMap;
 
@@ -67,9 +77,78 @@ enum Op {
     FRcp,
     FEx2,
     FCopysign,
+    /// `cvt.rn.{bf16x2,f16x2}.f32 d, a, b`: `a` rounded into the high half of `d`, `b` into the low.
+    CvtPack(Half),
+    /// A warp's `mma.sync` (operands in [`EntryCode::mma`]).
+    Mma(Half, usize),
     Bra(usize),
     BarSync,
     Ret,
+}
+
+/// The 16-bit float formats of packed conversions and `mma` operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    Bf16,
+    F16,
+}
+
+impl Half {
+    /// `x` rounded to nearest even, as its 16 bits.
+    fn round(self, x: f32) -> u16 {
+        match self {
+            Half::Bf16 => f32_to_bf16(x),
+            Half::F16 => f32_to_f16(x),
+        }
+    }
+    fn to_f32(self, h: u16) -> f32 {
+        match self {
+            Half::Bf16 => f32::from_bits((h as u32) << 16),
+            Half::F16 => f16_to_f32(h),
+        }
+    }
+}
+
+/// bf16 bits of `x`, rounded to nearest even (NaN stays NaN).
+pub fn f32_to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// IEEE binary16 bits of `x`, rounded to nearest even, with subnormals, and infinity from 65520 up.
+pub fn f32_to_f16(x: f32) -> u16 {
+    let sign = ((x.to_bits() >> 16) & 0x8000) as u16;
+    let a = x.abs() as f64;
+    if x.is_nan() {
+        return sign | 0x7E00;
+    }
+    if a >= 65520.0 {
+        return sign | 0x7C00;
+    }
+    if a < (2.0f64).powi(-14) {
+        // Subnormal: a multiple of 2^-24 (a result of 0x400 is the smallest normal, correctly encoded).
+        return sign | (a * (2.0f64).powi(24)).round_ties_even() as u16;
+    }
+    let e = ((x.to_bits() >> 23) & 0xFF) as i32 - 127;
+    let q = ((a / (2.0f64).powi(e) - 1.0) * 1024.0).round_ties_even() as u16;
+    // A mantissa rounded up to 1024 carries into the exponent, as the encoding wants.
+    sign | ((((e + 15) as u16) << 10) + q)
+}
+
+/// f32 value of IEEE binary16 bits.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1F) as i32;
+    let man = (h & 0x3FF) as f32;
+    match exp {
+        0 => sign * man * (2.0f32).powi(-24),
+        31 if man == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        _ => sign * (1.0 + man / 1024.0) * (2.0f32).powi(exp - 15),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +169,8 @@ pub struct EntryCode {
     regs: [u32; 4],
     /// Bytes of shared memory per block.
     shared: u64,
+    /// Registers of each `mma.sync`: D (4 f32), A (4 packed pairs), B (2), C (4 f32).
+    mma: Vec<[Reg; 14]>,
 }
 
 /// A parsed module: its entries by name.
@@ -179,6 +260,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
     let mut regs = [0u32; 4];
     let mut shared: BTreeMap<String, u64> = BTreeMap::new();
     let mut shared_bytes = 0u64;
+    let mut mma = Vec::new();
     for (k, raw) in lines.iter().enumerate() {
         let line = first + k;
         let l = raw.trim();
@@ -266,7 +348,12 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
             "or.pred" => Op::OrPred,
             "cvta.to.global.u64" => Op::Cvta,
             // Set with their operands below.
-            "ld.global.f32" | "st.global.f32" | "ld.param.u64" | "ld.shared.f32" | "st.shared.f32" => Op::Ret,
+            "ld.global.f32" | "st.global.f32" | "ld.param.u64" | "ld.shared.f32" | "st.shared.f32"
+            | "ld.shared.b32" | "st.shared.b32" => Op::Ret,
+            "cvt.rn.bf16x2.f32" => Op::CvtPack(Half::Bf16),
+            "cvt.rn.f16x2.f32" => Op::CvtPack(Half::F16),
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" => Op::Mma(Half::Bf16, 0),
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" => Op::Mma(Half::F16, 0),
             "add.rn.f32" => Op::FAdd,
             "sub.rn.f32" => Op::FSub,
             "mul.rn.f32" => Op::FMul,
@@ -307,12 +394,32 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
                 inst.dst = Some(reg(args.first().copied().unwrap_or_default(), line)?);
                 inst.src[0] = Src::Shared(off);
             }
-            "ld.shared.f32" => {
+            _ if matches!(op, Op::Mma(..)) => {
+                // `{d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}`.
+                let all = l.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+                let regs: Vec<Reg> = all
+                    .split(',')
+                    .map(|a| reg(a.trim().trim_matches(['{', '}']).trim(), line))
+                    .collect::<Result<_, _>>()?;
+                let ok = regs.len() == 14
+                    && regs
+                        .iter()
+                        .enumerate()
+                        .all(|(k, r)| matches!((k, r), (0..4 | 10..14, Reg::F(_)) | (4..10, Reg::R(_))));
+                let regs: [Reg; 14] = regs.try_into().ok().filter(|_| ok).ok_or_else(|| {
+                    format!("line {line}: `mma.sync` takes {{4 f32}}, {{4 b32}}, {{2 b32}}, {{4 f32}}")
+                })?;
+                if let Op::Mma(h, _) = op {
+                    inst.op = Op::Mma(h, mma.len());
+                }
+                mma.push(regs);
+            }
+            "ld.shared.f32" | "ld.shared.b32" => {
                 inst.op = Op::LdShared;
                 let a = args.get(1).map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
                 set(true, &[args[0], a])?;
             }
-            "st.shared.f32" => {
+            "st.shared.f32" | "st.shared.b32" => {
                 inst.op = Op::StShared;
                 let a = args.first().map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
                 set(false, &[a, args.get(1).copied().unwrap_or_default()])?;
@@ -336,7 +443,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
         let target = *labels.get(&label).ok_or_else(|| format!("entry `{name}`: branch to unknown label `{label}`"))?;
         code[at].op = Op::Bra(target);
     }
-    Ok(EntryCode { name: name.to_string(), params: params.len(), code, regs, shared: shared_bytes })
+    Ok(EntryCode { name: name.to_string(), params: params.len(), code, regs, shared: shared_bytes, mma })
 }
 
 /// Global memory: buffer `i` lives at address `(i + 1) << 40`.
@@ -344,7 +451,8 @@ const BUF_SHIFT: u32 = 40;
 
 /// A block's shared memory, with who last wrote and read each word and in which barrier phase.
 struct Shared {
-    data: Vec<f32>,
+    /// The words' bits.
+    data: Vec<u32>,
     /// Per word: (phase, thread) of the last write and of the last read (`u64::MAX` thread: several).
     wrote: Vec<(u64, u64)>,
     read: Vec<(u64, u64)>,
@@ -357,8 +465,24 @@ struct Thread {
     rd: Vec<u64>,
     f: Vec<f32>,
     pc: usize,
-    done: bool,
+    wait: Wait,
 }
+
+/// Where a thread stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Runnable.
+    No,
+    /// At a `bar.sync` (the instruction after it is next).
+    Barrier,
+    /// At the `mma.sync` at this index, for the rest of its warp.
+    Mma(usize),
+    /// Returned.
+    Done,
+}
+
+/// Threads per warp.
+const WARP: usize = 32;
 
 impl EntryCode {
     /// Runs the entry on `threads` threads in blocks of `block` over `bufs` (parameter `i` points at
@@ -381,7 +505,7 @@ impl EntryCode {
             rd: vec![0; self.regs[2] as usize],
             f: vec![0.0; self.regs[3] as usize],
             pc: 0,
-            done: false,
+            wait: Wait::No,
         };
         let mut ts: Vec<Thread> = (0..block).map(|_| fresh()).collect();
         let words = (self.shared / 4) as usize;
@@ -390,36 +514,108 @@ impl EntryCode {
             for th in ts.iter_mut() {
                 *th = fresh();
             }
-            sh.data = vec![0.0; words];
+            sh.data = vec![0; words];
             sh.wrote = vec![(u64::MAX, 0); words];
             sh.read = vec![(u64::MAX, 0); words];
             sh.phase += 1;
-            // Phases between barriers: every thread runs to the next `bar.sync` (or its end).
+            // Phases between barriers: every warp runs to the next `bar.sync` (or its end), its threads
+            // meeting at each `mma.sync` on the way.
             loop {
-                let mut at_barrier = 0;
-                for (t, th) in ts.iter_mut().enumerate() {
-                    if th.done {
-                        continue;
-                    }
-                    executed += self.step(th, bufs, &mut sh, &params, (b, block, t as u64))?;
-                    if !th.done {
-                        at_barrier += 1;
+                for (w, warp) in ts.chunks_mut(WARP).enumerate() {
+                    loop {
+                        for (l, th) in warp.iter_mut().enumerate() {
+                            if th.wait == Wait::No {
+                                executed += self.step(th, bufs, &mut sh, &params, (b, block, (w * WARP + l) as u64))?;
+                            }
+                        }
+                        let Some(at) = warp.iter().find_map(|t| match t.wait {
+                            Wait::Mma(at) => Some(at),
+                            _ => None,
+                        }) else {
+                            break;
+                        };
+                        if let Some((l, t)) = warp.iter().enumerate().find(|(_, t)| t.wait != Wait::Mma(at)) {
+                            let line = self.code[at].line;
+                            return Err(format!(
+                                "entry `{}` line {line}: block {b} warp {w}: thread {} is not at this mma.sync ({}); every thread of a warp must execute it together",
+                                self.name,
+                                w * WARP + l,
+                                match t.wait {
+                                    Wait::Done => "it has returned".to_string(),
+                                    Wait::Barrier => "it waits at a barrier".to_string(),
+                                    Wait::Mma(o) => format!("it waits at the one on line {}", self.code[o].line),
+                                    Wait::No => "it is running".to_string(),
+                                }
+                            ));
+                        }
+                        self.mma(warp, at);
+                        executed += 1;
+                        for t in warp.iter_mut() {
+                            t.wait = Wait::No;
+                        }
                     }
                 }
+                let at_barrier = ts.iter().filter(|t| t.wait == Wait::Barrier).count();
                 if at_barrier == 0 {
                     break;
                 }
                 sh.phase += 1;
-                let live = ts.iter().filter(|t| !t.done).count();
+                let live = ts.iter().filter(|t| t.wait != Wait::Done).count();
                 if live != at_barrier {
                     return Err(format!("entry `{}`: threads of block {b} disagree on a barrier", self.name));
+                }
+                for t in ts.iter_mut().filter(|t| t.wait == Wait::Barrier) {
+                    t.wait = Wait::No;
                 }
             }
         }
         Ok(executed)
     }
 
-    /// Runs thread `th` until `ret` or past a `bar.sync`; the instructions executed.
+    /// The `mma.sync` at `at`, for the 32 threads of `warp` (all waiting at it): `D = A·B + C`.
+    fn mma(&self, warp: &mut [Thread], at: usize) {
+        let Op::Mma(half, k) = self.code[at].op else { return };
+        let regs = &self.mma[k];
+        let f = |th: &Thread, r: Reg| match r {
+            Reg::F(i) => th.f[i as usize],
+            _ => f32::NAN,
+        };
+        let pair = |th: &Thread, r: Reg, hi: bool| match r {
+            Reg::R(i) => half.to_f32((th.r[i as usize] >> if hi { 16 } else { 0 }) as u16),
+            _ => f32::NAN,
+        };
+        let (mut a, mut bm, mut c) = ([[0f64; 16]; 16], [[0f64; 8]; 16], [[0f64; 8]; 16]);
+        for (lane, th) in warp.iter().enumerate() {
+            let (g, t) = (lane / 4, lane % 4);
+            for i in 0..8 {
+                // a_i: register i / 2, half i % 2; rows g (i = 0, 1, 4, 5) or g + 8; columns 2t + (i & 1),
+                // plus 8 from a_4 on.
+                let row = if i < 2 || (4..6).contains(&i) { g } else { g + 8 };
+                let col = 2 * t + (i & 1) + if i >= 4 { 8 } else { 0 };
+                a[row][col] = pair(th, regs[4 + i / 2], i % 2 == 1) as f64;
+            }
+            for i in 0..4 {
+                // b_i: rows 2t + (i & 1), plus 8 from b_2 on; column g.
+                let row = 2 * t + (i & 1) + if i >= 2 { 8 } else { 0 };
+                bm[row][g] = pair(th, regs[8 + i / 2], i % 2 == 1) as f64;
+                // c_i: rows g (c_0, c_1) or g + 8; columns 2t + (i & 1).
+                c[g + if i >= 2 { 8 } else { 0 }][2 * t + (i & 1)] = f(th, regs[10 + i]) as f64;
+            }
+        }
+        for (lane, th) in warp.iter_mut().enumerate() {
+            let (g, t) = (lane / 4, lane % 4);
+            for i in 0..4 {
+                let (row, col) = (g + if i >= 2 { 8 } else { 0 }, 2 * t + (i & 1));
+                let d = c[row][col] + (0..16).map(|k| a[row][k] * bm[k][col]).sum::<f64>();
+                if let Reg::F(r) = regs[i] {
+                    th.f[r as usize] = d as f32;
+                }
+            }
+        }
+    }
+
+    /// Runs thread `th` until `ret`, past a `bar.sync` or to an `mma.sync` (which its warp runs
+    /// together); the instructions executed.
     fn step(
         &self,
         th: &mut Thread,
@@ -538,6 +734,7 @@ impl EntryCode {
                     let (ph, me) = (sh.phase, t);
                     let (wp, wt) = sh.wrote[w];
                     let load = inst.op == Op::LdShared;
+                    let is_f32 = matches!(inst.dst, Some(Reg::F(_))) || matches!(b2, Src::Reg(Reg::F(_)) | Src::F32(_));
                     if wp == ph && wt != me {
                         return Err(err(&format!(
                             "block {b}: thread {me} {} shared byte {off}, which thread {wt} wrote since the last barrier (missing bar.sync)",
@@ -547,7 +744,11 @@ impl EntryCode {
                     let (rp, rt) = sh.read[w];
                     if load {
                         sh.read[w] = (ph, if rp == ph && rt != me { u64::MAX } else { me });
-                        setf(th, sh.data[w]);
+                        if is_f32 {
+                            setf(th, f32::from_bits(sh.data[w]));
+                        } else {
+                            seti(th, sh.data[w] as u64);
+                        }
                     } else {
                         if rp == ph && rt != me {
                             let who = if rt == u64::MAX { "other threads".to_string() } else { format!("thread {rt}") };
@@ -556,7 +757,7 @@ impl EntryCode {
                             )));
                         }
                         sh.wrote[w] = (ph, me);
-                        sh.data[w] = fl(b2, th);
+                        sh.data[w] = if is_f32 { fl(b2, th).to_bits() } else { int(b2, th) as u32 };
                     }
                 }
                 Op::FAdd => setf(th, fl(a, th) + fl(b2, th)),
@@ -573,9 +774,22 @@ impl EntryCode {
                 Op::FEx2 => setf(th, fl(a, th).exp2()),
                 Op::FCopysign => setf(th, fl(b2, th).copysign(fl(a, th))),
                 Op::Bra(to) => th.pc = to,
-                Op::BarSync => return Ok(n),
+                Op::CvtPack(h) => {
+                    let v = ((h.round(fl(a, th)) as u64) << 16) | h.round(fl(b2, th)) as u64;
+                    seti(th, v)
+                }
+                Op::Mma(..) => {
+                    // The warp runs it once all its threads are here; the count is the warp's one.
+                    n -= 1;
+                    th.wait = Wait::Mma(th.pc - 1);
+                    return Ok(n);
+                }
+                Op::BarSync => {
+                    th.wait = Wait::Barrier;
+                    return Ok(n);
+                }
                 Op::Ret => {
-                    th.done = true;
+                    th.wait = Wait::Done;
                     return Ok(n);
                 }
             }

@@ -18,11 +18,18 @@ pub use model::{EmuReport, PtxModel};
 pub struct CudaPlan {
     /// `sm_80` or `sm_90`.
     pub arch: String,
+    /// Precision of contractions: `fp32`, or `bf16` / `f16` operands on the tensor cores.
+    #[serde(default = "fp32")]
+    pub precision: String,
     /// Threads per block of every launch.
     pub block: u64,
     /// One PTX module per kernel group that has one.
     pub modules: Vec<Module>,
     pub steps: Vec<CudaStep>,
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

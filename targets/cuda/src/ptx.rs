@@ -3,20 +3,20 @@
 //!
 //! - a loop kernel: thread `t` runs the body with variable 0 = `t` (nested loops are PTX loops, lets
 //!   are registers, reductions accumulate in a register, guards branch around padding);
-//! - a contraction: blocks of 16x16 threads compute 16x16 tiles of C, A's and B's tiles staged in
-//!   shared memory between two `bar.sync`s per K step ([`TILE`]); when B is an image (implicit im2col)
-//!   thread `t` computes one element of C instead. The epilogue, if any, is a second entry over C's rows;
-//! - attention: thread `t` computes one query row of one slice (the scores' maximum, then the
-//!   exponentials, their sum and the weighted sum of V, then the division).
+//! - a contraction ([`crate::gemm`]): in f32, blocks of 16x16 threads compute 16x16 tiles of C, A's and
+//!   B's tiles staged in shared memory between two `bar.sync`s per K step (B read straight from the
+//!   image for a convolution: implicit im2col); with `--precision bf16|f16`, blocks of 8 warps compute
+//!   64x64 tiles with tensor-core `mma.sync.m16n8k16` (operands rounded to bf16 or f16 as they are
+//!   staged, f32 accumulation). The epilogue, if any, is a second entry over C's rows;
+//! - attention ([`crate::attention`]): see there.
 //!
 //! Entry parameters are one `.u64` global pointer per kernel buffer, in buffer order, then the thread
 //! count `n` (threads past it return at once). Arithmetic is f32 with explicit rounding (`.rn`, so
 //! `ptxas` does not contract products into fused ones the reference does not compute); `exp` is
 //! `ex2.approx` of `x·log2(e)` (relative error about 1e-6 over the f32 range), `erf` the Abramowitz and
 //! Stegun 7.1.26 polynomial (absolute error below 1.5e-7), `tanh` and `sigmoid` are built on that `exp`.
-//! Tensor-core `mma.sync` for f16/bf16 and tiled attention are later steps.
 
-use sovc_ir::kernel::{Attention, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt, Var};
+use sovc_ir::kernel::{Expr, Index, Kernel, KernelOp, Reduce, Stmt, Var};
 use sovc_ir::{BinaryOp, UnaryOp};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +26,34 @@ pub const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
 
 /// Threads per block of every launch.
 pub const BLOCK: u64 = 256;
+
+/// The precision of contractions: `Fp32` everywhere (the default), or matmul and convolution operands
+/// rounded to bf16 or f16 for the tensor cores (`mma.sync`), accumulating in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "fp32" => Some(Precision::Fp32),
+            "bf16" => Some(Precision::Bf16),
+            "f16" | "fp16" => Some(Precision::F16),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
 
 /// One kernel entry: its PTX (the `.entry` function alone) and its launch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,50 +81,52 @@ pub fn module(arch: &str, entries: &[&Entry]) -> String {
 }
 
 /// The entries of one kernel of the kernel IR, named `name` (and `name_epilogue` for a contraction's
-/// epilogue).
-pub fn emit_op(op: &KernelOp, name: &str) -> Result<Vec<Entry>, String> {
+/// epilogue), with contractions in `precision`.
+pub fn emit_op(op: &KernelOp, name: &str, precision: Precision) -> Result<Vec<Entry>, String> {
     match op {
         KernelOp::Loop(k) => Ok(vec![loop_kernel(k, name)?]),
         KernelOp::Gemm(g) => {
-            // Tiled through shared memory, except when B is read through the implicit im2col.
-            let mut v = vec![if g.b_im2col.is_none() { gemm_tiled(g, name)? } else { gemm(g, name)? }];
+            let mut v = vec![match precision {
+                Precision::Fp32 => crate::gemm::tiled(g, name)?,
+                p => crate::gemm::mma(g, name, p)?,
+            }];
             if let Some(e) = &g.epilogue {
                 v.push(loop_kernel(e, &format!("{name}_epilogue"))?);
             }
             Ok(v)
         }
-        KernelOp::Attention(a) => Ok(vec![attention(a, name)?]),
+        KernelOp::Attention(a) => Ok(vec![crate::attention::attention(a, name)?]),
     }
 }
 
 /// An f32 constant as PTX writes it (`0fXXXXXXXX`, the IEEE bits).
-fn f32c(v: f32) -> String {
+pub(crate) fn f32c(v: f32) -> String {
     format!("0f{:08X}", v.to_bits())
 }
 
 /// A PTX function being written: its body and register counters (registers are declared once the body
 /// is done).
-struct Func {
-    name: String,
-    body: String,
-    pred: u32,
-    r32: u32,
-    rd: u32,
-    f: u32,
-    labels: u32,
+pub(crate) struct Func {
+    pub(crate) name: String,
+    pub(crate) body: String,
+    pub(crate) pred: u32,
+    pub(crate) r32: u32,
+    pub(crate) rd: u32,
+    pub(crate) f: u32,
+    pub(crate) labels: u32,
     /// Global address of each buffer.
-    bufs: Vec<String>,
+    pub(crate) bufs: Vec<String>,
     /// Loop variables (64-bit signed values).
-    vars: BTreeMap<Var, String>,
-    lets: BTreeMap<u32, String>,
+    pub(crate) vars: BTreeMap<Var, String>,
+    pub(crate) lets: BTreeMap<u32, String>,
     /// Shared-memory arrays: name and bytes.
-    shared: Vec<(String, u64)>,
+    pub(crate) shared: Vec<(String, u64)>,
 }
 
 impl Func {
     /// Starts `name` with `nbufs` pointer parameters and the thread count; leaves the thread index in
     /// the returned register (threads past the count have returned).
-    fn new(name: &str, nbufs: usize) -> (Func, String) {
+    pub(crate) fn new(name: &str, nbufs: usize) -> (Func, String) {
         let mut f = Func {
             name: name.to_string(),
             body: String::new(),
@@ -131,37 +161,37 @@ impl Func {
         (f, t)
     }
 
-    fn p(&mut self) -> String {
+    pub(crate) fn p(&mut self) -> String {
         self.pred += 1;
         format!("%p{}", self.pred)
     }
-    fn r(&mut self) -> String {
+    pub(crate) fn r(&mut self) -> String {
         self.r32 += 1;
         format!("%r{}", self.r32)
     }
-    fn d(&mut self) -> String {
+    pub(crate) fn d(&mut self) -> String {
         self.rd += 1;
         format!("%rd{}", self.rd)
     }
-    fn fr(&mut self) -> String {
+    pub(crate) fn fr(&mut self) -> String {
         self.f += 1;
         format!("%f{}", self.f)
     }
-    fn label(&mut self) -> String {
+    pub(crate) fn label(&mut self) -> String {
         self.labels += 1;
         format!("$L{}", self.labels)
     }
-    fn line(&mut self, s: &str) {
+    pub(crate) fn line(&mut self, s: &str) {
         self.body.push_str("    ");
         self.body.push_str(s);
         self.body.push('\n');
     }
-    fn put_label(&mut self, l: &str) {
+    pub(crate) fn put_label(&mut self, l: &str) {
         let _ = writeln!(self.body, "{l}:");
     }
 
     /// The whole `.entry`.
-    fn finish(mut self, nbufs: usize) -> String {
+    pub(crate) fn finish(mut self, nbufs: usize) -> String {
         self.put_label("$L_done");
         self.line("ret;");
         let mut s = format!(".visible .entry {}(\n", self.name);
@@ -182,12 +212,57 @@ impl Func {
         s
     }
 
-    fn var(&self, v: Var) -> Result<String, String> {
+    /// `(x / div) % modulo` as an unsigned 64-bit register.
+    pub(crate) fn split(&mut self, x: &str, div: u64, modulo: u64) -> String {
+        let r = self.d();
+        self.line(&format!("div.u64 {r}, {x}, {div};"));
+        self.line(&format!("rem.u64 {r}, {r}, {modulo};"));
+        r
+    }
+
+    /// Branches to a fresh label, returned, unless every `(reg, bound)` has `reg < bound` (and, with
+    /// `signed`, `reg >= 0`); the caller places the label after the code it guards.
+    pub(crate) fn skip_unless(&mut self, conds: &[(&str, u64)], signed: bool) -> String {
+        let skip = self.label();
+        for &(v, bound) in conds {
+            let p = self.p();
+            self.line(&format!("setp.ge.s64 {p}, {v}, {bound};"));
+            if signed {
+                let q = self.p();
+                self.line(&format!("setp.lt.s64 {q}, {v}, 0;"));
+                self.line(&format!("or.pred {p}, {p}, {q};"));
+            }
+            self.line(&format!("@{p} bra {skip};"));
+        }
+        skip
+    }
+
+    /// An f32 register holding `then(f)` when every `(reg, bound)` is inside (see [`Func::skip_unless`]),
+    /// else 0.
+    pub(crate) fn guarded(
+        &mut self,
+        conds: &[(&str, u64)],
+        signed: bool,
+        then: &mut dyn FnMut(&mut Func) -> Result<String, String>,
+    ) -> Result<String, String> {
+        let r = self.fr();
+        let end = self.label();
+        let skip = self.skip_unless(conds, signed);
+        let v = then(self)?;
+        self.line(&format!("mov.f32 {r}, {v};"));
+        self.line(&format!("bra.uni {end};"));
+        self.put_label(&skip);
+        self.line(&format!("mov.f32 {r}, {};", f32c(0.0)));
+        self.put_label(&end);
+        Ok(r)
+    }
+
+    pub(crate) fn var(&self, v: Var) -> Result<String, String> {
         self.vars.get(&v).cloned().ok_or_else(|| format!("loop variable v{v} is not in scope"))
     }
 
     /// `offset + Σ coeff·var` as a signed 64-bit register.
-    fn index(&mut self, ix: &Index) -> Result<String, String> {
+    pub(crate) fn index(&mut self, ix: &Index) -> Result<String, String> {
         let r = self.d();
         self.line(&format!("mov.s64 {r}, {};", ix.offset));
         for &(v, c) in &ix.terms {
@@ -198,28 +273,28 @@ impl Func {
     }
 
     /// The global address of element `idx` (a register) of buffer `buf`.
-    fn addr(&mut self, buf: u32, idx: &str) -> Result<String, String> {
+    pub(crate) fn addr(&mut self, buf: u32, idx: &str) -> Result<String, String> {
         let base = self.bufs.get(buf as usize).cloned().ok_or_else(|| format!("buffer {buf} does not exist"))?;
         let a = self.d();
         self.line(&format!("mad.lo.s64 {a}, {idx}, 4, {base};"));
         Ok(a)
     }
 
-    fn load(&mut self, buf: u32, idx: &str) -> Result<String, String> {
+    pub(crate) fn load(&mut self, buf: u32, idx: &str) -> Result<String, String> {
         let a = self.addr(buf, idx)?;
         let r = self.fr();
         self.line(&format!("ld.global.f32 {r}, [{a}];"));
         Ok(r)
     }
 
-    fn store(&mut self, buf: u32, idx: &str, v: &str) -> Result<(), String> {
+    pub(crate) fn store(&mut self, buf: u32, idx: &str, v: &str) -> Result<(), String> {
         let a = self.addr(buf, idx)?;
         self.line(&format!("st.global.f32 [{a}], {v};"));
         Ok(())
     }
 
     /// `for var in 0..extent { body }` with `var` a fresh 64-bit register.
-    fn for_loop(
+    pub(crate) fn for_loop(
         &mut self,
         var: Var,
         extent: u64,
@@ -245,14 +320,14 @@ impl Func {
     }
 
     /// `e^x`: `ex2.approx` of `x·log2(e)`.
-    fn exp(&mut self, x: &str) -> String {
+    pub(crate) fn exp(&mut self, x: &str) -> String {
         let (t, r) = (self.fr(), self.fr());
         self.line(&format!("mul.rn.f32 {t}, {x}, {};", f32c(std::f32::consts::LOG2_E)));
         self.line(&format!("ex2.approx.f32 {r}, {t};"));
         r
     }
 
-    fn unary(&mut self, op: UnaryOp, x: &str) -> Result<String, String> {
+    pub(crate) fn unary(&mut self, op: UnaryOp, x: &str) -> Result<String, String> {
         let r = self.fr();
         match op {
             UnaryOp::Neg => self.line(&format!("neg.f32 {r}, {x};")),
@@ -318,7 +393,7 @@ impl Func {
         Ok(r)
     }
 
-    fn binary(&mut self, op: BinaryOp, a: &str, b: &str) -> Result<String, String> {
+    pub(crate) fn binary(&mut self, op: BinaryOp, a: &str, b: &str) -> Result<String, String> {
         let r = self.fr();
         let ins = match op {
             BinaryOp::Add => "add.rn.f32",
@@ -333,7 +408,7 @@ impl Func {
         Ok(r)
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<String, String> {
+    pub(crate) fn expr(&mut self, e: &Expr) -> Result<String, String> {
         match e {
             Expr::Const(c) => {
                 let r = self.fr();
@@ -393,7 +468,7 @@ impl Func {
         }
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+    pub(crate) fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
         match s {
             Stmt::For { var, extent, body } => self.for_loop(*var, *extent, &mut |f| {
                 for s in body {
@@ -441,311 +516,4 @@ fn loop_kernel(k: &Kernel, name: &str) -> Result<Entry, String> {
         f.stmt(s).map_err(|e| format!("kernel `{}`: {e}", k.name))?;
     }
     Ok(Entry { name: name.to_string(), text: f.finish(k.bufs.len()), threads: k.extent, bufs: k.bufs.len() })
-}
-
-/// `offset + b·batch + g·group + i·rows (+ j·cols)` of operand `o` (registers for b, g, i, j).
-fn operand_index(f: &mut Func, o: &Operand, b: &str, g: &str, i: &str, j: Option<&str>) -> String {
-    let r = f.d();
-    f.line(&format!("mov.s64 {r}, {};", o.offset));
-    for (v, s) in [(Some(b), o.batch), (Some(g), o.group), (Some(i), o.rows), (j, o.cols)] {
-        if let (Some(v), true) = (v, s != 0) {
-            f.line(&format!("mad.lo.s64 {r}, {v}, {s}, {r};"));
-        }
-    }
-    r
-}
-
-/// Thread `t` computes element (b, g, i, j) of C: an `fma` loop over K.
-fn gemm(gm: &Gemm, name: &str) -> Result<Entry, String> {
-    let total = gm.batch * gm.groups * gm.m * gm.n;
-    let (mut f, t) = Func::new(name, gm.bufs.len());
-    let split = |f: &mut Func, x: &str, div: u64, modulo: u64| {
-        let r = f.d();
-        f.line(&format!("div.u64 {r}, {x}, {div};"));
-        f.line(&format!("rem.u64 {r}, {r}, {modulo};"));
-        r
-    };
-    let j = split(&mut f, &t, 1, gm.n);
-    let i = split(&mut f, &t, gm.n, gm.m);
-    let g = split(&mut f, &t, gm.n * gm.m, gm.groups);
-    let b = split(&mut f, &t, gm.n * gm.m * gm.groups, gm.batch);
-    let acc = f.fr();
-    f.line(&format!("mov.f32 {acc}, {};", f32c(0.0)));
-    let abase = operand_index(&mut f, &gm.a, &b, &g, &i, None);
-    let cidx = operand_index(&mut f, &gm.c, &b, &g, &i, Some(&j));
-    const K: Var = Var::MAX;
-    f.for_loop(K, gm.k, &mut |f| {
-        let kk = f.var(K)?;
-        let ai = f.d();
-        f.line(&format!("mad.lo.s64 {ai}, {kk}, {}, {abase};", gm.a.cols));
-        let av = f.load(gm.a.buf, &ai)?;
-        let bv = match &gm.b_im2col {
-            None => {
-                let idx = operand_index(f, &gm.b, &b, &g, &kk, Some(&j));
-                f.load(gm.b.buf, &idx)?
-            }
-            Some(c) => {
-                // Row kk = (channel, kernel row, kernel column), column j = (output row, output column);
-                // zero in the padding.
-                let (ch, ky, kx, y, x) = (f.d(), f.d(), f.d(), f.d(), f.d());
-                f.line(&format!("div.s64 {ch}, {kk}, {};", c.kh * c.kw));
-                f.line(&format!("div.s64 {ky}, {kk}, {};", c.kw));
-                f.line(&format!("rem.s64 {ky}, {ky}, {};", c.kh));
-                f.line(&format!("rem.s64 {kx}, {kk}, {};", c.kw));
-                f.line(&format!("div.s64 {y}, {j}, {};", c.ow));
-                f.line(&format!("rem.s64 {x}, {j}, {};", c.ow));
-                let (ih, iw) = (f.d(), f.d());
-                f.line(&format!("mul.lo.s64 {ih}, {y}, {};", c.sh));
-                f.line(&format!("mad.lo.s64 {ih}, {ky}, {}, {ih};", c.dh));
-                f.line(&format!("sub.s64 {ih}, {ih}, {};", c.ph));
-                f.line(&format!("mul.lo.s64 {iw}, {x}, {};", c.sw));
-                f.line(&format!("mad.lo.s64 {iw}, {kx}, {}, {iw};", c.dw));
-                f.line(&format!("sub.s64 {iw}, {iw}, {};", c.pw));
-                let r = f.fr();
-                let (skip, end) = (f.label(), f.label());
-                for (v, bound) in [(&ih, c.h), (&iw, c.w)] {
-                    let (p, q) = (f.p(), f.p());
-                    f.line(&format!("setp.lt.s64 {p}, {v}, 0;"));
-                    f.line(&format!("setp.ge.s64 {q}, {v}, {bound};"));
-                    f.line(&format!("or.pred {p}, {p}, {q};"));
-                    f.line(&format!("@{p} bra {skip};"));
-                }
-                // The image element: channel rows of h·w (the operand's `rows` stride is not used).
-                let pix = f.d();
-                f.line(&format!("mul.lo.s64 {pix}, {ch}, {};", c.h * c.w));
-                f.line(&format!("mad.lo.s64 {pix}, {ih}, {}, {pix};", c.w));
-                f.line(&format!("add.s64 {pix}, {pix}, {iw};"));
-                let base = f.d();
-                f.line(&format!("mov.s64 {base}, {};", gm.b.offset));
-                for (v, s) in [(&b, gm.b.batch), (&g, gm.b.group)] {
-                    if s != 0 {
-                        f.line(&format!("mad.lo.s64 {base}, {v}, {s}, {base};"));
-                    }
-                }
-                f.line(&format!("add.s64 {pix}, {pix}, {base};"));
-                let v = f.load(gm.b.buf, &pix)?;
-                f.line(&format!("mov.f32 {r}, {v};"));
-                f.line(&format!("bra.uni {end};"));
-                f.put_label(&skip);
-                f.line(&format!("mov.f32 {r}, {};", f32c(0.0)));
-                f.put_label(&end);
-                r
-            }
-        };
-        f.line(&format!("fma.rn.f32 {acc}, {av}, {bv}, {acc};"));
-        Ok(())
-    })?;
-    f.store(gm.c.buf, &cidx, &acc)?;
-    Ok(Entry { name: name.to_string(), text: f.finish(gm.bufs.len()), threads: total, bufs: gm.bufs.len() })
-}
-
-/// Side of the square tiles of the shared-memory contraction (blocks of `TILE x TILE` = [`BLOCK`] threads).
-pub const TILE: u64 = 16;
-
-/// The contraction tiled through shared memory: block `(b, g, it, jt)` computes the `TILE x TILE` tile
-/// of C at rows `it·TILE..`, columns `jt·TILE..`; thread `(ty, tx)` its element. Per K step every thread
-/// loads one element of A's and one of B's tile into shared memory (zero outside the matrices), the
-/// block meets at a barrier, each thread accumulates the `TILE` products of its row and column (in K
-/// order, as the one-thread form does), and the block meets again before the next step overwrites the
-/// tiles.
-fn gemm_tiled(gm: &Gemm, name: &str) -> Result<Entry, String> {
-    debug_assert_eq!(TILE * TILE, BLOCK);
-    let (mt, nt, kt) = (gm.m.div_ceil(TILE), gm.n.div_ceil(TILE), gm.k.div_ceil(TILE));
-    let blocks = gm.batch * gm.groups * mt * nt;
-    let (mut f, _) = Func::new(name, gm.bufs.len());
-    let (sa, sb) = (format!("{name}_sa"), format!("{name}_sb"));
-    f.shared.push((sa.clone(), TILE * TILE * 4));
-    f.shared.push((sb.clone(), TILE * TILE * 4));
-    let (blk, tid) = (f.d(), f.d());
-    let (rb, rt) = (f.r(), f.r());
-    f.line(&format!("mov.u32 {rb}, %ctaid.x;"));
-    f.line(&format!("mov.u32 {rt}, %tid.x;"));
-    f.line(&format!("cvt.u64.u32 {blk}, {rb};"));
-    f.line(&format!("cvt.u64.u32 {tid}, {rt};"));
-    let split = |f: &mut Func, x: &str, div: u64, modulo: u64| {
-        let r = f.d();
-        f.line(&format!("div.u64 {r}, {x}, {div};"));
-        f.line(&format!("rem.u64 {r}, {r}, {modulo};"));
-        r
-    };
-    let jt = split(&mut f, &blk, 1, nt);
-    let it = split(&mut f, &blk, nt, mt);
-    let g = split(&mut f, &blk, nt * mt, gm.groups);
-    let b = split(&mut f, &blk, nt * mt * gm.groups, gm.batch);
-    let tx = split(&mut f, &tid, 1, TILE);
-    let ty = split(&mut f, &tid, TILE, TILE);
-    let (i, j) = (f.d(), f.d());
-    f.line(&format!("mad.lo.s64 {i}, {it}, {TILE}, {ty};"));
-    f.line(&format!("mad.lo.s64 {j}, {jt}, {TILE}, {tx};"));
-    // This thread's slot in the tiles, and its row of A's tile and column of B's.
-    let (abase, bbase) = (f.d(), f.d());
-    f.line(&format!("mov.u64 {abase}, {sa};"));
-    f.line(&format!("mov.u64 {bbase}, {sb};"));
-    let slot = f.d();
-    f.line(&format!("mad.lo.s64 {slot}, {ty}, {TILE}, {tx};"));
-    let (my_a, my_b, arow, bcol) = (f.d(), f.d(), f.d(), f.d());
-    f.line(&format!("mad.lo.s64 {my_a}, {slot}, 4, {abase};"));
-    f.line(&format!("mad.lo.s64 {my_b}, {slot}, 4, {bbase};"));
-    f.line(&format!("mad.lo.s64 {arow}, {ty}, {}, {abase};", TILE * 4));
-    f.line(&format!("mad.lo.s64 {bcol}, {tx}, 4, {bbase};"));
-    let arow_idx = operand_index(&mut f, &gm.a, &b, &g, &i, None);
-    let bcol_idx = {
-        let r = f.d();
-        f.line(&format!("mov.s64 {r}, {};", gm.b.offset));
-        for (v, s) in [(&b, gm.b.batch), (&g, gm.b.group), (&j, gm.b.cols)] {
-            if s != 0 {
-                f.line(&format!("mad.lo.s64 {r}, {v}, {s}, {r};"));
-            }
-        }
-        r
-    };
-    let acc = f.fr();
-    f.line(&format!("mov.f32 {acc}, {};", f32c(0.0)));
-    const K0: Var = Var::MAX;
-    const KK: Var = Var::MAX - 1;
-    f.for_loop(K0, kt, &mut |f| {
-        let k0 = f.var(K0)?;
-        // A[i, k0·TILE + tx] and B[k0·TILE + ty, j] into this thread's slot, zero outside the matrices.
-        for is_a in [true, false] {
-            let kidx = f.d();
-            f.line(&format!("mad.lo.s64 {kidx}, {k0}, {TILE}, {};", if is_a { &tx } else { &ty }));
-            let (r, c, bound_r, bound_c) =
-                if is_a { (i.clone(), kidx.clone(), gm.m, gm.k) } else { (kidx.clone(), j.clone(), gm.k, gm.n) };
-            let (stride, base, buf, dst) =
-                if is_a { (gm.a.cols, &arow_idx, gm.a.buf, &my_a) } else { (gm.b.rows, &bcol_idx, gm.b.buf, &my_b) };
-            let v = f.fr();
-            let (skip, end) = (f.label(), f.label());
-            let (p, q) = (f.p(), f.p());
-            f.line(&format!("setp.ge.s64 {p}, {r}, {bound_r};"));
-            f.line(&format!("setp.ge.s64 {q}, {c}, {bound_c};"));
-            f.line(&format!("or.pred {p}, {p}, {q};"));
-            f.line(&format!("@{p} bra {skip};"));
-            let idx = f.d();
-            f.line(&format!("mad.lo.s64 {idx}, {kidx}, {stride}, {base};"));
-            let x = f.load(buf, &idx)?;
-            f.line(&format!("mov.f32 {v}, {x};"));
-            f.line(&format!("bra.uni {end};"));
-            f.put_label(&skip);
-            f.line(&format!("mov.f32 {v}, {};", f32c(0.0)));
-            f.put_label(&end);
-            f.line(&format!("st.shared.f32 [{dst}], {v};"));
-        }
-        f.line("bar.sync 0;");
-        f.for_loop(KK, TILE, &mut |f| {
-            let kk = f.var(KK)?;
-            let (pa, pb) = (f.d(), f.d());
-            f.line(&format!("mad.lo.s64 {pa}, {kk}, 4, {arow};"));
-            f.line(&format!("mad.lo.s64 {pb}, {kk}, {}, {bcol};", TILE * 4));
-            let (x, y) = (f.fr(), f.fr());
-            f.line(&format!("ld.shared.f32 {x}, [{pa}];"));
-            f.line(&format!("ld.shared.f32 {y}, [{pb}];"));
-            f.line(&format!("fma.rn.f32 {acc}, {x}, {y}, {acc};"));
-            Ok(())
-        })?;
-        f.line("bar.sync 0;");
-        Ok(())
-    })?;
-    let (p, q) = (f.p(), f.p());
-    f.line(&format!("setp.ge.s64 {p}, {i}, {};", gm.m));
-    f.line(&format!("setp.ge.s64 {q}, {j}, {};", gm.n));
-    f.line(&format!("or.pred {p}, {p}, {q};"));
-    f.line(&format!("@{p} bra $L_done;"));
-    let cidx = operand_index(&mut f, &gm.c, &b, &g, &i, Some(&j));
-    f.store(gm.c.buf, &cidx, &acc)?;
-    Ok(Entry { name: name.to_string(), text: f.finish(gm.bufs.len()), threads: blocks * BLOCK, bufs: gm.bufs.len() })
-}
-
-/// Thread `t` computes query row `t % sq` of slice `t / sq`: the scores' maximum, then the exponentials,
-/// their sum and `Σ p·V` accumulated in O's row, then the division by the sum.
-fn attention(at: &Attention, name: &str) -> Result<Entry, String> {
-    let (mut f, t) = Func::new(name, at.bufs.len());
-    let (h, i) = (f.d(), f.d());
-    f.line(&format!("div.u64 {h}, {t}, {};", at.sq));
-    f.line(&format!("rem.u64 {i}, {t}, {};", at.sq));
-    // Row starts of Q and O, and of K and V for this slice.
-    let (q0, o0, k0, v0) = (f.d(), f.d(), f.d(), f.d());
-    f.line(&format!("mul.lo.s64 {q0}, {t}, {};", at.d));
-    f.line(&format!("mul.lo.s64 {o0}, {t}, {};", at.dv));
-    f.line(&format!("mul.lo.s64 {k0}, {h}, {};", at.sk * at.d));
-    f.line(&format!("mul.lo.s64 {v0}, {h}, {};", at.sk * at.dv));
-    const J: Var = Var::MAX;
-    const C: Var = Var::MAX - 1;
-    // The score of key `j`: scale · q·k_j (+ mask).
-    let score = |f: &mut Func| -> Result<String, String> {
-        let j = f.var(J)?;
-        let dot = f.fr();
-        f.line(&format!("mov.f32 {dot}, {};", f32c(0.0)));
-        let (kr, d) = (f.d(), at.d);
-        f.line(&format!("mad.lo.s64 {kr}, {j}, {d}, {k0};"));
-        f.for_loop(C, at.d, &mut |f| {
-            let c = f.var(C)?;
-            let (qi, ki) = (f.d(), f.d());
-            f.line(&format!("add.s64 {qi}, {q0}, {c};"));
-            f.line(&format!("add.s64 {ki}, {kr}, {c};"));
-            let (qv, kv) = (f.load(at.q, &qi)?, f.load(at.k, &ki)?);
-            f.line(&format!("fma.rn.f32 {dot}, {qv}, {kv}, {dot};"));
-            Ok(())
-        })?;
-        let s = f.fr();
-        f.line(&format!("mul.rn.f32 {s}, {dot}, {};", f32c(at.scale)));
-        if let Some((mb, ss, rs, cs)) = at.mask {
-            let mi = f.d();
-            f.line(&format!("mul.lo.s64 {mi}, {h}, {ss};"));
-            f.line(&format!("mad.lo.s64 {mi}, {i}, {rs}, {mi};"));
-            f.line(&format!("mad.lo.s64 {mi}, {j}, {cs}, {mi};"));
-            let mv = f.load(mb, &mi)?;
-            let s2 = f.fr();
-            f.line(&format!("add.rn.f32 {s2}, {s}, {mv};"));
-            return Ok(s2);
-        }
-        Ok(s)
-    };
-    let mx = f.fr();
-    f.line(&format!("mov.f32 {mx}, {};", f32c(f32::NEG_INFINITY)));
-    f.for_loop(J, at.sk, &mut |f| {
-        let s = score(f)?;
-        f.line(&format!("max.f32 {mx}, {mx}, {s};"));
-        Ok(())
-    })?;
-    let zero = f.fr();
-    f.line(&format!("mov.f32 {zero}, {};", f32c(0.0)));
-    f.for_loop(C, at.dv, &mut |f| {
-        let c = f.var(C)?;
-        let oi = f.d();
-        f.line(&format!("add.s64 {oi}, {o0}, {c};"));
-        f.store(at.o, &oi, &zero)
-    })?;
-    let sum = f.fr();
-    f.line(&format!("mov.f32 {sum}, {};", f32c(0.0)));
-    f.for_loop(J, at.sk, &mut |f| {
-        let s = score(f)?;
-        let d = f.fr();
-        f.line(&format!("sub.rn.f32 {d}, {s}, {mx};"));
-        let p = f.exp(&d);
-        f.line(&format!("add.rn.f32 {sum}, {sum}, {p};"));
-        let j = f.var(J)?;
-        let vr = f.d();
-        f.line(&format!("mad.lo.s64 {vr}, {j}, {}, {v0};", at.dv));
-        f.for_loop(C, at.dv, &mut |f| {
-            let c = f.var(C)?;
-            let (vi, oi) = (f.d(), f.d());
-            f.line(&format!("add.s64 {vi}, {vr}, {c};"));
-            f.line(&format!("add.s64 {oi}, {o0}, {c};"));
-            let (vv, ov) = (f.load(at.v, &vi)?, f.load(at.o, &oi)?);
-            let n = f.fr();
-            f.line(&format!("fma.rn.f32 {n}, {p}, {vv}, {ov};"));
-            f.store(at.o, &oi, &n)
-        })
-    })?;
-    f.for_loop(C, at.dv, &mut |f| {
-        let c = f.var(C)?;
-        let oi = f.d();
-        f.line(&format!("add.s64 {oi}, {o0}, {c};"));
-        let ov = f.load(at.o, &oi)?;
-        let n = f.fr();
-        f.line(&format!("div.rn.f32 {n}, {ov}, {sum};"));
-        f.store(at.o, &oi, &n)
-    })?;
-    let threads = at.heads * at.sq;
-    Ok(Entry { name: name.to_string(), text: f.finish(at.bufs.len()), threads, bufs: at.bufs.len() })
 }

@@ -1,13 +1,17 @@
 //! Snapshots of the PTX of small kernels: a guarded elementwise kernel with a row reduction, and a
-//! contraction with an epilogue. (`ptxas` and the emulator check every real model's PTX in
+//! contraction with an epilogue in f32 (shared-memory tiles) and in bf16 (tensor-core `mma.sync`). (`ptxas` and the emulator check every real model's PTX in
 //! `tests/tests/cuda.rs`.)
 
 use sovc_ir::kernel::{Access, Buf, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt};
 use sovc_ir::{BinaryOp, UnaryOp};
-use sovc_target_cuda::{emit_op, module};
+use sovc_target_cuda::{emit_op, module, Precision};
 
 fn ptx(op: &KernelOp) -> String {
-    let entries = emit_op(op, "k0").expect("writes PTX");
+    ptx_in(op, Precision::Fp32)
+}
+
+fn ptx_in(op: &KernelOp, p: Precision) -> String {
+    let entries = emit_op(op, "k0", p).expect("writes PTX");
     let refs: Vec<&sovc_target_cuda::Entry> = entries.iter().collect();
     module("sm_80", &refs)
 }
@@ -67,5 +71,9 @@ fn matmul_with_relu_epilogue() {
         c: operand(2, 2, 1),
         epilogue: Some(epilogue),
     };
-    insta::assert_snapshot!("matmul_relu", ptx(&KernelOp::Gemm(Box::new(g))));
+    let op = KernelOp::Gemm(Box::new(g));
+    insta::assert_snapshot!("matmul_relu", ptx(&op));
+    insta::assert_snapshot!("matmul_relu_bf16_mma", ptx_in(&op, Precision::Bf16));
+    let f16 = ptx_in(&op, Precision::F16);
+    assert!(f16.contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") && f16.contains("cvt.rn.f16x2.f32"));
 }
