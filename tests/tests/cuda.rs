@@ -16,11 +16,15 @@ fn ptxas() -> PathBuf {
 }
 
 fn plan_for(m: &sovc_ir::Model, arch: &str) -> CudaPlan {
+    plan_in(m, arch, "fp32")
+}
+
+fn plan_in(m: &sovc_ir::Model, arch: &str, precision: &str) -> CudaPlan {
     let opts = CompileOptions {
         target: "cuda".into(),
         optimize: true,
         tensix: Default::default(),
-        cuda: sovc_compiler::compile::CudaOptions { arch: Some(arch.into()), precision: None },
+        cuda: sovc_compiler::compile::CudaOptions { arch: Some(arch.into()), precision: Some(precision.into()) },
     };
     let bytes = compile(m, &opts).unwrap_or_else(|e| panic!("compile for {arch}: {e}")).bytes;
     Artifact::from_bytes(&bytes).expect("artifact").cuda_plan().expect("plan parses").expect("a cuda plan")
@@ -73,12 +77,13 @@ fn every_real_model_compiles_to_ptx_that_ptxas_assembles_for_sm_80_and_sm_90() {
         ));
     }
     for (name, m) in &models {
-        for arch in sovc_target_cuda::ARCHS {
-            let plan = plan_for(m, arch);
+        for (arch, precision) in sovc_target_cuda::ARCHS.iter().flat_map(|a| [(*a, "fp32"), (*a, "bf16")]) {
+            let plan = plan_in(m, arch, precision);
             assert_eq!(plan.arch, arch);
             let mut regs = 0u32;
             let mut spills = 0usize;
-            for module in &plan.modules {
+            // In bf16 only the contractions differ from fp32: assemble those.
+            for module in plan.modules.iter().filter(|m| precision == "fp32" || m.ptx.contains("mma.sync")) {
                 assert!(module.ptx.contains(&format!(".target {arch}")));
                 let report = assemble(&module.ptx, arch, &module.name)
                     .unwrap_or_else(|e| panic!("{name} {arch}: ptxas rejects module {}:\n{e}", module.name));
@@ -101,7 +106,7 @@ fn every_real_model_compiles_to_ptx_that_ptxas_assembles_for_sm_80_and_sm_90() {
                 })
                 .collect();
             eprintln!(
-                "{name} {arch}: {} modules, {launches} launches pass ptxas (at most {regs} registers, {spills} entries spill); {} groups on the reference path",
+                "{name} {arch} {precision}: {} modules, {launches} launches pass ptxas (at most {regs} registers, {spills} entries spill); {} groups on the reference path",
                 plan.modules.len(),
                 reference.len()
             );
@@ -270,11 +275,9 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
 
 /// The encoder layer compiled for cuda, with `edit` applied to the PTX of its first module that has a
 /// barrier, run on ptx-emu: the error.
-fn run_with_edited_barriers(edit: &dyn Fn(&str) -> String) -> String {
+fn run_with_edited_barriers(precision: &str, edit: &dyn Fn(&str) -> String) -> String {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let opts =
-        CompileOptions { target: "cuda".into(), optimize: true, tensix: Default::default(), cuda: Default::default() };
-    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let a = Artifact::from_bytes(&compile(&m, &cuda_options(precision)).expect("compiles").bytes).expect("artifact");
     let mut plan = a.cuda_plan().expect("parses").expect("plan");
     let module = plan.modules.iter_mut().find(|m| m.ptx.contains("bar.sync")).expect("a tiled contraction");
     let edited = edit(&module.ptx);
@@ -295,20 +298,23 @@ fn run_with_edited_barriers(edit: &dyn Fn(&str) -> String) -> String {
 
 #[test]
 fn ptx_emu_catches_a_planted_missing_barrier() {
-    // Without the barrier after the tiles are stored, a thread reads slots before (or after) the
-    // threads that own them store them in the same phase.
-    let e = run_with_edited_barriers(&|p| p.replacen("bar.sync 0;", "// (barrier removed)", 1));
-    eprintln!("{e}");
-    assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
-    // Without the barrier after the products, one thread's next K step overwrites its slot while
-    // others still read the old tile.
-    let e = run_with_edited_barriers(&|p| {
-        let first = p.find("bar.sync 0;").expect("a barrier") + 1;
-        let second = first + p[first..].find("bar.sync 0;").expect("a second barrier");
-        format!("{}// (barrier removed){}", &p[..second], &p[second + "bar.sync 0;".len()..])
-    });
-    eprintln!("{e}");
-    assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+    // In the f32 tiles and in the tensor-core form alike:
+    for precision in ["fp32", "bf16"] {
+        // Without the barrier after the tiles are stored, a thread reads slots before (or after) the
+        // threads that own them store them in the same phase.
+        let e = run_with_edited_barriers(precision, &|p| p.replacen("bar.sync 0;", "// (barrier removed)", 1));
+        eprintln!("{precision}: {e}");
+        assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+        // Without the barrier after the products, one thread's next K step overwrites its slot while
+        // others still read the old tile.
+        let e = run_with_edited_barriers(precision, &|p| {
+            let first = p.find("bar.sync 0;").expect("a barrier") + 1;
+            let second = first + p[first..].find("bar.sync 0;").expect("a second barrier");
+            format!("{}// (barrier removed){}", &p[..second], &p[second + "bar.sync 0;".len()..])
+        });
+        eprintln!("{precision}: {e}");
+        assert!(e.contains("missing bar.sync") && e.contains("since the last barrier"), "{e}");
+    }
 }
 
 fn cuda_options(precision: &str) -> CompileOptions {
@@ -372,4 +378,77 @@ fn mma_matmuls_on_ptx_emu_equal_the_product_of_the_rounded_operands() {
         // Rounding the operands moves the result, by about 2^-8 (bf16) or 2^-11 (f16) of its terms.
         assert!(f32_err > 1e-5 && f32_err < if precision == "bf16" { 0.1 } else { 0.02 }, "{precision}: {f32_err}");
     }
+}
+
+/// The stated tolerance of `--precision bf16|f16` (matmul and convolution operands rounded for the
+/// tensor cores, f32 elsewhere): per output, PCC with the f32 reference of at least 0.999 and a largest
+/// error within this fraction of the reference's largest magnitude (README, "cuda").
+const BF16_REL: f64 = 3e-2;
+const F16_REL: f64 = 5e-3;
+
+#[test]
+fn ptx_emu_runs_models_with_tensor_core_contractions_within_the_stated_tolerance() {
+    let mut models = vec![("encoder_layer".to_string(), sovc_models::builtin::encoder_layer(16, 64, 4), {
+        let x = sovc_ir::Tensor::from_vec(
+            &[1, 16, 64],
+            (0..1024).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect::<Vec<f32>>(),
+        )
+        .expect("len");
+        [("x".to_string(), x)].into_iter().collect()
+    })];
+    let root = sovc_tests::generated_models();
+    if sovc_tests::require_generated(&root) {
+        for name in ["gpt2_decoder", "squeezenet1_1"] {
+            let dir = root.join(name);
+            let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
+            models.push((name.into(), m, sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs")));
+        }
+    }
+    for (name, m, feeds) in &models {
+        let a = Artifact::from_bytes(&compile(m, &cuda_options("fp32")).expect("compiles").bytes).expect("artifact");
+        let want = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)
+            .expect("session")
+            .run(feeds)
+            .expect("reference");
+        for (precision, rel) in [("bf16", BF16_REL), ("f16", F16_REL)] {
+            let (got, plan) = run_on_emu(m, precision, feeds);
+            let mmas = plan.modules.iter().filter(|m| m.ptx.contains("mma.sync")).count();
+            assert!(mmas > 0, "{name}: no contraction on the tensor cores");
+            for (k, w) in &want {
+                let (g, w) = (got[k].to_f64_vec(), w.to_f64_vec());
+                let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
+                let err = g.iter().zip(&w).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+                let pcc = sovc_compiler::tensix_report::pcc(&g, &w);
+                eprintln!(
+                    "{name} {precision} ({mmas} modules with mma): output {k}: max abs error {err:.3e} ({:.2e} of max |ref| {scale:.3}), PCC {pcc:.6}",
+                    err / scale
+                );
+                assert!(pcc >= 0.999 && err <= rel * scale, "{name} {precision} {k}: {err} of {scale}, PCC {pcc}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ptx_emu_refuses_an_mma_sync_that_part_of_a_warp_skips() {
+    use sovc_runtime::cuda::emu::PtxModule;
+    // Threads from `LIVE` on branch around the `mma.sync`: with LIVE = 32 the whole warp executes it,
+    // with 20 the warp's other 12 threads have returned, which `.aligned` forbids.
+    let ptx = |live: u32| {
+        format!(
+            ".version 7.8\n.target sm_80\n.address_size 64\n\n.visible .entry t(\n    .param .u64 t_b0,\n    .param .u64 t_n\n)\n{{\n    .reg .pred %p<2>;\n    .reg .b32 %r<8>;\n    .reg .b64 %rd<2>;\n    .reg .f32 %f<5>;\n\n    mov.u32 %r1, %tid.x;\n    cvt.u64.u32 %rd1, %r1;\n    setp.ge.u64 %p1, %rd1, {live};\n    @%p1 bra $L_done;\n    mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{%f1, %f2, %f3, %f4}}, {{%r2, %r3, %r4, %r5}}, {{%r6, %r7}}, {{%f1, %f2, %f3, %f4}};\n$L_done:\n    ret;\n}}\n"
+        )
+    };
+    let run = |live| {
+        let m = PtxModule::parse(&ptx(live)).expect("parses");
+        m.entries["t"].run(&mut [vec![0.0; 1]], 64, 64)
+    };
+    assert!(run(64).is_ok());
+    let e = run(20).expect_err("a partial warp");
+    eprintln!("{e}");
+    assert!(e.contains("is not at this mma.sync") && e.contains("returned") && e.contains("line 19"), "{e}");
+    // An mma.sync with the wrong operands is refused when parsed.
+    let bad = ptx(64).replace("{%r6, %r7}", "{%r6}");
+    let e = PtxModule::parse(&bad).expect_err("three B registers short");
+    assert!(e.contains("mma.sync") && e.contains("line 19"), "{e}");
 }

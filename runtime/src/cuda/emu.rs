@@ -796,3 +796,37 @@ impl EntryCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_conversions_round_to_nearest_even() {
+        for (x, want) in [
+            (1.0f32, 0x3C00u16),
+            (-2.0, 0xC000),
+            (65504.0, 0x7BFF),
+            (65519.0, 0x7BFF),
+            (65520.0, 0x7C00),
+            (f32::INFINITY, 0x7C00),
+            ((2.0f32).powi(-14), 0x0400),
+            ((2.0f32).powi(-24), 0x0001),
+            ((2.0f32).powi(-25), 0x0000),
+            (1.5 * (2.0f32).powi(-25), 0x0001),
+            (1.0 + (2.0f32).powi(-11), 0x3C00),
+            (1.0 + 3.0 * (2.0f32).powi(-11), 0x3C02),
+            (0.1, 0x2E66),
+        ] {
+            assert_eq!(f32_to_f16(x), want, "{x:e}");
+        }
+        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
+        for h in (0..0x7C00u16).step_by(7) {
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#x} round-trips");
+        }
+        assert_eq!(f32_to_bf16(1.0 + (2.0f32).powi(-8)), 0x3F80, "a tie goes to even");
+        assert_eq!(f32_to_bf16(1.0 + 3.0 * (2.0f32).powi(-8)), 0x3F82);
+        assert_eq!(f32_to_bf16(-0.0), 0x8000);
+        assert!(f32::from_bits((f32_to_bf16(f32::NAN) as u32) << 16).is_nan());
+    }
+}
