@@ -452,3 +452,80 @@ fn ptx_emu_refuses_an_mma_sync_that_part_of_a_warp_skips() {
     let e = PtxModule::parse(&bad).expect_err("three B registers short");
     assert!(e.contains("mma.sync") && e.contains("line 19"), "{e}");
 }
+
+#[test]
+fn tiled_attention_on_ptx_emu_matches_a_direct_softmax_over_several_key_and_row_tiles() {
+    use sovc_ir::kernel::{Access, Attention, Buf, KernelOp};
+    use sovc_runtime::cuda::emu::PtxModule;
+    // 300 query rows (two row tiles of 256), 70 keys (three key tiles, the last partial), a mask
+    // broadcast over slices with a fully masked key (-inf) and a large negative one.
+    let (heads, sq, sk, d, dv) = (2u64, 300u64, 70u64, 24u64, 20u64);
+    let at = Attention {
+        name: "attn".into(),
+        bufs: vec![
+            Buf::global("q", heads * sq * d, Access::Read),
+            Buf::global("k", heads * sk * d, Access::Read),
+            Buf::global("v", heads * sk * dv, Access::Read),
+            Buf::global("mask", sq * sk, Access::Read),
+            Buf::global("o", heads * sq * dv, Access::Write),
+        ],
+        heads,
+        sq,
+        sk,
+        d,
+        dv,
+        scale: 0.2,
+        q: 0,
+        k: 1,
+        v: 2,
+        o: 4,
+        mask: Some((3, 0, sk as i64, 1)),
+    };
+    let val = |n: u64, seed: u64| -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 500.0) - 1.0).collect()
+    };
+    let mask: Vec<f32> = (0..sq * sk)
+        .map(|x| match x % sk {
+            3 => f32::NEG_INFINITY,
+            5 if x / sk % 2 == 0 => -1e9,
+            j => (j as f32) * 0.01,
+        })
+        .collect();
+    let mut mem = vec![
+        val(heads * sq * d, 1),
+        val(heads * sk * d, 2),
+        val(heads * sk * dv, 3),
+        mask.clone(),
+        vec![0.0; (heads * sq * dv) as usize],
+    ];
+    let entries = sovc_target_cuda::emit_op(&KernelOp::Attention(at.clone()), "k0", sovc_target_cuda::Precision::Fp32)
+        .expect("writes PTX");
+    assert!(entries[0].text.contains("bar.sync") && entries[0].text.contains("k0_sk"), "the tiled form");
+    let ptx = sovc_target_cuda::module("sm_80", &[&entries[0]]);
+    assemble(&ptx, "sm_80", "attn").expect("ptxas accepts it");
+    let m = PtxModule::parse(&ptx).expect("parses");
+    m.entries["k0"].run(&mut mem, entries[0].threads, sovc_target_cuda::ptx::BLOCK).expect("runs");
+    let (q, k, v) = (&mem[0], &mem[1], &mem[2]);
+    let mut worst = 0f64;
+    for h in 0..heads as usize {
+        for i in 0..sq as usize {
+            let (sq, sk, d, dv) = (sq as usize, sk as usize, d as usize, dv as usize);
+            let s: Vec<f64> = (0..sk)
+                .map(|j| {
+                    let dot: f64 =
+                        (0..d).map(|c| q[(h * sq + i) * d + c] as f64 * k[(h * sk + j) * d + c] as f64).sum();
+                    dot * 0.2f32 as f64 + mask[i * sk + j] as f64
+                })
+                .collect();
+            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for c in 0..dv {
+                let want: f64 = (0..sk).map(|j| e[j] * v[(h * sk + j) * dv + c] as f64).sum::<f64>() / sum;
+                worst = worst.max((mem[4][(h * sq + i) * dv + c] as f64 - want).abs());
+            }
+        }
+    }
+    eprintln!("tiled attention {heads}x{sq}x{sk} (d {d}, dv {dv}): max abs error {worst:.2e}");
+    assert!(worst < 1e-5, "{worst}");
+}

@@ -57,6 +57,7 @@ enum Op {
     SetpGeU,
     SetpGeS,
     SetpLtS,
+    SetpEqF,
     OrPred,
     Cvta,
     LdParam(usize),
@@ -157,6 +158,8 @@ struct Inst {
     guard: Option<(u32, bool)>,
     dst: Option<Reg>,
     src: [Src; 3],
+    /// Bytes added to a load's or store's address.
+    off: i64,
     line: usize,
 }
 
@@ -319,7 +322,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
         };
         let (opcode, args) = l.split_once(' ').unwrap_or((l, ""));
         let args: Vec<&str> = args.split(',').map(|a| a.trim()).filter(|a| !a.is_empty()).collect();
-        let mut inst = Inst { op: Op::Ret, guard, dst: None, src: [Src::Int(0); 3], line };
+        let mut inst = Inst { op: Op::Ret, guard, dst: None, src: [Src::Int(0); 3], off: 0, line };
         let mut set = |dst: bool, ops: &[&str]| -> Result<(), String> {
             let mut it = ops.iter();
             if dst {
@@ -345,6 +348,7 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
             "setp.ge.u64" => Op::SetpGeU,
             "setp.ge.s64" => Op::SetpGeS,
             "setp.lt.s64" => Op::SetpLtS,
+            "setp.eq.f32" => Op::SetpEqF,
             "or.pred" => Op::OrPred,
             "cvta.to.global.u64" => Op::Cvta,
             // Set with their operands below.
@@ -414,25 +418,31 @@ fn parse_body(name: &str, params: &[String], lines: &[&str], first: usize) -> Re
                 }
                 mma.push(regs);
             }
-            "ld.shared.f32" | "ld.shared.b32" => {
-                inst.op = Op::LdShared;
-                let a = args.get(1).map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
-                set(true, &[args[0], a])?;
-            }
-            "st.shared.f32" | "st.shared.b32" => {
-                inst.op = Op::StShared;
-                let a = args.first().map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
-                set(false, &[a, args.get(1).copied().unwrap_or_default()])?;
-            }
-            "ld.global.f32" => {
-                inst.op = Op::LdGlobal;
-                let a = args.get(1).map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
-                set(true, &[args[0], a])?;
-            }
-            "st.global.f32" => {
-                inst.op = Op::StGlobal;
-                let a = args.first().map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
-                set(false, &[a, args.get(1).copied().unwrap_or_default()])?;
+            "ld.shared.f32" | "ld.shared.b32" | "st.shared.f32" | "st.shared.b32" | "ld.global.f32"
+            | "st.global.f32" => {
+                let load = opcode.starts_with("ld.");
+                inst.op = match (load, opcode.contains(".shared.")) {
+                    (true, true) => Op::LdShared,
+                    (false, true) => Op::StShared,
+                    (true, false) => Op::LdGlobal,
+                    (false, false) => Op::StGlobal,
+                };
+                // `[%rdN]` or `[%rdN+BYTES]`.
+                let (a, other) = if load { (args.get(1), args.first()) } else { (args.first(), args.get(1)) };
+                let a = a.map(|a| a.trim_matches(['[', ']'])).unwrap_or_default();
+                let (a, off) = match a.split_once('+') {
+                    Some((r, o)) => {
+                        (r, o.parse::<i64>().map_err(|_| format!("line {line}: bad address offset in `{a}`"))?)
+                    }
+                    None => (a, 0),
+                };
+                let other = other.copied().unwrap_or_default();
+                if load {
+                    set(true, &[other, a])?;
+                } else {
+                    set(false, &[a, other])?;
+                }
+                inst.off = off;
             }
             "bra" | "bra.uni" | "bar.sync" | "ret" => {}
             _ => set(true, &args)?,
@@ -712,18 +722,19 @@ impl EntryCode {
                 Op::SetpGeU => seti(th, (int(a, th) >= int(b2, th)) as u64),
                 Op::SetpGeS => seti(th, ((int(a, th) as i64) >= (int(b2, th) as i64)) as u64),
                 Op::SetpLtS => seti(th, ((int(a, th) as i64) < (int(b2, th) as i64)) as u64),
+                Op::SetpEqF => seti(th, (fl(a, th) == fl(b2, th)) as u64),
                 Op::OrPred => seti(th, (int(a, th) | int(b2, th)) & 1),
                 Op::LdParam(i) => seti(th, params[i]),
                 Op::LdGlobal => {
-                    let (bi, e) = addr(int(a, th), bufs)?;
+                    let (bi, e) = addr(int(a, th).wrapping_add(inst.off as u64), bufs)?;
                     setf(th, bufs[bi][e]);
                 }
                 Op::StGlobal => {
-                    let (bi, e) = addr(int(a, th), bufs)?;
+                    let (bi, e) = addr(int(a, th).wrapping_add(inst.off as u64), bufs)?;
                     bufs[bi][e] = fl(b2, th);
                 }
                 Op::LdShared | Op::StShared => {
-                    let off = int(a, th);
+                    let off = int(a, th).wrapping_add(inst.off as u64);
                     let w = (off / 4) as usize;
                     if !off.is_multiple_of(4) || w >= sh.data.len() {
                         return Err(err(&format!(

@@ -8,7 +8,8 @@
 //!   image for a convolution: implicit im2col); with `--precision bf16|f16`, blocks of 8 warps compute
 //!   64x64 tiles with tensor-core `mma.sync.m16n8k16` (operands rounded to bf16 or f16 as they are
 //!   staged, f32 accumulation). The epilogue, if any, is a second entry over C's rows;
-//! - attention ([`crate::attention`]): see there.
+//! - attention ([`crate::attention`]): K and V in tiles through shared memory, the online softmax per
+//!   query row with O's row in registers.
 //!
 //! Entry parameters are one `.u64` global pointer per kernel buffer, in buffer order, then the thread
 //! count `n` (threads past it return at once). Arithmetic is f32 with explicit rounding (`.rn`, so
@@ -95,7 +96,7 @@ pub fn emit_op(op: &KernelOp, name: &str, precision: Precision) -> Result<Vec<En
             }
             Ok(v)
         }
-        KernelOp::Attention(a) => Ok(vec![crate::attention::attention(a, name)?]),
+        KernelOp::Attention(a) => Ok(vec![crate::attention::emit(a, name)?]),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Snapshots of the PTX of small kernels: a guarded elementwise kernel with a row reduction, and a
-//! contraction with an epilogue in f32 (shared-memory tiles) and in bf16 (tensor-core `mma.sync`). (`ptxas` and the emulator check every real model's PTX in
+//! contraction with an epilogue in f32 (shared-memory tiles) and in bf16 (tensor-core `mma.sync`), and
+//! attention in key tiles. (`ptxas` and the emulator check every real model's PTX in
 //! `tests/tests/cuda.rs`.)
 
 use sovc_ir::kernel::{Access, Buf, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt};
@@ -76,4 +77,30 @@ fn matmul_with_relu_epilogue() {
     insta::assert_snapshot!("matmul_relu_bf16_mma", ptx_in(&op, Precision::Bf16));
     let f16 = ptx_in(&op, Precision::F16);
     assert!(f16.contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") && f16.contains("cvt.rn.f16x2.f32"));
+}
+
+#[test]
+fn attention_in_key_tiles_with_online_softmax() {
+    use sovc_ir::kernel::Attention;
+    let at = Attention {
+        name: "attn".into(),
+        bufs: vec![
+            Buf::global("q", 4, Access::Read),
+            Buf::global("k", 6, Access::Read),
+            Buf::global("v", 6, Access::Read),
+            Buf::global("o", 4, Access::Write),
+        ],
+        heads: 1,
+        sq: 2,
+        sk: 3,
+        d: 2,
+        dv: 2,
+        scale: 0.5,
+        q: 0,
+        k: 1,
+        v: 2,
+        o: 3,
+        mask: None,
+    };
+    insta::assert_snapshot!("attention_tiled", ptx(&KernelOp::Attention(at)));
 }
