@@ -102,7 +102,8 @@ pub enum Cmd {
     /// `sovc run M.sovc --device tensix-sim`, `sovc emit M.sovc --target blackhole -o DIR` writes the C++
     /// project, and `sovc audit` shows each program's cores, L1, circular buffers, formats and fidelity.
     /// The defaults favour accuracy (`--precision fp32`: FP32 activations and accumulation,
-    /// split-precision products). `--target cuda [--arch sm_80|sm_90]` writes PTX: the artifact runs on
+    /// split-precision products). `--target cuda [--arch sm_80|sm_90] [--precision fp32|bf16|f16]` writes
+    /// PTX (bf16/f16: matmuls and convolutions on the tensor cores): the artifact runs on
     /// sovc's PTX emulator (`--device ptx-emu`) or an NVIDIA GPU (`--device cuda`), and `sovc emit
     /// --target cuda` writes the `.ptx` files. `--target null` optimizes and packs the graph and weights
     /// with no code; that artifact runs on the reference device. riscv64-rvv and metal are accepted

@@ -155,8 +155,8 @@ pub fn audit_lines(plan: &CudaPlan) -> std::collections::BTreeMap<usize, Vec<Str
                 _ => String::new(),
             };
             out.entry(*kernel).or_default().push(format!(
-                "ptx entry `{entry}` for {}: {threads} threads in {blocks} blocks of {}{res}",
-                plan.arch, plan.block
+                "ptx entry `{entry}` for {} ({}): {threads} threads in {blocks} blocks of {}{res}",
+                plan.arch, plan.precision, plan.block
             ));
         }
     }

@@ -270,7 +270,7 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
         .filter(|l| l.contains("ptx entry `") && l.contains("registers") && l.contains("spill stores"))
         .count();
     assert!(entries > 5 && with_regs == entries, "{text}");
-    assert!(text.contains("for sm_90"), "{text}");
+    assert!(text.contains("for sm_90 (fp32)"), "{text}");
 }
 
 /// The encoder layer compiled for cuda, with `edit` applied to the PTX of its first module that has a
