@@ -529,3 +529,54 @@ fn tiled_attention_on_ptx_emu_matches_a_direct_softmax_over_several_key_and_row_
     eprintln!("tiled attention {heads}x{sq}x{sk} (d {d}, dv {dv}): max abs error {worst:.2e}");
     assert!(worst < 1e-5, "{worst}");
 }
+
+/// Generated model `name` on ptx-emu against the reference interpreter, in f32: the largest error
+/// relative to the reference's largest magnitude (the cpu target's measure) is below 1e-4.
+fn emu_real_model(name: &str) {
+    let root = sovc_tests::generated_models();
+    if !sovc_tests::require_generated(&root) {
+        return;
+    }
+    let dir = root.join(name);
+    let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
+    let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
+    let a = Artifact::from_bytes(&compile(&m, &cuda_options("fp32")).expect("compiles").bytes).expect("artifact");
+    let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::PtxEmu).expect("session");
+    let (got, report) = s.ptx_model().expect("ptx model").run(&feeds).expect("runs on ptx-emu");
+    let want = sovc_runtime::Session::new(&a, sovc_runtime::Device::Reference)
+        .expect("session")
+        .run(&feeds)
+        .expect("reference");
+    for (k, w) in &want {
+        let scale = w.to_f64_vec().iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+        let err = sovc_tests::max_abs_diff(&got[k], w);
+        eprintln!(
+            "{name} on ptx-emu: {k}: max abs error {err:.3e} ({:.1e} of max |ref| {scale:.3}); {} launches, {} M PTX instructions, {} reference steps",
+            err / scale,
+            report.launches.len(),
+            report.instructions / 1_000_000,
+            report.reference_steps
+        );
+        assert!(err / scale < 1e-4, "{name} {k}: {err:e} of {scale}");
+    }
+}
+
+// Every other real model, in tests of about equal length so the two cores share them.
+#[test]
+fn ptx_emu_runs_bert() {
+    emu_real_model("bert_encoder");
+}
+
+#[test]
+fn ptx_emu_runs_resnet50_resnet18_and_mobilenet_v2() {
+    for m in ["resnet50", "resnet18", "mobilenet_v2"] {
+        emu_real_model(m);
+    }
+}
+
+#[test]
+fn ptx_emu_runs_inception_v3_and_efficientnet_b0() {
+    for m in ["inception_v3", "efficientnet_b0"] {
+        emu_real_model(m);
+    }
+}

@@ -4,7 +4,7 @@
 //! - [`tiled`], f32: blocks of 16x16 threads compute 16x16 tiles of C. Per K step every thread stages
 //!   one element of A's tile and one of B's in shared memory (zero outside the matrices and in a
 //!   convolution's padding), the block meets at a barrier, each thread accumulates the 16 products of
-//!   its row and column in K order (the reference's order, so results match it to rounding), and the
+//!   its row and column (unrolled, at constant offsets in shared memory) in K order (the reference's order, so results match it to rounding), and the
 //!   block meets again before the next step overwrites the tiles.
 //! - [`mma`], bf16 or f16 operands on the tensor cores: blocks of 8 warps compute 64x64 tiles of C, each
 //!   warp a 16x32 strip as four `mma.sync.aligned.m16n8k16` per K step of 16. The block stages A's 64x16
@@ -124,7 +124,6 @@ pub(crate) fn tiled(gm: &Gemm, name: &str) -> Result<Entry, String> {
     let acc = f.fr();
     f.line(&format!("mov.f32 {acc}, {};", f32c(0.0)));
     const K0: Var = Var::MAX;
-    const KK: Var = Var::MAX - 1;
     f.for_loop(K0, kt, &mut |f| {
         let k0 = f.var(K0)?;
         // A[i, k0·TILE + tx] and B[k0·TILE + ty, j] into this thread's slot, zero outside the matrices.
@@ -142,17 +141,13 @@ pub(crate) fn tiled(gm: &Gemm, name: &str) -> Result<Entry, String> {
         let y = f.guarded(&[(&kb, gm.k), (&j, gm.n)], false, &mut |f| b_element(f, gm, &b, &g, &kb, &j))?;
         f.line(&format!("st.shared.f32 [{my_b}], {y};"));
         f.line("bar.sync 0;");
-        f.for_loop(KK, TILE, &mut |f| {
-            let kk = f.var(KK)?;
-            let (pa, pb) = (f.d(), f.d());
-            f.line(&format!("mad.lo.s64 {pa}, {kk}, 4, {arow};"));
-            f.line(&format!("mad.lo.s64 {pb}, {kk}, {}, {bcol};", TILE * 4));
+        // The 16 products, unrolled: A's row and B's column at constant offsets from this thread's.
+        for kk in 0..TILE {
             let (x, y) = (f.fr(), f.fr());
-            f.line(&format!("ld.shared.f32 {x}, [{pa}];"));
-            f.line(&format!("ld.shared.f32 {y}, [{pb}];"));
+            f.line(&format!("ld.shared.f32 {x}, [{arow}+{}];", kk * 4));
+            f.line(&format!("ld.shared.f32 {y}, [{bcol}+{}];", kk * TILE * 4));
             f.line(&format!("fma.rn.f32 {acc}, {x}, {y}, {acc};"));
-            Ok(())
-        })?;
+        }
         f.line("bar.sync 0;");
         Ok(())
     })?;
