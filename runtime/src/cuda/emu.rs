@@ -110,46 +110,19 @@ impl Half {
     }
 }
 
-/// bf16 bits of `x`, rounded to nearest even (NaN stays NaN).
+/// bf16 bits of `x`, rounded to nearest even (NaN stays NaN), as `cvt.rn.bf16x2.f32` rounds.
 pub fn f32_to_bf16(x: f32) -> u16 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) | 0x40) as u16;
-    }
-    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+    half::bf16::from_f32(x).to_bits()
 }
 
 /// IEEE binary16 bits of `x`, rounded to nearest even, with subnormals, and infinity from 65520 up.
 pub fn f32_to_f16(x: f32) -> u16 {
-    let sign = ((x.to_bits() >> 16) & 0x8000) as u16;
-    let a = x.abs() as f64;
-    if x.is_nan() {
-        return sign | 0x7E00;
-    }
-    if a >= 65520.0 {
-        return sign | 0x7C00;
-    }
-    if a < (2.0f64).powi(-14) {
-        // Subnormal: a multiple of 2^-24 (a result of 0x400 is the smallest normal, correctly encoded).
-        return sign | (a * (2.0f64).powi(24)).round_ties_even() as u16;
-    }
-    let e = ((x.to_bits() >> 23) & 0xFF) as i32 - 127;
-    let q = ((a / (2.0f64).powi(e) - 1.0) * 1024.0).round_ties_even() as u16;
-    // A mantissa rounded up to 1024 carries into the exponent, as the encoding wants.
-    sign | ((((e + 15) as u16) << 10) + q)
+    half::f16::from_f32(x).to_bits()
 }
 
 /// f32 value of IEEE binary16 bits.
 pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1F) as i32;
-    let man = (h & 0x3FF) as f32;
-    match exp {
-        0 => sign * man * (2.0f32).powi(-24),
-        31 if man == 0.0 => sign * f32::INFINITY,
-        31 => f32::NAN,
-        _ => sign * (1.0 + man / 1024.0) * (2.0f32).powi(exp - 15),
-    }
+    half::f16::from_bits(h).to_f32()
 }
 
 #[derive(Clone, Debug, PartialEq)]
