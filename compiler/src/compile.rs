@@ -15,7 +15,7 @@ pub const TARGETS: [(&str, bool); 7] = [
     ("cpu", true),
     ("blackhole", true),
     ("wormhole_b0", true),
-    ("riscv64-rvv", false),
+    ("riscv64-rvv", true),
     ("cuda", true),
     ("metal", false),
 ];
@@ -276,6 +276,11 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     } else {
         None
     };
+    let rvv_build = if opts.target == "riscv64-rvv" {
+        Some(crate::rvv::build(&graph).map_err(CompileError::Target)?)
+    } else {
+        None
+    };
     let cpu_build = if cpu {
         let t = sovc_target_cpu::CpuTarget::host().map_err(CompileError::Target)?;
         Some(crate::cpu::build(&graph, &const_offsets, &t).map_err(CompileError::Target)?)
@@ -285,7 +290,7 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
     let manifest = Manifest {
         producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
-        targets: if cpu || tensix_build.is_some() || cuda_build.is_some() {
+        targets: if cpu || tensix_build.is_some() || cuda_build.is_some() || rvv_build.is_some() {
             vec![opts.target.clone()]
         } else {
             Vec::new()
@@ -305,6 +310,19 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
             k.lowering = how.clone();
             k.code_bytes = *bytes;
             k.code_sha256 = sha.clone();
+        }
+    }
+    if let Some(c) = &rvv_build {
+        use sha2::{Digest, Sha256};
+        for (k, how) in record.kernels.iter_mut().zip(&c.lowering) {
+            k.lowering = how.clone();
+        }
+        for m in &c.plan.modules {
+            if let Some(k) = record.kernels.get_mut(m.kernel) {
+                let code = &c.code[m.offset as usize..(m.offset + m.len) as usize];
+                k.code_bytes = m.len;
+                k.code_sha256 = Sha256::digest(code).iter().map(|b| format!("{b:02x}")).collect();
+            }
         }
     }
     if let Some(c) = &cuda_build {
@@ -357,6 +375,12 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     if let Some(c) = cuda_build {
         let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
         b.section(SectionKind::Code, "cuda.plan", plan);
+    }
+    if let Some(c) = rvv_build {
+        let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "rvv.plan", plan);
+        b.section(SectionKind::Code, "rvv.code", c.code);
+        b.section(SectionKind::Code, "rvv.asm", c.listing.into_bytes());
     }
     if let Some(t) = tensix_build {
         let plan = serde_json::to_vec(&t.plan).map_err(|e| CompileError::Weights(e.to_string()))?;

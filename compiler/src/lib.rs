@@ -9,4 +9,5 @@ pub mod lower;
 pub mod memplan;
 pub mod opt;
 pub mod partition;
+pub mod rvv;
 pub mod tensix_report;

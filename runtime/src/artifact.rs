@@ -393,6 +393,21 @@ impl Artifact {
         }
     }
 
+    /// The `rvv.plan` section of a `riscv64-rvv` artifact, with its code (`rvv.code`).
+    pub fn rvv_plan(&self) -> Result<Option<(crate::rvv::RvvPlan, Vec<u8>)>, ArtifactError> {
+        let named = |n: &str| self.sections.iter().find(|s| s.kind == SectionKind::Code && s.name == n);
+        match named("rvv.plan") {
+            None => Ok(None),
+            Some(s) => {
+                let plan =
+                    serde_json::from_slice(&s.data).map_err(|e| ArtifactError::Malformed(format!("rvv.plan: {e}")))?;
+                let code = named("rvv.code")
+                    .ok_or_else(|| ArtifactError::Malformed("an rvv.plan without its rvv.code".into()))?;
+                Ok(Some((plan, code.data.clone())))
+            }
+        }
+    }
+
     /// Checks that the artifact carries code for `target`.
     pub fn require_target(&self, target: &str) -> Result<(), ArtifactError> {
         if self.manifest.targets.iter().any(|t| t == target) {

@@ -9,6 +9,7 @@ pub mod artifact;
 pub mod cpu;
 pub mod cuda;
 pub mod npy;
+pub mod rvv;
 pub mod session;
 pub mod tensix;
 

@@ -19,6 +19,8 @@ pub enum Device {
     PtxEmu,
     /// An NVIDIA GPU running the PTX of a `cuda` artifact through the CUDA driver (found at run time).
     Cuda,
+    /// The RVV code of a `riscv64-rvv` artifact under `qemu-riscv64` (see [`crate::rvv`]).
+    RvvQemu,
 }
 
 impl Device {
@@ -32,6 +34,8 @@ impl Device {
             Device::TensixSim
         } else if has("cuda") {
             Device::PtxEmu
+        } else if has("riscv64-rvv") {
+            Device::RvvQemu
         } else {
             Device::Reference
         }
@@ -45,6 +49,7 @@ impl Device {
             Device::TensixSim => "tensix-sim",
             Device::PtxEmu => "ptx-emu",
             Device::Cuda => "cuda",
+            Device::RvvQemu => "rvv-qemu",
         }
     }
 
@@ -55,7 +60,8 @@ impl Device {
             "tensix-sim" => Ok(Device::TensixSim),
             "ptx-emu" => Ok(Device::PtxEmu),
             "cuda" => Ok(Device::Cuda),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda; rvv-qemu and vulkan arrive with their targets)"))),
+            "rvv-qemu" => Ok(Device::RvvQemu),
+            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda, rvv-qemu; vulkan arrives with its target)"))),
         }
     }
 }
@@ -69,6 +75,9 @@ pub struct Session {
     tensix: Option<crate::tensix::TensixModel>,
     ptx: Option<crate::cuda::PtxModel>,
     gpu: Option<crate::cuda::CudaModel>,
+    rvv: Option<crate::rvv::RvvModel>,
+    /// How `rvv-qemu` runs (VLEN, V extension on or off).
+    pub rvv_options: crate::rvv::QemuOptions,
 }
 
 /// The graph's constants as tensors, by value index, with the weights they name.
@@ -178,8 +187,20 @@ impl Session {
             }
             _ => None,
         };
+        let rvv = match device {
+            Device::RvvQemu => {
+                let (plan, code) =
+                    a.rvv_plan().map_err(|e| RuntimeError::Malformed(e.to_string()))?.ok_or_else(|| {
+                        RuntimeError::Device(
+                            "the artifact has no RVV code; compile it with --target riscv64-rvv".into(),
+                        )
+                    })?;
+                Some(crate::rvv::RvvModel::new(graph.clone(), plan, code, graph_constants(&graph, &weights)?)?)
+            }
+            _ => None,
+        };
         let cpu = match device {
-            Device::Reference | Device::TensixSim | Device::PtxEmu | Device::Cuda => None,
+            Device::Reference | Device::TensixSim | Device::PtxEmu | Device::Cuda | Device::RvvQemu => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -193,7 +214,7 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu })
+        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu, rvv, rvv_options: Default::default() })
     }
 
     /// The cpu device's model, for profiling.
@@ -204,6 +225,11 @@ impl Session {
     /// The PTX emulator's model.
     pub fn ptx_model(&self) -> Option<&crate::cuda::PtxModel> {
         self.ptx.as_ref()
+    }
+
+    /// The `rvv-qemu` device's model.
+    pub fn rvv_model(&self) -> Option<&crate::rvv::RvvModel> {
+        self.rvv.as_ref()
     }
 
     /// The Tensix simulator's model, for its timing report.
@@ -270,6 +296,10 @@ impl Session {
             Device::Cuda => match &self.gpu {
                 Some(m) => m.run(inputs),
                 None => Err(RuntimeError::Device("the cuda device was not prepared".into())),
+            },
+            Device::RvvQemu => match &self.rvv {
+                Some(m) => m.run(inputs, self.rvv_options).map(|r| r.0),
+                None => Err(RuntimeError::Device("the rvv-qemu device was not prepared".into())),
             },
         }
     }

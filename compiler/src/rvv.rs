@@ -1,0 +1,96 @@
+//! The `riscv64-rvv` target's back half: every kernel group lowered to the kernel IR (as for `cpu` and
+//! `cuda`) and written as vector-length-agnostic RVV machine code by `sovc-target-rvv`, one
+//! position-independent module per group, in an [`RvvPlan`] of launches. Groups the kernel IR or the
+//! RVV writer does not cover are reference steps, named with their reason in the audit.
+
+use crate::lower::{lower_group, scalar_consts, Lowered};
+use sovc_ir::kernel::KernelOp;
+use sovc_ir::Graph;
+use sovc_runtime::rvv::{RvvModule, RvvPlan, RvvStep};
+
+/// What the rvv back end produced.
+pub struct RvvBuild {
+    pub plan: RvvPlan,
+    /// `rvv.code`: every module's code, one after another.
+    pub code: Vec<u8>,
+    /// `rvv.asm`: every module's assembler listing.
+    pub listing: String,
+    /// Per plan kernel: how it runs.
+    pub lowering: Vec<String>,
+}
+
+/// Lowers every kernel group of `g` and writes its RVV code.
+pub fn build(g: &Graph) -> Result<RvvBuild, String> {
+    if let Some(x) = g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
+        return Err(format!(
+            "the riscv64-rvv target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
+            x.name,
+            g.ty(x.value),
+            x.name
+        ));
+    }
+    let scalars = scalar_consts(g);
+    let mut b = RvvBuild {
+        plan: RvvPlan { vlen: "agnostic".into(), modules: Vec::new(), steps: Vec::new() },
+        code: Vec::new(),
+        listing: String::new(),
+        lowering: Vec::new(),
+    };
+    for (gi, grp) in crate::partition::partition(g).iter().enumerate() {
+        let lowered = lower_group(g, grp, &format!("k{gi}"), &scalars).map_err(|e| e.to_string());
+        let written = lowered.and_then(|ls| {
+            let named: Vec<(String, KernelOp)> =
+                ls.iter().enumerate().map(|(j, l)| (format!("k{gi}_{j}"), l.op.clone())).collect();
+            let refs: Vec<(String, &KernelOp)> = named.iter().map(|(n, op)| (n.clone(), op)).collect();
+            let m = sovc_target_rvv::module(&refs)?;
+            let forms: Vec<&str> = ls
+                .iter()
+                .map(|l| match &l.op {
+                    KernelOp::Loop(_) => "loop",
+                    KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
+                    KernelOp::Gemm(_) => "gemm",
+                    KernelOp::Attention(_) => "attention",
+                })
+                .collect();
+            Ok((ls, m, forms))
+        });
+        match written {
+            Ok((ls, m, forms)) => {
+                let module = b.plan.modules.len();
+                b.plan.modules.push(RvvModule {
+                    kernel: gi,
+                    offset: b.code.len() as u64,
+                    len: m.code.len() as u64,
+                    functions: m.functions.iter().map(|f| (f.name.clone(), f.offset as u64, f.len as u64)).collect(),
+                });
+                for (j, Lowered { op, values }) in ls.iter().enumerate() {
+                    let bufs: Vec<u32> = values.iter().map(|v| v.index() as u32).collect();
+                    b.plan.steps.push(RvvStep::Launch {
+                        kernel: gi,
+                        module,
+                        function: format!("k{gi}_{j}"),
+                        bufs: bufs.clone(),
+                    });
+                    if let KernelOp::Gemm(gm) = op {
+                        if gm.epilogue.is_some() {
+                            b.plan.steps.push(RvvStep::Launch {
+                                kernel: gi,
+                                module,
+                                function: format!("k{gi}_{j}_epilogue"),
+                                bufs,
+                            });
+                        }
+                    }
+                }
+                b.lowering.push(format!("rvv {} ({} bytes)", forms.join(", "), m.code.len()));
+                b.listing.push_str(&format!("# kernel {gi}\n{}", m.listing));
+                b.code.extend_from_slice(&m.code);
+            }
+            Err(reason) => {
+                b.lowering.push(format!("reference: {reason}"));
+                b.plan.steps.push(RvvStep::Reference { kernel: gi, nodes: grp.nodes.clone(), reason });
+            }
+        }
+    }
+    Ok(b)
+}

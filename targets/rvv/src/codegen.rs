@@ -1,0 +1,685 @@
+//! RVV machine code from the kernel IR, vector-length agnostic: every loop strip-mines with `vsetvli`
+//! (SEW 32), so the same code runs at any VLEN and uses all of it.
+//!
+//! - A loop kernel is vectorized over its parallel dimension (variable 0): each strip of `vl`
+//!   iterations runs the body once, lane `l` being iteration `i + l`. Inner loops are scalar loops;
+//!   lets are vector registers; a load's element index is affine, so its lanes are one element
+//!   (`flw` + broadcast), consecutive (`vle32.v`) or strided (`vlse32.v`) by the coefficient of
+//!   variable 0; stores likewise. A guard whose bounds depend on variable 0 becomes a mask (loads under
+//!   it are masked, so padding is never read) and a merge with the padding value; one that does not is
+//!   a branch. Reductions over inner loops keep one accumulator per lane, summing in the reference's
+//!   order. `exp` is `2^n · p(f)` (a degree-7 polynomial on `f` in [-1/2, 1/2]), and `erf`, `tanh`,
+//!   `sigmoid` are built on it as the cuda target builds them.
+//! - A contraction with a matrix B: per batch entry and group, rows of C in blocks of 4 (A's four
+//!   elements loaded as scalars), columns in strips of `vl` (LMUL 4), `vfmacc.vf` over K in order.
+//!   Convolutions (implicit im2col) and attention are not written yet: their groups run on the host.
+//!
+//! Calling convention: `void kernel(float **bufs)` (a0: the buffers' addresses in kernel order); leaf
+//! functions that save s1..s11 in 96 bytes of stack and use no other memory of their own.
+
+use crate::asm::{Asm, Label, Lmul, VfOp, ViOp, A0, F, V, X, ZERO};
+use sovc_ir::kernel::{Expr, Gemm, Index, Kernel, KernelOp, Reduce, Stmt, Var};
+use sovc_ir::{BinaryOp, UnaryOp};
+use std::collections::BTreeMap;
+
+/// Integer registers for loop variables and temporaries (a0 holds the buffers): the caller-saved ones,
+/// then s1..s11, which every function saves on entry ([`SAVED`]).
+const XPOOL: [u8; 25] =
+    [5, 6, 7, 28, 29, 30, 31, 11, 12, 13, 14, 15, 16, 17, 9, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27];
+/// The callee-saved registers the pool uses, stored below the stack pointer on entry.
+const SAVED: [u8; 11] = [9, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27];
+/// Caller-saved float registers.
+const FPOOL: [u8; 20] = [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 28, 29, 30, 31];
+
+/// One function of the code blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    /// Byte offset of its entry in the blob.
+    pub offset: usize,
+    pub len: usize,
+}
+
+struct Gen<'a> {
+    asm: &'a mut Asm,
+    xfree: Vec<X>,
+    ffree: Vec<F>,
+    vfree: Vec<V>,
+    vars: BTreeMap<Var, X>,
+    lets: BTreeMap<u32, V>,
+    /// The strip's first iteration and its length (`vl`).
+    i: X,
+    vl: X,
+    /// Whether v0 holds the mask of an enclosing vector guard.
+    masked: bool,
+}
+
+fn err<T>(m: impl Into<String>) -> Result<T, String> {
+    Err(m.into())
+}
+
+impl Gen<'_> {
+    fn new(asm: &mut Asm) -> Gen<'_> {
+        asm.addi(crate::asm::SP, crate::asm::SP, -96);
+        for (k, &r) in SAVED.iter().enumerate() {
+            asm.sd(X(r), crate::asm::SP, 8 * k as i32);
+        }
+        let mut g = Gen {
+            asm,
+            xfree: XPOOL.iter().rev().map(|&r| X(r)).collect(),
+            ffree: FPOOL.iter().rev().map(|&r| F(r)).collect(),
+            vfree: (1..32).rev().map(V).collect(),
+            vars: BTreeMap::new(),
+            lets: BTreeMap::new(),
+            i: X(0),
+            vl: X(0),
+            masked: false,
+        };
+        g.i = g.xfree.pop().expect("registers");
+        g.vl = g.xfree.pop().expect("registers");
+        g
+    }
+    /// Restores s1..s11 and returns.
+    fn ret(&mut self) {
+        for (k, &r) in SAVED.iter().enumerate() {
+            self.asm.ld(X(r), crate::asm::SP, 8 * k as i32);
+        }
+        self.asm.addi(crate::asm::SP, crate::asm::SP, 96);
+        self.asm.ret();
+    }
+
+    fn x(&mut self) -> Result<X, String> {
+        self.xfree.pop().ok_or_else(|| "out of integer registers (loops nested too deep)".to_string())
+    }
+    fn f(&mut self) -> Result<F, String> {
+        self.ffree.pop().ok_or_else(|| "out of float registers".to_string())
+    }
+    fn v(&mut self) -> Result<V, String> {
+        self.vfree.pop().ok_or_else(|| "out of vector registers (too many lets or too deep an expression)".to_string())
+    }
+    fn free_x(&mut self, r: X) {
+        self.xfree.push(r);
+    }
+    fn free_f(&mut self, r: F) {
+        self.ffree.push(r);
+    }
+    fn free_v(&mut self, r: V) {
+        if !self.lets.values().any(|&l| l == r) {
+            self.vfree.push(r);
+        }
+    }
+
+    /// `rd = offset + Σ coeff·var` over the variables other than 0.
+    fn scalar_index(&mut self, ix: &Index, rd: X) -> Result<(), String> {
+        self.asm.li(rd, ix.offset)?;
+        for &(v, c) in &ix.terms {
+            if v == 0 {
+                continue;
+            }
+            let vr = *self.vars.get(&v).ok_or_else(|| format!("loop variable v{v} is not in scope"))?;
+            let t = self.x()?;
+            self.asm.li(t, c)?;
+            self.asm.mul(t, t, vr);
+            self.asm.add(rd, rd, t);
+            self.free_x(t);
+        }
+        Ok(())
+    }
+
+    /// The address of the strip's first lane of `ix` in buffer `buf` (element `S + c0·i`), and `c0`.
+    fn address(&mut self, buf: u32, ix: &Index) -> Result<(X, i64), String> {
+        let a = self.x()?;
+        self.scalar_index(ix, a)?;
+        let c0 = ix.coeff(0);
+        let t = self.x()?;
+        if c0 != 0 {
+            self.asm.li(t, c0)?;
+            self.asm.mul(t, t, self.i);
+            self.asm.add(a, a, t);
+        }
+        self.asm.slli(a, a, 2);
+        self.asm.ld(t, A0, 8 * buf as i32);
+        self.asm.add(a, a, t);
+        self.free_x(t);
+        Ok((a, c0))
+    }
+
+    fn load(&mut self, buf: u32, ix: &Index) -> Result<V, String> {
+        let (a, c0) = self.address(buf, ix)?;
+        let vd = self.v()?;
+        match c0 {
+            0 => {
+                let f = self.f()?;
+                // A scalar: every lane the same element (read once even under a mask: the guard that
+                // masks it does not depend on variable 0 then, or the element is inside for some lane).
+                self.asm.flw(f, a, 0);
+                self.asm.vfmv_v_f(vd, f);
+                self.free_f(f);
+            }
+            1 => self.asm.vle32(vd, a, self.masked),
+            c => {
+                let s = self.x()?;
+                self.asm.li(s, 4 * c)?;
+                self.asm.vlse32(vd, a, s, self.masked);
+                self.free_x(s);
+            }
+        }
+        self.free_x(a);
+        Ok(vd)
+    }
+
+    fn store(&mut self, buf: u32, ix: &Index, v: V) -> Result<(), String> {
+        let (a, c0) = self.address(buf, ix)?;
+        match c0 {
+            0 => return err("a store that does not depend on the parallel dimension"),
+            1 => self.asm.vse32(v, a, false),
+            c => {
+                let s = self.x()?;
+                self.asm.li(s, 4 * c)?;
+                self.asm.vsse32(v, a, s, false);
+                self.free_x(s);
+            }
+        }
+        self.free_x(a);
+        Ok(())
+    }
+
+    fn splat(&mut self, vd: V, c: f32) -> Result<(), String> {
+        let (f, t) = (self.f()?, self.x()?);
+        self.asm.fconst(f, c, t)?;
+        self.asm.vfmv_v_f(vd, f);
+        self.free_f(f);
+        self.free_x(t);
+        Ok(())
+    }
+
+    /// `op.vf vd, vs, c`.
+    fn vf_const(&mut self, op: VfOp, vd: V, vs: V, c: f32) -> Result<(), String> {
+        let (f, t) = (self.f()?, self.x()?);
+        self.asm.fconst(f, c, t)?;
+        self.asm.vf_vf(op, vd, vs, f, false);
+        self.free_f(f);
+        self.free_x(t);
+        Ok(())
+    }
+
+    /// `e^x` into a fresh register (`x` kept).
+    fn exp(&mut self, x: V) -> Result<V, String> {
+        let t = self.v()?;
+        self.vf_const(VfOp::Mul, t, x, std::f32::consts::LOG2_E)?;
+        self.vf_const(VfOp::Max, t, t, -126.0)?;
+        self.vf_const(VfOp::Min, t, t, 127.0)?;
+        let (n, fr) = (self.v()?, self.v()?);
+        self.asm.vfcvt_x_f(n, t);
+        self.asm.vfcvt_f_x(fr, n);
+        self.asm.vf_vv(VfOp::Sub, fr, t, fr, false);
+        // 2^f = e^(f ln 2) = Σ (ln 2)^k / k! · f^k, Horner from k = 7.
+        let ln2 = std::f64::consts::LN_2;
+        let coef: Vec<f32> = (0..8).map(|k| (ln2.powi(k) / (1..=k).product::<i32>().max(1) as f64) as f32).collect();
+        self.splat(t, coef[7])?;
+        for &c in coef[..7].iter().rev() {
+            self.asm.vf_vv(VfOp::Mul, t, t, fr, false);
+            self.vf_const(VfOp::Add, t, t, c)?;
+        }
+        // 2^n from its exponent bits.
+        let k = self.x()?;
+        self.asm.li(k, 127)?;
+        self.asm.vi_vx(ViOp::Add, n, n, k);
+        self.free_x(k);
+        self.asm.vi_vi(ViOp::Sll, n, n, 23);
+        self.asm.vf_vv(VfOp::Mul, t, t, n, false);
+        self.free_v(n);
+        self.free_v(fr);
+        Ok(t)
+    }
+
+    fn unary(&mut self, op: UnaryOp, x: V) -> Result<V, String> {
+        let r = self.v()?;
+        match op {
+            UnaryOp::Neg => self.asm.vf_vv(VfOp::Sgnjn, r, x, x, false),
+            UnaryOp::Abs => self.asm.vf_vv(VfOp::Sgnjx, r, x, x, false),
+            UnaryOp::Identity => self.asm.vmv_v_v(r, x),
+            UnaryOp::Relu => self.vf_const(VfOp::Max, r, x, 0.0)?,
+            UnaryOp::Sqrt => self.asm.vfsqrt(r, x),
+            UnaryOp::Rsqrt => {
+                self.asm.vfsqrt(r, x);
+                self.vf_const(VfOp::Rdiv, r, r, 1.0)?;
+            }
+            UnaryOp::Reciprocal => self.vf_const(VfOp::Rdiv, r, x, 1.0)?,
+            UnaryOp::Exp => {
+                self.free_v(r);
+                return self.exp(x);
+            }
+            UnaryOp::Sigmoid => {
+                // 1 / (1 + e^-x)
+                self.asm.vf_vv(VfOp::Sgnjn, r, x, x, false);
+                let e = self.exp(r)?;
+                self.vf_const(VfOp::Add, e, e, 1.0)?;
+                self.vf_const(VfOp::Rdiv, r, e, 1.0)?;
+                self.free_v(e);
+            }
+            UnaryOp::Tanh => {
+                // sign(x) (1 - 2 / (e^{2|x|} + 1))
+                self.asm.vf_vv(VfOp::Sgnjx, r, x, x, false);
+                self.asm.vf_vv(VfOp::Add, r, r, r, false);
+                let e = self.exp(r)?;
+                self.vf_const(VfOp::Add, e, e, 1.0)?;
+                self.vf_const(VfOp::Rdiv, e, e, 2.0)?;
+                self.vf_const(VfOp::Rsub, e, e, 1.0)?;
+                self.asm.vf_vv(VfOp::Sgnj, r, e, x, false);
+                self.free_v(e);
+            }
+            UnaryOp::Erf => {
+                // Abramowitz and Stegun 7.1.26: 1 - (a1 t + ... + a5 t^5) e^{-x^2}, t = 1 / (1 + p |x|).
+                let (a, t) = (self.v()?, self.v()?);
+                self.asm.vf_vv(VfOp::Sgnjx, a, x, x, false);
+                self.vf_const(VfOp::Mul, t, a, 0.327_591_1)?;
+                self.vf_const(VfOp::Add, t, t, 1.0)?;
+                self.vf_const(VfOp::Rdiv, t, t, 1.0)?;
+                let coef = [1.061_405_4_f32, -1.453_152_1, 1.421_413_8, -0.284_496_73, 0.254_829_6];
+                self.splat(r, coef[0])?;
+                for &c in &coef[1..] {
+                    self.asm.vf_vv(VfOp::Mul, r, r, t, false);
+                    self.vf_const(VfOp::Add, r, r, c)?;
+                }
+                self.asm.vf_vv(VfOp::Mul, r, r, t, false);
+                self.asm.vf_vv(VfOp::Mul, a, a, a, false);
+                self.asm.vf_vv(VfOp::Sgnjn, a, a, a, false);
+                let e = self.exp(a)?;
+                self.asm.vf_vv(VfOp::Mul, r, r, e, false);
+                self.vf_const(VfOp::Rsub, r, r, 1.0)?;
+                self.asm.vf_vv(VfOp::Sgnj, r, r, x, false);
+                for v in [a, t, e] {
+                    self.free_v(v);
+                }
+            }
+            op => return err(format!("the riscv64-rvv target has no code for `{op:?}`")),
+        }
+        Ok(r)
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<V, String> {
+        match e {
+            Expr::Const(c) => {
+                let r = self.v()?;
+                self.splat(r, *c)?;
+                Ok(r)
+            }
+            Expr::Load { buf, index } => self.load(*buf, index),
+            Expr::Get(id) => {
+                let l = *self.lets.get(id).ok_or_else(|| format!("let {id} is read before it is set"))?;
+                let r = self.v()?;
+                self.asm.vmv_v_v(r, l);
+                Ok(r)
+            }
+            Expr::Unary(op, a) => {
+                let a = self.expr(a)?;
+                let r = self.unary(*op, a)?;
+                self.free_v(a);
+                Ok(r)
+            }
+            Expr::Binary(op, a, b) => {
+                let (a, b) = (self.expr(a)?, self.expr(b)?);
+                let op = match op {
+                    BinaryOp::Add => VfOp::Add,
+                    BinaryOp::Sub => VfOp::Sub,
+                    BinaryOp::Mul => VfOp::Mul,
+                    BinaryOp::Div => VfOp::Div,
+                    BinaryOp::Max => VfOp::Max,
+                    BinaryOp::Min => VfOp::Min,
+                    op => return err(format!("the riscv64-rvv target has no code for `{op:?}`")),
+                };
+                self.asm.vf_vv(op, a, a, b, false);
+                self.free_v(b);
+                Ok(a)
+            }
+            Expr::Reduce { op, var, extent, body } => {
+                let acc = self.v()?;
+                self.splat(acc, if *op == Reduce::Add { 0.0 } else { f32::NEG_INFINITY })?;
+                let op = *op;
+                self.for_loop(*var, *extent, &mut |g| {
+                    let v = g.expr(body)?;
+                    g.asm.vf_vv(if op == Reduce::Add { VfOp::Add } else { VfOp::Max }, acc, acc, v, false);
+                    g.free_v(v);
+                    Ok(())
+                })?;
+                Ok(acc)
+            }
+            Expr::Guard { conds, then, other } => self.guard(conds, then, *other),
+        }
+    }
+
+    /// `then` where every index is in `0..bound`, `other` elsewhere.
+    fn guard(&mut self, conds: &[(Index, u64)], then: &Expr, other: f32) -> Result<V, String> {
+        let r = self.v()?;
+        let (outside, end) = (self.asm.label(), self.asm.label());
+        // Bounds that do not depend on variable 0: one branch for the whole strip.
+        for (ix, bound) in conds.iter().filter(|(ix, _)| ix.coeff(0) == 0) {
+            let s = self.x()?;
+            self.scalar_index(ix, s)?;
+            self.branch_unless_inside(s, *bound, outside)?;
+            self.free_x(s);
+        }
+        let lane: Vec<&(Index, u64)> = conds.iter().filter(|(ix, _)| ix.coeff(0) != 0).collect();
+        if lane.is_empty() {
+            let v = self.expr(then)?;
+            self.asm.vmv_v_v(r, v);
+            self.free_v(v);
+        } else {
+            // The mask of lanes inside every bound (and the enclosing guard's), in v0.
+            let m = self.v()?;
+            let saved = if self.masked {
+                let s = self.v()?;
+                self.asm.vmv_v_v(s, V(0));
+                self.asm.vmv_v_v(m, V(0));
+                Some(s)
+            } else {
+                None
+            };
+            for (k, (ix, bound)) in lane.iter().enumerate() {
+                let (idx, t, inside) = (self.v()?, self.x()?, self.v()?);
+                self.asm.vid(idx);
+                self.asm.vi_vx(ViOp::Add, idx, idx, self.i);
+                self.asm.li(t, ix.coeff(0))?;
+                self.asm.vi_vx(ViOp::Mul, idx, idx, t);
+                self.scalar_index(ix, t)?;
+                self.asm.vi_vx(ViOp::Add, idx, idx, t);
+                // inside = !(idx < 0) & (idx < bound)
+                self.asm.vi_vx(ViOp::Mslt, inside, idx, ZERO);
+                self.asm.vmnand(inside, inside, inside);
+                self.asm.li(t, *bound as i64)?;
+                self.asm.vi_vx(ViOp::Mslt, idx, idx, t);
+                self.asm.vmand(inside, inside, idx);
+                if k == 0 && saved.is_none() {
+                    self.asm.vmv_v_v(m, inside);
+                } else {
+                    self.asm.vmand(m, m, inside);
+                }
+                self.free_v(idx);
+                self.free_v(inside);
+                self.free_x(t);
+            }
+            self.asm.vmv_v_v(V(0), m);
+            let was = self.masked;
+            self.masked = true;
+            let v = self.expr(then)?;
+            self.masked = was;
+            // r = m ? v : other (vfmerge takes the scalar where v0 is set: set it where m is not).
+            self.asm.vmnand(V(0), m, m);
+            let (f, t) = (self.f()?, self.x()?);
+            self.asm.fconst(f, other, t)?;
+            self.asm.vfmerge_vfm(r, v, f);
+            self.free_f(f);
+            self.free_x(t);
+            self.free_v(v);
+            self.free_v(m);
+            if let Some(s) = saved {
+                self.asm.vmv_v_v(V(0), s);
+                self.free_v(s);
+            }
+        }
+        self.asm.j(end);
+        self.asm.bind(outside);
+        self.splat(r, other)?;
+        self.asm.bind(end);
+        Ok(r)
+    }
+
+    /// Jumps to `to` unless `0 <= s < bound`.
+    fn branch_unless_inside(&mut self, s: X, bound: u64, to: Label) -> Result<(), String> {
+        let (t, ok1, ok2) = (self.x()?, self.asm.label(), self.asm.label());
+        self.asm.bge(s, ZERO, ok1);
+        self.asm.j(to);
+        self.asm.bind(ok1);
+        self.asm.li(t, bound as i64)?;
+        self.asm.blt(s, t, ok2);
+        self.asm.j(to);
+        self.asm.bind(ok2);
+        self.free_x(t);
+        Ok(())
+    }
+
+    /// `for var in 0..extent { body }` (a scalar loop; far branches so bodies may be long).
+    fn for_loop(
+        &mut self,
+        var: Var,
+        extent: u64,
+        body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let r = self.x()?;
+        let outer = self.vars.insert(var, r);
+        let (head, exit, go) = (self.asm.label(), self.asm.label(), self.asm.label());
+        self.asm.mv(r, ZERO);
+        self.asm.bind(head);
+        let n = self.x()?;
+        self.asm.li(n, extent as i64)?;
+        self.asm.blt(r, n, go);
+        self.free_x(n);
+        self.asm.j(exit);
+        self.asm.bind(go);
+        body(self)?;
+        self.asm.addi(r, r, 1);
+        self.asm.j(head);
+        self.asm.bind(exit);
+        match outer {
+            Some(o) => self.vars.insert(var, o),
+            None => self.vars.remove(&var),
+        };
+        self.free_x(r);
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+        match s {
+            Stmt::For { var, extent, body } => self.for_loop(*var, *extent, &mut |g| {
+                for s in body {
+                    g.stmt(s)?;
+                }
+                Ok(())
+            }),
+            Stmt::Let { id, value } => {
+                let v = self.expr(value)?;
+                match self.lets.get(id) {
+                    Some(&l) => {
+                        self.asm.vmv_v_v(l, v);
+                        self.free_v(v);
+                    }
+                    None => {
+                        self.lets.insert(*id, v);
+                    }
+                }
+                Ok(())
+            }
+            Stmt::Store { buf, index, value } => {
+                let v = self.expr(value)?;
+                self.store(*buf, index, v)?;
+                self.free_v(v);
+                Ok(())
+            }
+            Stmt::Barrier => Ok(()),
+        }
+    }
+
+    /// `for i in 0..extent step vl { body }` with `vl` from `vsetvli` at `lmul`.
+    fn strips(
+        &mut self,
+        extent: u64,
+        lmul: Lmul,
+        body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let (n, rest) = (self.x()?, self.x()?);
+        let (head, exit, go) = (self.asm.label(), self.asm.label(), self.asm.label());
+        let (i, vl) = (self.i, self.vl);
+        self.asm.mv(i, ZERO);
+        self.asm.li(n, extent as i64)?;
+        self.asm.bind(head);
+        self.asm.blt(i, n, go);
+        self.asm.j(exit);
+        self.asm.bind(go);
+        self.asm.sub(rest, n, i);
+        self.asm.vsetvli(vl, rest, lmul);
+        body(self)?;
+        self.asm.add(i, i, vl);
+        self.asm.j(head);
+        self.asm.bind(exit);
+        self.free_x(n);
+        self.free_x(rest);
+        Ok(())
+    }
+}
+
+fn loop_kernel(asm: &mut Asm, k: &Kernel) -> Result<(), String> {
+    if k.launch.threads_per_group != 1 {
+        return err(format!("groups of {} threads", k.launch.threads_per_group));
+    }
+    let mut g = Gen::new(asm);
+    g.strips(k.extent, Lmul::M1, &mut |g| {
+        for s in &k.body {
+            g.stmt(s)?;
+        }
+        Ok(())
+    })?;
+    g.ret();
+    Ok(())
+}
+
+/// Rows of C per block of the contraction.
+const GEMM_ROWS: u64 = 4;
+
+fn gemm(asm: &mut Asm, gm: &Gemm) -> Result<(), String> {
+    if gm.b_im2col.is_some() {
+        return err("convolutions (implicit im2col) are not written for riscv64-rvv yet");
+    }
+    let mut g = Gen::new(asm);
+    const B: Var = Var::MAX;
+    const G: Var = Var::MAX - 1;
+    const IB: Var = Var::MAX - 2;
+    g.for_loop(B, gm.batch, &mut |g| {
+        g.for_loop(G, gm.groups, &mut |g| {
+            let full = gm.m / GEMM_ROWS;
+            if full > 0 {
+                g.for_loop(IB, full, &mut |g| {
+                    let ib = g.vars[&IB];
+                    let row0 = g.x()?;
+                    g.asm.slli(row0, ib, 2);
+                    gemm_rows(g, gm, Some(row0), 0, GEMM_ROWS)?;
+                    g.free_x(row0);
+                    Ok(())
+                })?;
+            }
+            if !gm.m.is_multiple_of(GEMM_ROWS) {
+                gemm_rows(g, gm, None, (full * GEMM_ROWS) as i64, gm.m % GEMM_ROWS)?;
+            }
+            Ok(())
+        })
+    })?;
+    g.ret();
+    Ok(())
+}
+
+/// `base + 4·(offset + b·batch + g·group + (row0 + row)·rows)` of operand `o` (`row0` a register or 0).
+fn operand_row(g: &mut Gen, o: &sovc_ir::kernel::Operand, row0: Option<X>, row: i64) -> Result<X, String> {
+    let (bv, gv) = (g.vars[&Var::MAX], g.vars[&(Var::MAX - 1)]);
+    let a = g.x()?;
+    let t = g.x()?;
+    g.asm.li(a, o.offset as i64 + row * o.rows)?;
+    for (v, s) in [(Some(bv), o.batch), (Some(gv), o.group), (row0, o.rows)] {
+        if let (Some(v), true) = (v, s != 0) {
+            g.asm.li(t, s)?;
+            g.asm.mul(t, t, v);
+            g.asm.add(a, a, t);
+        }
+    }
+    g.asm.slli(a, a, 2);
+    g.asm.ld(t, A0, 8 * o.buf as i32);
+    g.asm.add(a, a, t);
+    g.free_x(t);
+    Ok(a)
+}
+
+/// Rows `row0 + row..row0 + row + rows` (at most [`GEMM_ROWS`]) of C, in column strips.
+fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Result<(), String> {
+    // LMUL 4: accumulators v4, v8, v12, v16 and B's strip in v20 (register groups of 4).
+    let acc = [V(4), V(8), V(12), V(16)];
+    let vb = V(20);
+    g.strips(gm.n, Lmul::M4, &mut |g| {
+        let f = g.f()?;
+        g.asm.fmv_w_x(f, ZERO);
+        for a in &acc[..rows as usize] {
+            g.asm.vfmv_v_f(*a, f);
+        }
+        g.free_f(f);
+        // B's strip starts at column i (the strip's first); rows step by b.rows.
+        let pb = operand_row(g, &gm.b, None, 0)?;
+        let t = g.x()?;
+        g.asm.li(t, 4 * gm.b.cols)?;
+        g.asm.mul(t, t, g.i);
+        g.asm.add(pb, pb, t);
+        let stride = g.x()?;
+        let pa: Vec<X> = (0..rows).map(|r| operand_row(g, &gm.a, row0, row + r as i64)).collect::<Result<_, _>>()?;
+        g.asm.li(stride, 4 * gm.b.cols)?;
+        g.for_loop(Var::MAX - 3, gm.k, &mut |g| {
+            if gm.b.cols == 1 {
+                g.asm.vle32(vb, pb, false);
+            } else {
+                g.asm.vlse32(vb, pb, stride, false);
+            }
+            for (r, a) in pa.iter().enumerate() {
+                let f = g.f()?;
+                g.asm.flw(f, *a, 0);
+                g.asm.vf_vf(VfOp::Macc, acc[r], vb, f, false);
+                g.free_f(f);
+                g.asm.li(t, 4 * gm.a.cols)?;
+                g.asm.add(*a, *a, t);
+            }
+            g.asm.li(t, 4 * gm.b.rows)?;
+            g.asm.add(pb, pb, t);
+            Ok(())
+        })?;
+        for a in pa {
+            g.free_x(a);
+        }
+        g.free_x(pb);
+        // C's rows: the column strip at i.
+        g.asm.li(stride, 4 * gm.c.cols)?;
+        for (r, a) in acc[..rows as usize].iter().enumerate() {
+            let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
+            g.asm.li(t, 4 * gm.c.cols)?;
+            g.asm.mul(t, t, g.i);
+            g.asm.add(pc, pc, t);
+            if gm.c.cols == 1 {
+                g.asm.vse32(*a, pc, false);
+            } else {
+                g.asm.vsse32(*a, pc, stride, false);
+            }
+            g.free_x(pc);
+        }
+        g.free_x(stride);
+        g.free_x(t);
+        Ok(())
+    })
+}
+
+/// Appends the functions of `op` to `asm` (named `name`, and `name_epilogue` for a contraction's
+/// epilogue).
+pub fn emit_op(asm: &mut Asm, op: &KernelOp, name: &str) -> Result<Vec<Function>, String> {
+    let mut out = Vec::new();
+    let mut func = |asm: &mut Asm, name: String, f: &dyn Fn(&mut Asm) -> Result<(), String>| {
+        let start = asm.len();
+        asm.note(&name);
+        f(asm)?;
+        out.push(Function { name, offset: start, len: asm.len() - start });
+        Ok::<(), String>(())
+    };
+    match op {
+        KernelOp::Loop(k) => func(asm, name.to_string(), &|a| loop_kernel(a, k))?,
+        KernelOp::Gemm(gm) => {
+            func(asm, name.to_string(), &|a| gemm(a, gm))?;
+            if let Some(e) = &gm.epilogue {
+                func(asm, format!("{name}_epilogue"), &|a| loop_kernel(a, e))?;
+            }
+        }
+        KernelOp::Attention(_) => return err("attention is not written for riscv64-rvv yet"),
+    }
+    Ok(out)
+}
