@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Python dependencies of sovc's test suite, generates the
-# PyTorch -> ONNX reference models under tests/data/generated/, and fetches
-# NVIDIA's ptxas (from PyPI) into .deps/cuda for the cuda target's tests.
+# PyTorch -> ONNX reference models under tests/data/generated/, fetches
+# NVIDIA's ptxas (from PyPI) into .deps/cuda for the cuda target's tests, and
+# builds the riscv64 loader the rvv-qemu device runs under qemu-riscv64
+# (.deps/rvv/sovc-rvv-loader, with Debian's riscv64 cross compiler).
 #
 #   .venv        pyenv python3 + onnx==1.22.0, numpy, onnxruntime
 #                (ONNX conformance harness, scripts/check_exports.py)
@@ -30,7 +32,10 @@ ONNX_VERSION="1.22.0"
 TRANSFORMERS_VERSION="4.40.2"
 NVCC_VERSION="12.9.86"
 # g++ checks the emitted Tensix C++ (`g++ -fsyntax-only` against targets/tensix/include).
-APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++)
+# qemu-user, the riscv64 cross gcc, its libc and binutils: the riscv64-rvv target's tests (the loader
+# is built with the cross gcc; the assembler checks sovc's encodings; QEMU runs the code).
+APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++
+  qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu)
 # Pins for .venv-torch. Debian's torch 1.13.1 is built against numpy 1.x
 # (Debian ships 1.24.2); a numpy 2 wheel pulled in by some dependency would break
 # `import torch`, so keep numpy < 2. tokenizers/huggingface-hub/safetensors are
@@ -60,7 +65,7 @@ as_root() {
 
 # ---------------------------------------------------------- apt packages ----
 # First, so that python3-venv is there even where python3 is Debian's own.
-step_start "[1/5] Debian packages: ${APT_PACKAGES[*]}"
+step_start "[1/6] Debian packages: ${APT_PACKAGES[*]}"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
@@ -87,7 +92,7 @@ sys.exit(0 if onnx.__version__ == sys.argv[1] else 1)
 EOF
 }
 
-step_start "[2/5] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
+step_start "[2/6] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
 if versions="$(venv_ok)"; then
   log "  already set up: $versions"
 else
@@ -107,7 +112,7 @@ fi
 step_end
 
 # ---------------------------------------------------------- .venv-torch ----
-step_start "[3/5] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
+step_start "[3/6] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
 # Prints the versions; succeeds iff .venv-torch imports torch, torchvision and
 # transformers==$TRANSFORMERS_VERSION (with the model classes the export uses).
 torch_venv_ok() {
@@ -143,7 +148,7 @@ fi
 step_end
 
 # --------------------------------------------------------------- export ----
-step_start "[4/5] export PyTorch models to ONNX ($GEN_DIR)"
+step_start "[4/6] export PyTorch models to ONNX ($GEN_DIR)"
 script_hash="$(sha256sum scripts/export_models.py | cut -d' ' -f1)"
 export_up_to_date() {
   [ -f "$STAMP" ] || return 1
@@ -168,7 +173,7 @@ step_end
 # ---------------------------------------------------------------- ptxas ----
 # NVIDIA's PTX assembler from PyPI (the CUDA toolkit is not needed): the cuda target's tests assemble
 # every emitted kernel with it. Extracted from the wheel into .deps/cuda (no GPU or driver involved).
-step_start "[5/5] ptxas (nvidia-cuda-nvcc-cu12==$NVCC_VERSION) in .deps/cuda"
+step_start "[5/6] ptxas (nvidia-cuda-nvcc-cu12==$NVCC_VERSION) in .deps/cuda"
 PTXAS=".deps/cuda/nvidia/cuda_nvcc/bin/ptxas"
 if [ -x "$PTXAS" ] && "$PTXAS" --version | grep -q "V$NVCC_VERSION"; then
   log "  up to date ($("$PTXAS" --version | tail -n1))"
@@ -180,6 +185,20 @@ else
   chmod +x "$PTXAS"
   rm -rf .deps/cuda-wheel
   log "  $("$PTXAS" --version | tail -n1)"
+fi
+step_end
+
+# ------------------------------------------------------------ rvv loader ----
+# The static riscv64 program that runs a riscv64-rvv artifact's kernels under qemu-riscv64.
+step_start "[6/6] sovc-rvv-loader in .deps/rvv"
+LOADER=".deps/rvv/sovc-rvv-loader"
+LOADER_SRC="runtime/rvv-loader/loader.c"
+if [ -x "$LOADER" ] && [ "$LOADER" -nt "$LOADER_SRC" ]; then
+  log "  up to date"
+else
+  mkdir -p .deps/rvv
+  riscv64-linux-gnu-gcc -O2 -static -march=rv64gc -o "$LOADER" "$LOADER_SRC"
+  log "  built $LOADER ($(qemu-riscv64 --version | head -n1))"
 fi
 step_end
 

@@ -44,13 +44,18 @@ pub enum Cmd {
         /// Device for a `.sovc` artifact: `cpu` (the artifact's machine code; the default for a `cpu`
         /// artifact), `tensix-sim` (sovc's Tensix simulator; the default for a `blackhole` or
         /// `wormhole_b0` artifact), `ptx-emu` (sovc's PTX emulator; the default for a `cuda` artifact),
-        /// `cuda` (an NVIDIA GPU through the driver, found at run time) or `reference` (the interpreter
-        /// on the artifact's graph; the default otherwise).
+        /// `cuda` (an NVIDIA GPU through the driver, found at run time), `rvv-qemu` (a `riscv64-rvv`
+        /// artifact's code under qemu-riscv64; its default) or `reference` (the interpreter on the
+        /// artifact's graph; the default otherwise).
         #[arg(long)]
         device: Option<String>,
         /// Worker threads for the `cpu` device (default: every core this process may use).
         #[arg(long)]
         threads: Option<usize>,
+        /// rvv-qemu: the emulated vector length in bits (a power of two from 128 to 1024; default 128).
+        /// The code is vector-length agnostic: the same bytes run at every VLEN.
+        #[arg(long, value_name = "BITS")]
+        vlen: Option<u32>,
         /// Also run the reference interpreter and print, per output, the largest absolute difference and
         /// the Pearson correlation (PCC) of the device's result with it.
         #[arg(long)]
@@ -277,15 +282,24 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Run { model, inputs, output_dir, device, threads, compare, trace } => {
+        Cmd::Run { model, inputs, output_dir, device, threads, vlen, compare, trace } => {
             let (outs, what) = if is_artifact(&model.model) {
                 if !model.shapes.is_empty() {
                     bail!("--shape applies when importing; an artifact's shapes are fixed when it is compiled");
                 }
                 let a = sovc_runtime::Artifact::load(&model.model)?;
-                let (s, device) = open_session(&a, device, threads)?;
+                let (mut s, device) = open_session(&a, device, threads)?;
                 if trace.is_some() && s.tensix_model().is_none() {
                     bail!("--trace applies to the tensix-sim device");
+                }
+                if let Some(v) = vlen {
+                    if s.rvv_model().is_none() {
+                        bail!("--vlen applies to the rvv-qemu device");
+                    }
+                    if !(128..=1024).contains(&v) || !v.is_power_of_two() {
+                        bail!("--vlen must be a power of two from 128 to 1024 (QEMU's range), not {v}");
+                    }
+                    s.rvv_options.vlen = v;
                 }
                 let feeds = read_inputs_for(s.graph(), &inputs)?;
                 // With --compare, every graph value on the reference, once, before the timed run.

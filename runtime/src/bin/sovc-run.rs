@@ -1,7 +1,7 @@
 //! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
 //! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
 //!
-//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|reference] [--threads N]`
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|reference] [--threads N] [--vlen BITS]`
 
 use sovc_runtime::{Artifact, Device, Session};
 use std::collections::BTreeMap;
@@ -12,17 +12,26 @@ fn run() -> Result<(), String> {
     let mut artifact = None;
     let mut out = PathBuf::from(".");
     let mut device = None;
+    let mut vlen = None;
     let mut threads = sovc_runtime::session::default_threads();
     let mut inputs = BTreeMap::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|reference] [--threads N]");
-                println!("the device defaults to the artifact's own (cpu for a cpu artifact, tensix-sim for a Tensix one, else reference)");
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|reference] [--threads N] [--vlen BITS]");
+                println!("the device defaults to the artifact's own (cpu, tensix-sim, ptx-emu or rvv-qemu, else reference); --vlen sets rvv-qemu's vector length");
                 return Ok(());
             }
             "-o" => out = PathBuf::from(args.next().ok_or("-o needs a folder")?),
             "--device" => device = Some(args.next().ok_or("--device needs a name")?),
+            "--vlen" => {
+                vlen = Some(
+                    args.next()
+                        .and_then(|t| t.parse::<u32>().ok())
+                        .filter(|v| (128..=1024).contains(v) && v.is_power_of_two())
+                        .ok_or("--vlen needs a power of two from 128 to 1024")?,
+                )
+            }
             "--threads" => {
                 threads = args
                     .next()
@@ -43,7 +52,10 @@ fn run() -> Result<(), String> {
         Some(name) => Device::parse(&name).map_err(|e| e.to_string())?,
         None => Device::default_for(&a),
     };
-    let s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
+    let mut s = Session::with_threads(&a, d, threads).map_err(|e| e.to_string())?;
+    if let Some(v) = vlen {
+        s.rvv_options.vlen = v;
+    }
     let outs = s.run(&inputs).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for (name, t) in &outs {
