@@ -134,7 +134,7 @@ fn every_encoded_instruction_matches_gnu_as() {
     let root = sovc_tests::generated_models();
     let mut models =
         vec![("encoder_layer".to_string(), m), ("matmul".into(), sovc_models::builtin::matmul(37, 19, 23))];
-    for name in ["gpt2_decoder", "bert_encoder"] {
+    for name in ["gpt2_decoder", "bert_encoder", "squeezenet1_1"] {
         models.push((
             name.into(),
             sovc_models::load_model(&root.join(name).join("model.onnx"), &Default::default()).expect("imports"),

@@ -10,9 +10,11 @@
 //!   a branch. Reductions over inner loops keep one accumulator per lane, summing in the reference's
 //!   order. `exp` is `2^n · p(f)` (a degree-7 polynomial on `f` in [-1/2, 1/2]), and `erf`, `tanh`,
 //!   `sigmoid` are built on it as the cuda target builds them.
-//! - A contraction with a matrix B: per batch entry and group, rows of C in blocks of 4 (A's four
-//!   elements loaded as scalars), columns in strips of `vl` (LMUL 4), `vfmacc.vf` over K in order.
-//!   Convolutions (implicit im2col) and attention are not written yet: their groups run on the host.
+//! - A contraction: per batch entry and group, rows of C in blocks of 4 (A's four elements loaded as
+//!   scalars), columns in strips of `vl`, `vfmacc.vf` over K in order. B's strip is a row of the matrix
+//!   (LMUL 4), or for a convolution (implicit im2col) gathered from the image with `vluxei32.v`, lanes
+//!   whose window lies in the padding masked off and zeroed (LMUL 2). Attention is not written yet: its
+//!   groups run on the host.
 //!
 //! Calling convention: `void kernel(float **bufs)` (a0: the buffers' addresses in kernel order); leaf
 //! functions that save s1..s11 in 96 bytes of stack and use no other memory of their own.
@@ -547,9 +549,6 @@ fn loop_kernel(asm: &mut Asm, k: &Kernel) -> Result<(), String> {
 const GEMM_ROWS: u64 = 4;
 
 fn gemm(asm: &mut Asm, gm: &Gemm) -> Result<(), String> {
-    if gm.b_im2col.is_some() {
-        return err("convolutions (implicit im2col) are not written for riscv64-rvv yet");
-    }
     let mut g = Gen::new(asm);
     const B: Var = Var::MAX;
     const G: Var = Var::MAX - 1;
@@ -599,6 +598,9 @@ fn operand_row(g: &mut Gen, o: &sovc_ir::kernel::Operand, row0: Option<X>, row: 
 
 /// Rows `row0 + row..row0 + row + rows` (at most [`GEMM_ROWS`]) of C, in column strips.
 fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Result<(), String> {
+    if let Some(c) = &gm.b_im2col {
+        return conv_rows(g, gm, c, row0, row, rows);
+    }
     // LMUL 4: accumulators v4, v8, v12, v16 and B's strip in v20 (register groups of 4).
     let acc = [V(4), V(8), V(12), V(16)];
     let vb = V(20);
@@ -641,6 +643,118 @@ fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Re
         }
         g.free_x(pb);
         // C's rows: the column strip at i.
+        g.asm.li(stride, 4 * gm.c.cols)?;
+        for (r, a) in acc[..rows as usize].iter().enumerate() {
+            let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
+            g.asm.li(t, 4 * gm.c.cols)?;
+            g.asm.mul(t, t, g.i);
+            g.asm.add(pc, pc, t);
+            if gm.c.cols == 1 {
+                g.asm.vse32(*a, pc, false);
+            } else {
+                g.asm.vsse32(*a, pc, stride, false);
+            }
+            g.free_x(pc);
+        }
+        g.free_x(stride);
+        g.free_x(t);
+        Ok(())
+    })
+}
+
+/// As [`gemm_rows`] for a convolution: B's strip is gathered from the image (`vluxei32.v`) for each
+/// (channel, kernel row, kernel column) in K order, lanes in the padding masked off and zeroed, at LMUL 2.
+fn conv_rows(
+    g: &mut Gen,
+    gm: &Gemm,
+    c: &sovc_ir::kernel::Im2col,
+    row0: Option<X>,
+    row: i64,
+    rows: u64,
+) -> Result<(), String> {
+    let acc = [V(8), V(10), V(12), V(14)];
+    let (vb, iy0, ix0, iy, off) = (V(16), V(18), V(20), V(22), V(24));
+    let (in_y, inside, tmp) = (V(1), V(2), V(3));
+    const CH: Var = Var::MAX - 4;
+    const KY: Var = Var::MAX - 5;
+    const KX: Var = Var::MAX - 6;
+    g.strips(gm.n, Lmul::M2, &mut |g| {
+        let fzero = g.f()?;
+        g.asm.fmv_w_x(fzero, ZERO);
+        for a in &acc[..rows as usize] {
+            g.asm.vfmv_v_f(*a, fzero);
+        }
+        // Each lane's output pixel (y, x), and the image row and column its kernel window starts at.
+        let t = g.x()?;
+        g.asm.vid(off);
+        g.asm.vi_vx(ViOp::Add, off, off, g.i);
+        g.asm.li(t, c.ow as i64)?;
+        g.asm.vi_vx(ViOp::Div, iy0, off, t);
+        g.asm.vi_vx(ViOp::Rem, ix0, off, t);
+        for (v, stride, pad) in [(iy0, c.sh, c.ph), (ix0, c.sw, c.pw)] {
+            g.asm.li(t, stride as i64)?;
+            g.asm.vi_vx(ViOp::Mul, v, v, t);
+            g.asm.li(t, -(pad as i64))?;
+            g.asm.vi_vx(ViOp::Add, v, v, t);
+        }
+        // The image of this batch entry and group (B's `rows` stride is not used: channels are planes).
+        let pimg = operand_row(g, &gm.b, None, 0)?;
+        let pa: Vec<X> = (0..rows).map(|r| operand_row(g, &gm.a, row0, row + r as i64)).collect::<Result<_, _>>()?;
+        let (hw, h, w) = (c.h * c.w, c.h, c.w);
+        g.for_loop(CH, c.channels, &mut |g| {
+            let pch = g.x()?;
+            g.asm.li(pch, (4 * hw) as i64)?;
+            g.asm.mul(pch, pch, g.vars[&CH]);
+            g.asm.add(pch, pch, pimg);
+            g.for_loop(KY, c.kh, &mut |g| {
+                // iy = iy0 + ky·dh; in_y = 0 <= iy < h
+                g.asm.li(t, c.dh as i64)?;
+                g.asm.mul(t, t, g.vars[&KY]);
+                g.asm.vi_vx(ViOp::Add, iy, iy0, t);
+                g.asm.vi_vx(ViOp::Mslt, in_y, iy, ZERO);
+                g.asm.vmnand(in_y, in_y, in_y);
+                g.asm.li(t, h as i64)?;
+                g.asm.vi_vx(ViOp::Mslt, tmp, iy, t);
+                g.asm.vmand(in_y, in_y, tmp);
+                g.for_loop(KX, c.kw, &mut |g| {
+                    // ix = ix0 + kx·dw; inside = in_y & 0 <= ix < w; off = 4·(iy·w + ix)
+                    g.asm.li(t, c.dw as i64)?;
+                    g.asm.mul(t, t, g.vars[&KX]);
+                    g.asm.vi_vx(ViOp::Add, off, ix0, t);
+                    g.asm.vi_vx(ViOp::Mslt, inside, off, ZERO);
+                    g.asm.vmnand(inside, inside, inside);
+                    g.asm.vmand(inside, inside, in_y);
+                    g.asm.li(t, w as i64)?;
+                    g.asm.vi_vx(ViOp::Mslt, tmp, off, t);
+                    g.asm.vmand(V(0), inside, tmp);
+                    g.asm.vi_vx(ViOp::Mul, vb, iy, t);
+                    g.asm.vi_vv(ViOp::Add, off, off, vb);
+                    g.asm.vi_vi(ViOp::Sll, off, off, 2);
+                    g.asm.vluxei32(vb, pch, off, true);
+                    // Zero where the window is in the padding.
+                    g.asm.vmnand(V(0), V(0), V(0));
+                    g.asm.vfmerge_vfm(vb, vb, fzero);
+                    for (r, a) in pa.iter().enumerate() {
+                        let f = g.f()?;
+                        g.asm.flw(f, *a, 0);
+                        g.asm.vf_vf(VfOp::Macc, acc[r], vb, f, false);
+                        g.free_f(f);
+                        g.asm.li(t, 4 * gm.a.cols)?;
+                        g.asm.add(*a, *a, t);
+                    }
+                    Ok(())
+                })
+            })?;
+            g.free_x(pch);
+            Ok(())
+        })?;
+        for a in pa {
+            g.free_x(a);
+        }
+        g.free_x(pimg);
+        g.free_f(fzero);
+        // C's rows: the column strip at i.
+        let stride = g.x()?;
         g.asm.li(stride, 4 * gm.c.cols)?;
         for (r, a) in acc[..rows as usize].iter().enumerate() {
             let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
