@@ -110,9 +110,11 @@ pub enum Cmd {
     /// split-precision products). `--target cuda [--arch sm_80|sm_90] [--precision fp32|bf16|f16]` writes
     /// PTX (bf16/f16: matmuls and convolutions on the tensor cores): the artifact runs on
     /// sovc's PTX emulator (`--device ptx-emu`) or an NVIDIA GPU (`--device cuda`), and `sovc emit
-    /// --target cuda` writes the `.ptx` files. `--target null` optimizes and packs the graph and weights
-    /// with no code; that artifact runs on the reference device. riscv64-rvv and metal are accepted
-    /// names that report they are not implemented yet.
+    /// --target cuda` writes the `.ptx` files. `--target riscv64-rvv` writes vector-length-agnostic RISC-V
+    /// vector machine code: the artifact runs under qemu-riscv64 (`--device rvv-qemu [--vlen N]`) and
+    /// `sovc emit --target riscv64-rvv` writes its assembler. `--target null` optimizes and packs the graph and weights
+    /// with no code; that artifact runs on the reference device. metal is an accepted name that reports
+    /// it is not implemented yet.
     Compile {
         #[command(flatten)]
         model: ModelArgs,
@@ -564,6 +566,32 @@ pub fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot write {}", p.display()))?;
                 eprintln!("wrote {} PTX modules for {} to {}", plan.modules.len(), plan.arch, dir.display());
             }
+            if a.manifest.targets.iter().any(|t| t == "riscv64-rvv")
+                && target.as_deref().is_none_or(|t| t == "riscv64-rvv")
+            {
+                let dir = output.join("riscv64-rvv");
+                let (plan, code) = a.rvv_plan()?.ok_or_else(|| anyhow!("the artifact has no `rvv.plan` section"))?;
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                let asm = String::from_utf8_lossy(named_section(&a, "rvv.asm")?).to_string();
+                // One GNU assembler file per module (`riscv64-linux-gnu-as -march=rv64imafdv` assembles
+                // it to the same bytes), the code and the plan.
+                for (m, text) in plan.modules.iter().zip(asm.split("# kernel ").skip(1)) {
+                    let p = dir.join(format!("k{}.s", m.kernel));
+                    let body = text.split_once('\n').map(|x| x.1).unwrap_or_default();
+                    std::fs::write(&p, format!("    .option norvc\n    .text\n{body}"))
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                }
+                for (name, data) in [("code.bin", code.clone()), ("plan.json", serde_json::to_vec_pretty(&plan)?)] {
+                    let p = dir.join(name);
+                    std::fs::write(&p, data).with_context(|| format!("cannot write {}", p.display()))?;
+                }
+                eprintln!(
+                    "wrote {} RVV modules ({} bytes of code) to {}",
+                    plan.modules.len(),
+                    code.len(),
+                    dir.display()
+                );
+            }
         }
         Cmd::Audit { artifact, json } => {
             let a = sovc_runtime::Artifact::load(&artifact)?;
@@ -684,6 +712,7 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
         .map(|p| crate::tensix_report::audit_lines(&p))
         .unwrap_or_default();
     let cuda = a.cuda_plan().ok().flatten().map(|p| crate::cuda::audit_lines(&p)).unwrap_or_default();
+    let rvv = a.rvv_plan().ok().flatten().map(|(p, code)| crate::rvv::audit_lines(&p, &code)).unwrap_or_default();
     for k in &plan.kernels {
         let _ = writeln!(
             s,
@@ -707,7 +736,7 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
             };
             let _ = writeln!(s, "  runs as {}{code}", k.lowering);
         }
-        for line in tensix.get(&k.id).into_iter().chain(cuda.get(&k.id)).flatten() {
+        for line in tensix.get(&k.id).into_iter().chain(cuda.get(&k.id)).chain(rvv.get(&k.id)).flatten() {
             let _ = writeln!(s, "    {line}");
         }
         let _ = writeln!(s, "  reads  {}", k.reads.join(", "));

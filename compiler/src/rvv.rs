@@ -94,3 +94,20 @@ pub fn build(g: &Graph) -> Result<RvvBuild, String> {
     }
     Ok(b)
 }
+
+/// Per plan kernel, the audit lines of its RVV functions: each function's static instruction mix.
+pub fn audit_lines(plan: &RvvPlan, code: &[u8]) -> std::collections::BTreeMap<usize, Vec<String>> {
+    let mut out: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for m in &plan.modules {
+        for (name, off, len) in &m.functions {
+            let start = (m.offset + off) as usize;
+            let Some(bytes) = code.get(start..start + *len as usize) else { continue };
+            out.entry(m.kernel).or_default().push(format!(
+                "rvv function `{name}` ({} vector length): {}",
+                plan.vlen,
+                sovc_target_rvv::Mix::of(bytes).summary()
+            ));
+        }
+    }
+    out
+}

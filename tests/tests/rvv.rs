@@ -198,3 +198,18 @@ fn every_real_model_compiles_for_riscv64_rvv_and_runs_under_qemu() {
         assert!(launches > 0, "{name}: no kernel on RVV");
     }
 }
+
+#[test]
+fn the_audit_gives_each_function_its_instruction_mix() {
+    let (m, _) = encoder();
+    let a = artifact(&m);
+    let text = sovc_compiler::cli::audit_text(&a, &a.plan().expect("plan").expect("a plan"));
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("rvv function `")).collect();
+    let (plan, _) = a.rvv_plan().expect("parses").expect("plan");
+    let functions: usize = plan.modules.iter().map(|m| m.functions.len()).sum();
+    assert_eq!(lines.len(), functions, "{text}");
+    assert!(lines.iter().all(|l| l.contains("agnostic vector length") && l.contains("vsetvli (LMUL m")), "{text}");
+    // The projections are matmuls: vfmacc at LMUL 4; attention gathers Q's columns with strided loads.
+    assert!(lines.iter().any(|l| l.contains("(LMUL m4)") && !l.contains(" 0 vfmacc")), "{text}");
+    assert!(lines.iter().any(|l| !l.contains(" 0 strided,")), "{text}");
+}
