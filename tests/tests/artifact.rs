@@ -114,12 +114,10 @@ fn hardware_targets_say_they_are_not_implemented() {
         .err()
         .expect("symbolic batch");
     assert!(e.to_string().contains("needs static shapes") && e.to_string().contains("--shape x="), "{e}");
-    for t in ["metal"] {
-        let e = compile(&m, &CompileOptions { target: t.into(), optimize: true, ..Default::default() })
-            .err()
-            .expect("not implemented");
-        assert!(e.to_string().contains("not implemented yet"), "{t}: {e}");
-    }
+    let e = compile(&m, &CompileOptions { target: "metal".into(), optimize: true, ..Default::default() })
+        .err()
+        .expect("not implemented");
+    assert!(e.to_string().contains("not implemented yet"), "metal: {e}");
     let e = compile(&m, &CompileOptions { target: "tpu".into(), optimize: true, ..Default::default() })
         .err()
         .expect("unknown");
