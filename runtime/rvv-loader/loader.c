@@ -7,7 +7,8 @@
  *   u64 ncalls, then per call: u64 offset (into the code), u64 nargs, nargs x u64 buffer index
  *
  * and reads back every buffer, in order, from the output file. Each kernel is
- * `void kernel(float **bufs)`. All integers little-endian. Built by scripts/setup-test-deps.sh with
+ * `void kernel(float **bufs)`. With a third argument `--report-code` it prints where the code was
+ * mapped (`code at 0x...`) to stderr, so an instruction trace can be attributed to kernels. All integers little-endian. Built by scripts/setup-test-deps.sh with
  * riscv64-linux-gnu-gcc -static. Exit codes: 0 done, 2 bad usage or I/O, 3 malformed input. */
 #include <stdint.h>
 #include <stdio.h>
@@ -33,7 +34,8 @@ static void bytes(void *p, uint64_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) fail(2, "usage: sovc-rvv-loader IN OUT");
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "--report-code") == 0))
+        fail(2, "usage: sovc-rvv-loader IN OUT [--report-code]");
     in = fopen(argv[1], "rb");
     if (!in) fail(2, "cannot open the input");
     char magic[8];
@@ -45,6 +47,7 @@ int main(int argc, char **argv) {
     if (code == MAP_FAILED) fail(2, "cannot map the code");
     bytes(code, code_len);
     __builtin___clear_cache((char *)code, (char *)code + code_len);
+    if (argc == 4) fprintf(stderr, "code at 0x%lx\n", (unsigned long)code);
     uint64_t nbufs = u64();
     if (nbufs > (1u << 20)) fail(3, "too many buffers");
     float **bufs = calloc(nbufs ? nbufs : 1, sizeof(float *));

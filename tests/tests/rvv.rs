@@ -60,7 +60,7 @@ fn the_encoder_layer_runs_unchanged_at_vlen_128_256_and_512() {
     assert_eq!(plan.vlen, "agnostic");
     assert!(!code.is_empty());
     for vlen in [128, 256, 512] {
-        let (err, processes, launches) = rvv_vs_reference(&a, &feeds, QemuOptions { vlen, vector: true });
+        let (err, processes, launches) = rvv_vs_reference(&a, &feeds, QemuOptions { vlen, vector: true, count: false });
         eprintln!("encoder layer at VLEN {vlen}: {launches} launches in {processes} loader runs, max error {err:.2e} of the largest output");
         assert!(err < 1e-5, "VLEN {vlen}: {err}");
         assert!(launches >= 5);
@@ -76,7 +76,11 @@ fn without_the_v_extension_the_code_traps() {
     let a = artifact(&m);
     let s = Session::new(&a, Device::RvvQemu).expect("session");
     std::env::set_var("SOVC_RVV_LOADER", sovc_tests::root().join(".deps/rvv/sovc-rvv-loader"));
-    let e = s.rvv_model().expect("model").run(&feeds, QemuOptions { vlen: 128, vector: false }).expect_err("traps");
+    let e = s
+        .rvv_model()
+        .expect("model")
+        .run(&feeds, QemuOptions { vlen: 128, vector: false, count: false })
+        .expect_err("traps");
     let e = e.to_string();
     eprintln!("{e}");
     assert!(e.contains("illegal instruction") && e.contains("v=false"), "{e}");
@@ -212,4 +216,35 @@ fn the_audit_gives_each_function_its_instruction_mix() {
     // The projections are matmuls: vfmacc at LMUL 4; attention gathers Q's columns with strided loads.
     assert!(lines.iter().any(|l| l.contains("(LMUL m4)") && !l.contains(" 0 vfmacc")), "{text}");
     assert!(lines.iter().any(|l| !l.contains(" 0 strided,")), "{text}");
+}
+
+#[test]
+fn dynamic_instruction_counts_show_the_code_uses_the_whole_vector() {
+    if !tools_present() {
+        return;
+    }
+    // 16x64 · 64x128: with LMUL 4 a strip is 16 lanes at VLEN 128 and 64 at VLEN 512.
+    let m = sovc_models::builtin::matmul(16, 64, 128);
+    let a = artifact(&m);
+    let feeds: BTreeMap<String, sovc_ir::Tensor> = [
+        ("a".to_string(), sovc_ir::Tensor::from_vec(&[16, 64], vec![0.5f32; 16 * 64]).expect("a")),
+        ("b".to_string(), sovc_ir::Tensor::from_vec(&[64, 128], vec![0.25f32; 64 * 128]).expect("b")),
+    ]
+    .into_iter()
+    .collect();
+    std::env::set_var("SOVC_RVV_LOADER", sovc_tests::root().join(".deps/rvv/sovc-rvv-loader"));
+    let s = Session::new(&a, Device::RvvQemu).expect("session");
+    let mut per_vlen = Vec::new();
+    for vlen in [128, 512] {
+        let (out, r) =
+            s.rvv_model().expect("model").run(&feeds, QemuOptions { vlen, vector: true, count: true }).expect("runs");
+        assert!(out["c"].to_f64_vec().iter().all(|&v| (v - 8.0).abs() < 1e-6), "0.5 · 0.25 · 64 everywhere");
+        let (scalar, vector) = r.counts.values().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+        eprintln!("matmul 16x64x128 at VLEN {vlen}: {scalar} scalar and {vector} vector instructions executed");
+        // Per (row block, strip, k): one vector load and 4 vfmacc at least.
+        assert!(vector >= 4 * (128 / (vlen as u64 / 8)) * 64 * 5, "{vector}");
+        per_vlen.push((scalar, vector));
+    }
+    // Four times the vector length: a quarter of the strips, so about a quarter of the instructions.
+    assert!(per_vlen[1].1 * 3 < per_vlen[0].1 && per_vlen[1].0 * 3 < per_vlen[0].0, "{per_vlen:?}");
 }

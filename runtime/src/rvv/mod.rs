@@ -40,18 +40,24 @@ pub enum RvvStep {
     Reference { kernel: usize, nodes: Vec<usize>, reason: String },
 }
 
-/// How `rvv-qemu` runs: the emulated vector length in bits, and whether the CPU has the V extension.
+/// How `rvv-qemu` runs: the emulated vector length in bits, whether the CPU has the V extension, and
+/// whether to count the instructions each function executes (QEMU single-stepping with its execution
+/// log: slow, for measurements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QemuOptions {
     pub vlen: u32,
     pub vector: bool,
+    pub count: bool,
 }
 
 impl Default for QemuOptions {
     fn default() -> Self {
-        QemuOptions { vlen: 128, vector: true }
+        QemuOptions { vlen: 128, vector: true, count: false }
     }
 }
+
+/// Instructions a function executed: (scalar, vector), summed over its launches.
+pub type Counts = BTreeMap<String, (u64, u64)>;
 
 /// What a run did.
 #[derive(Clone, Debug, Default)]
@@ -60,6 +66,34 @@ pub struct RvvReport {
     pub processes: usize,
     pub launches: usize,
     pub reference_steps: usize,
+    /// With `QemuOptions::count`: per function, the instructions it executed.
+    pub counts: Counts,
+}
+
+/// Whether the 32-bit instruction `w` belongs to the vector extension (OP-V, or a vector load/store).
+pub fn is_vector(w: u32) -> bool {
+    let (op, width) = (w & 0x7F, (w >> 12) & 7);
+    op == 0x57 || (matches!(op, 0x07 | 0x27) && matches!(width, 0 | 5 | 6 | 7))
+}
+
+/// Attributes the program counters of a QEMU `-d exec,nochain -singlestep` log to the functions of
+/// `code` mapped at `base`: per function, (scalar, vector) instructions executed.
+pub fn count_trace(log: &str, base: u64, code: &[u8], functions: &[(String, u64, u64)], counts: &mut Counts) {
+    for line in log.lines() {
+        // `Trace 0: 0xHOST [CS_BASE/PC/FLAGS/...] symbol`
+        let Some(pc) = line.split('[').nth(1).and_then(|r| r.split('/').nth(1)) else { continue };
+        let Ok(pc) = u64::from_str_radix(pc, 16) else { continue };
+        let Some(off) = pc.checked_sub(base).filter(|&o| o + 4 <= code.len() as u64) else { continue };
+        let Some(f) = functions.iter().find(|f| f.1 <= off && off < f.1 + f.2) else { continue };
+        let o = off as usize;
+        let w = u32::from_le_bytes([code[o], code[o + 1], code[o + 2], code[o + 3]]);
+        let e = counts.entry(f.0.clone()).or_default();
+        if is_vector(w) {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
+        }
+    }
 }
 
 /// A tool: `$VAR`, then `rel` (if any) under the current folder or a folder above the running binary,
@@ -186,7 +220,7 @@ impl RvvModel {
                 RvvStep::Launch { .. } => {
                     let end =
                         (s..steps.len()).find(|&k| !matches!(steps[k], RvvStep::Launch { .. })).unwrap_or(steps.len());
-                    self.run_stretch(&steps[s..end], &mut vals, opts)?;
+                    self.run_stretch(&steps[s..end], &mut vals, opts, &mut report.counts)?;
                     report.processes += 1;
                     report.launches += end - s;
                     s = end;
@@ -207,6 +241,7 @@ impl RvvModel {
         steps: &[RvvStep],
         vals: &mut BTreeMap<usize, Tensor>,
         opts: QemuOptions,
+        counts: &mut Counts,
     ) -> Result<(), RuntimeError> {
         let g = &self.graph;
         let dev = |m: String| RuntimeError::Device(m);
@@ -264,13 +299,31 @@ impl RvvModel {
         let (fin, fout) = (dir.join("in.bin"), dir.join("out.bin"));
         std::fs::write(&fin, &input).map_err(|e| dev(format!("cannot write {}: {e}", fin.display())))?;
         let cpu = if opts.vector { format!("rv64,v=true,vlen={}", opts.vlen) } else { "rv64,v=false".to_string() };
-        let out = std::process::Command::new(&self.qemu)
-            .args(["-cpu", &cpu])
-            .arg(&self.loader)
-            .arg(&fin)
-            .arg(&fout)
-            .output()
-            .map_err(|e| dev(format!("cannot start {}: {e}", self.qemu.display())));
+        let trace = dir.join("trace.log");
+        let mut cmd = std::process::Command::new(&self.qemu);
+        cmd.args(["-cpu", &cpu]);
+        if opts.count {
+            cmd.args(["-singlestep", "-d", "exec,nochain", "-D"]).arg(&trace);
+        }
+        cmd.arg(&self.loader).arg(&fin).arg(&fout);
+        if opts.count {
+            cmd.arg("--report-code");
+        }
+        let out = cmd.output().map_err(|e| dev(format!("cannot start {}: {e}", self.qemu.display())));
+        if let (true, Ok(o)) = (opts.count, &out) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let base = err
+                .lines()
+                .find_map(|l| l.strip_prefix("code at 0x"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+            if let (Some(base), Ok(log)) = (base, std::fs::read_to_string(&trace)) {
+                let mut functions = Vec::new();
+                for m in &self.plan.modules {
+                    functions.extend(m.functions.iter().map(|f| (f.0.clone(), m.offset + f.1, f.2)));
+                }
+                count_trace(&log, base, &self.code, &functions, counts);
+            }
+        }
         let result = out.and_then(|o| {
             if o.status.success() {
                 std::fs::read(&fout).map_err(|e| dev(format!("cannot read {}: {e}", fout.display())))

@@ -332,6 +332,20 @@ impl Asm {
     pub fn bge(&mut self, a: X, b: X, to: Label) {
         self.branch(5, "bge", a, b, to);
     }
+    /// `if a < b goto to` for a label already placed: one `blt` when it is in range, else a `bge` over a
+    /// `jal`.
+    pub fn blt_back(&mut self, a: X, b: X, to: Label) {
+        let at = self.labels[to.0].expect("a placed label");
+        if (self.words.len() - at) * 4 < 4000 {
+            self.blt(a, b, to);
+        } else {
+            let skip = self.label();
+            self.bge(a, b, skip);
+            self.j(to);
+            self.bind(skip);
+        }
+    }
+
     pub fn j(&mut self, to: Label) {
         self.fixups.push((self.words.len(), to, true));
         self.emit(0x6F, format_args!("jal zero, .L{}", to.0));

@@ -449,21 +449,21 @@ impl Gen<'_> {
         extent: u64,
         body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
     ) -> Result<(), String> {
+        if extent == 0 {
+            return Ok(());
+        }
+        // Tested at the bottom: extents are at least 1.
         let r = self.x()?;
         let outer = self.vars.insert(var, r);
-        let (head, exit, go) = (self.asm.label(), self.asm.label(), self.asm.label());
+        let head = self.asm.label();
         self.asm.mv(r, ZERO);
         self.asm.bind(head);
-        let n = self.x()?;
-        self.asm.li(n, extent as i64)?;
-        self.asm.blt(r, n, go);
-        self.free_x(n);
-        self.asm.j(exit);
-        self.asm.bind(go);
         body(self)?;
         self.asm.addi(r, r, 1);
-        self.asm.j(head);
-        self.asm.bind(exit);
+        let n = self.x()?;
+        self.asm.li(n, extent as i64)?;
+        self.asm.blt_back(r, n, head);
+        self.free_x(n);
         match outer {
             Some(o) => self.vars.insert(var, o),
             None => self.vars.remove(&var),
@@ -510,21 +510,20 @@ impl Gen<'_> {
         lmul: Lmul,
         body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
     ) -> Result<(), String> {
+        if extent == 0 {
+            return Ok(());
+        }
         let (n, rest) = (self.x()?, self.x()?);
-        let (head, exit, go) = (self.asm.label(), self.asm.label(), self.asm.label());
+        let head = self.asm.label();
         let (i, vl) = (self.i, self.vl);
         self.asm.mv(i, ZERO);
         self.asm.li(n, extent as i64)?;
         self.asm.bind(head);
-        self.asm.blt(i, n, go);
-        self.asm.j(exit);
-        self.asm.bind(go);
         self.asm.sub(rest, n, i);
         self.asm.vsetvli(vl, rest, lmul);
         body(self)?;
         self.asm.add(i, i, vl);
-        self.asm.j(head);
-        self.asm.bind(exit);
+        self.asm.blt_back(i, n, head);
         self.free_x(n);
         self.free_x(rest);
         Ok(())
@@ -621,6 +620,11 @@ fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Re
         let stride = g.x()?;
         let pa: Vec<X> = (0..rows).map(|r| operand_row(g, &gm.a, row0, row + r as i64)).collect::<Result<_, _>>()?;
         g.asm.li(stride, 4 * gm.b.cols)?;
+        // The steps of A's column and B's row, and A's elements, held outside the K loop.
+        let (astep, bstep) = (g.x()?, g.x()?);
+        g.asm.li(astep, 4 * gm.a.cols)?;
+        g.asm.li(bstep, 4 * gm.b.rows)?;
+        let fa: Vec<F> = (0..rows).map(|_| g.f()).collect::<Result<_, _>>()?;
         g.for_loop(Var::MAX - 3, gm.k, &mut |g| {
             if gm.b.cols == 1 {
                 g.asm.vle32(vb, pb, false);
@@ -628,17 +632,20 @@ fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Re
                 g.asm.vlse32(vb, pb, stride, false);
             }
             for (r, a) in pa.iter().enumerate() {
-                let f = g.f()?;
-                g.asm.flw(f, *a, 0);
-                g.asm.vf_vf(VfOp::Macc, acc[r], vb, f, false);
-                g.free_f(f);
-                g.asm.li(t, 4 * gm.a.cols)?;
-                g.asm.add(*a, *a, t);
+                g.asm.flw(fa[r], *a, 0);
+                g.asm.add(*a, *a, astep);
             }
-            g.asm.li(t, 4 * gm.b.rows)?;
-            g.asm.add(pb, pb, t);
+            for (r, f) in fa.iter().enumerate() {
+                g.asm.vf_vf(VfOp::Macc, acc[r], vb, *f, false);
+            }
+            g.asm.add(pb, pb, bstep);
             Ok(())
         })?;
+        for f in fa {
+            g.free_f(f);
+        }
+        g.free_x(astep);
+        g.free_x(bstep);
         for a in pa {
             g.free_x(a);
         }
