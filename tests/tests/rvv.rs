@@ -164,42 +164,67 @@ fn every_encoded_instruction_matches_gnu_as() {
     assert!(checked > 1000);
 }
 
-#[test]
-fn every_real_model_compiles_for_riscv64_rvv_and_runs_under_qemu() {
+/// Generated model `name` compiled for riscv64-rvv and run under QEMU at VLEN 128, 256 and 512 (the
+/// same code): within 1e-4 of the reference's largest magnitude at each.
+fn real_model_at_three_vlens(name: &str) {
     if !tools_present() {
         return;
     }
-    let root = sovc_tests::generated_models();
-    for name in [
-        "gpt2_decoder",
-        "bert_encoder",
-        "squeezenet1_1",
-        "resnet18",
-        "mobilenet_v2",
-        "efficientnet_b0",
-        "resnet50",
-        "inception_v3",
-    ] {
-        let dir = root.join(name);
-        let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
-        let a = artifact(&m);
-        let (plan, code) = a.rvv_plan().expect("parses").expect("plan");
-        let launches = plan.steps.iter().filter(|s| matches!(s, RvvStep::Launch { .. })).count();
-        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        for s in &plan.steps {
-            if let RvvStep::Reference { reason, .. } = s {
-                *reasons.entry(reason.clone()).or_default() += 1;
-            }
+    let dir = sovc_tests::generated_models().join(name);
+    let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
+    let a = artifact(&m);
+    let (plan, code) = a.rvv_plan().expect("parses").expect("plan");
+    let launches = plan.steps.iter().filter(|s| matches!(s, RvvStep::Launch { .. })).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &plan.steps {
+        if let RvvStep::Reference { reason, .. } = s {
+            *reasons.entry(reason.clone()).or_default() += 1;
         }
-        let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
-        let (err, processes, _) = rvv_vs_reference(&a, &feeds, QemuOptions::default());
+    }
+    let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");
+    std::env::set_var("SOVC_RVV_LOADER", sovc_tests::root().join(".deps/rvv/sovc-rvv-loader"));
+    let s = Session::new(&a, Device::RvvQemu).expect("session");
+    let want = Session::new(&a, Device::Reference).expect("session").run(&feeds).expect("reference");
+    for vlen in [128, 256, 512] {
+        let (got, report) = s
+            .rvv_model()
+            .expect("model")
+            .run(&feeds, QemuOptions { vlen, vector: true, count: false })
+            .expect("runs under qemu");
+        let mut err = 0f64;
+        for (k, w) in &want {
+            let scale = w.to_f64_vec().iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+            err = err.max(sovc_tests::max_abs_diff(&got[k], w) / scale);
+        }
         eprintln!(
-            "{name}: {} modules ({} bytes of code), {launches} launches in {processes} loader runs, max error {err:.2e} of the largest output; on the host: {reasons:?}",
+            "{name} at VLEN {vlen}: {} modules ({} bytes of code), {launches} launches in {} loader runs, max error {err:.2e} of the largest output; on the host: {reasons:?}",
             plan.modules.len(),
-            code.len()
+            code.len(),
+            report.processes
         );
-        assert!(err < 1e-4, "{name}: {err}");
-        assert!(launches > 0, "{name}: no kernel on RVV");
+        assert!(err < 1e-4, "{name} at VLEN {vlen}: {err}");
+    }
+    assert!(launches > 0, "{name}: no kernel on RVV");
+}
+
+#[test]
+fn gpt2_bert_squeezenet_and_mobilenet_run_under_qemu_at_three_vlens() {
+    for name in ["gpt2_decoder", "bert_encoder", "squeezenet1_1", "mobilenet_v2"] {
+        real_model_at_three_vlens(name);
+    }
+}
+
+#[test]
+fn resnets_run_under_qemu_at_three_vlens() {
+    for name in ["resnet18", "resnet50"] {
+        real_model_at_three_vlens(name);
+    }
+}
+
+#[test]
+fn inception_and_efficientnet_run_under_qemu_at_three_vlens() {
+    for name in ["inception_v3", "efficientnet_b0"] {
+        real_model_at_three_vlens(name);
     }
 }
 
