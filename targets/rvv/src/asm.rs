@@ -183,6 +183,10 @@ pub struct Asm {
     labels: Vec<Option<usize>>,
     /// (word index, label, is a jal).
     fixups: Vec<(usize, Label, bool)>,
+    /// The callee-saved registers the next function saves in its prologue (none: a first pass that
+    /// only finds out which it uses, into `saved_used`).
+    pub saved: Option<Vec<u8>>,
+    pub saved_used: std::collections::BTreeSet<u8>,
 }
 
 const OP_V: u32 = 0x57;

@@ -2,7 +2,9 @@
 //! (SEW 32), so the same code runs at any VLEN and uses all of it.
 //!
 //! - A loop kernel is vectorized over its parallel dimension (variable 0): each strip of `vl`
-//!   iterations runs the body once, lane `l` being iteration `i + l`. Inner loops are scalar loops;
+//!   iterations runs the body once, lane `l` being iteration `i + l`. When that dimension is short (a
+//!   transpose's 4 heads) and the body a perfect nest of loops around stores whose iterations are
+//!   independent, the innermost loop is vectorized instead and the others are scalar loops. Inner loops are scalar loops;
 //!   lets are vector registers; a load's element index is affine, so its lanes are one element
 //!   (`flw` + broadcast), consecutive (`vle32.v`) or strided (`vlse32.v`) by the coefficient of
 //!   variable 0; stores likewise. A guard whose bounds depend on variable 0 becomes a mask (loads under
@@ -18,7 +20,8 @@
 //!   into O's rows, then the division (see [`attention`]).
 //!
 //! Calling convention: `void kernel(float **bufs)` (a0: the buffers' addresses in kernel order); leaf
-//! functions that save s1..s11 in 96 bytes of stack and use no other memory of their own.
+//! functions that save the callee-saved registers they use on the stack (each function is generated
+//! twice: the first pass finds which) and use no other memory of their own.
 
 use crate::asm::{Asm, Label, Lmul, VfOp, ViOp, A0, F, V, X, ZERO};
 use sovc_ir::kernel::{Expr, Gemm, Index, Kernel, KernelOp, Reduce, Stmt, Var};
@@ -29,7 +32,7 @@ use std::collections::BTreeMap;
 /// then s1..s11, which every function saves on entry ([`SAVED`]).
 const XPOOL: [u8; 25] =
     [5, 6, 7, 28, 29, 30, 31, 11, 12, 13, 14, 15, 16, 17, 9, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27];
-/// The callee-saved registers the pool uses, stored below the stack pointer on entry.
+/// The callee-saved registers the pool may use: a function saves those it uses on entry.
 const SAVED: [u8; 11] = [9, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27];
 /// Caller-saved float registers.
 const FPOOL: [u8; 20] = [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 28, 29, 30, 31];
@@ -55,6 +58,16 @@ struct Gen<'a> {
     vl: X,
     /// Whether v0 holds the mask of an enclosing vector guard.
     masked: bool,
+    /// The variable the lanes run over (0, the parallel dimension, unless the kernel's innermost loop
+    /// is vectorized instead).
+    vec: Var,
+    /// Accesses whose strip-invariant byte address is in a register ([`Gen::hoist`]).
+    hoisted: Vec<((u32, Index), X)>,
+}
+
+/// Stack bytes to save `regs` (16-byte aligned).
+fn frame(regs: &[u8]) -> i32 {
+    (8 * regs.len() as i32 + 15) / 16 * 16
 }
 
 fn err<T>(m: impl Into<String>) -> Result<T, String> {
@@ -63,9 +76,12 @@ fn err<T>(m: impl Into<String>) -> Result<T, String> {
 
 impl Gen<'_> {
     fn new(asm: &mut Asm) -> Gen<'_> {
-        asm.addi(crate::asm::SP, crate::asm::SP, -96);
-        for (k, &r) in SAVED.iter().enumerate() {
-            asm.sd(X(r), crate::asm::SP, 8 * k as i32);
+        let saved = asm.saved.clone().unwrap_or_default();
+        if !saved.is_empty() {
+            asm.addi(crate::asm::SP, crate::asm::SP, -frame(&saved));
+            for (k, &r) in saved.iter().enumerate() {
+                asm.sd(X(r), crate::asm::SP, 8 * k as i32);
+            }
         }
         let mut g = Gen {
             asm,
@@ -77,22 +93,31 @@ impl Gen<'_> {
             i: X(0),
             vl: X(0),
             masked: false,
+            vec: 0,
+            hoisted: Vec::new(),
         };
         g.i = g.xfree.pop().expect("registers");
         g.vl = g.xfree.pop().expect("registers");
         g
     }
-    /// Restores s1..s11 and returns.
+    /// Restores the saved registers and returns.
     fn ret(&mut self) {
-        for (k, &r) in SAVED.iter().enumerate() {
-            self.asm.ld(X(r), crate::asm::SP, 8 * k as i32);
+        let saved = self.asm.saved.clone().unwrap_or_default();
+        if !saved.is_empty() {
+            for (k, &r) in saved.iter().enumerate() {
+                self.asm.ld(X(r), crate::asm::SP, 8 * k as i32);
+            }
+            self.asm.addi(crate::asm::SP, crate::asm::SP, frame(&saved));
         }
-        self.asm.addi(crate::asm::SP, crate::asm::SP, 96);
         self.asm.ret();
     }
 
     fn x(&mut self) -> Result<X, String> {
-        self.xfree.pop().ok_or_else(|| "out of integer registers (loops nested too deep)".to_string())
+        let r = self.xfree.pop().ok_or_else(|| "out of integer registers (loops nested too deep)".to_string())?;
+        if SAVED.contains(&r.0) {
+            self.asm.saved_used.insert(r.0);
+        }
+        Ok(r)
     }
     fn f(&mut self) -> Result<F, String> {
         self.ffree.pop().ok_or_else(|| "out of float registers".to_string())
@@ -112,39 +137,86 @@ impl Gen<'_> {
         }
     }
 
-    /// `rd = offset + Σ coeff·var` over the variables other than 0.
+    /// `rd += c·v` (an `add` for 1, a shift for powers of two, else `li` + `mul`).
+    fn add_scaled(&mut self, rd: X, v: X, c: i64) -> Result<(), String> {
+        match c {
+            0 => {}
+            1 => self.asm.add(rd, rd, v),
+            c if c > 0 && (c as u64).is_power_of_two() => {
+                let t = self.x()?;
+                self.asm.slli(t, v, c.trailing_zeros());
+                self.asm.add(rd, rd, t);
+                self.free_x(t);
+            }
+            c => {
+                let t = self.x()?;
+                self.asm.li(t, c)?;
+                self.asm.mul(t, t, v);
+                self.asm.add(rd, rd, t);
+                self.free_x(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// `rd = offset + Σ coeff·var` over the variables other than the vector one.
     fn scalar_index(&mut self, ix: &Index, rd: X) -> Result<(), String> {
         self.asm.li(rd, ix.offset)?;
         for &(v, c) in &ix.terms {
-            if v == 0 {
+            if v == self.vec {
                 continue;
             }
             let vr = *self.vars.get(&v).ok_or_else(|| format!("loop variable v{v} is not in scope"))?;
-            let t = self.x()?;
-            self.asm.li(t, c)?;
-            self.asm.mul(t, t, vr);
-            self.asm.add(rd, rd, t);
-            self.free_x(t);
+            self.add_scaled(rd, vr, c)?;
         }
         Ok(())
     }
 
     /// The address of the strip's first lane of `ix` in buffer `buf` (element `S + c0·i`), and `c0`.
     fn address(&mut self, buf: u32, ix: &Index) -> Result<(X, i64), String> {
+        let c0 = ix.coeff(self.vec);
         let a = self.x()?;
-        self.scalar_index(ix, a)?;
-        let c0 = ix.coeff(0);
-        let t = self.x()?;
-        if c0 != 0 {
-            self.asm.li(t, c0)?;
-            self.asm.mul(t, t, self.i);
-            self.asm.add(a, a, t);
+        if let Some(&(_, pre)) = self.hoisted.iter().find(|h| h.0 .0 == buf && &h.0 .1 == ix) {
+            // The part that does not change from strip to strip was computed before the strips.
+            self.asm.mv(a, pre);
+            self.add_scaled(a, self.i, 4 * c0)?;
+            return Ok((a, c0));
         }
+        self.scalar_index(ix, a)?;
+        self.add_scaled(a, self.i, c0)?;
+        let t = self.x()?;
         self.asm.slli(a, a, 2);
         self.asm.ld(t, A0, 8 * buf as i32);
         self.asm.add(a, a, t);
         self.free_x(t);
         Ok((a, c0))
+    }
+
+    /// Computes, into registers kept for the strips, the byte address of element `S` (every term but
+    /// the vector variable's) of each access in `accesses` whose variables are all in scope, while
+    /// registers last.
+    fn hoist(&mut self, accesses: &[(u32, Index)]) -> Result<(), String> {
+        for (buf, ix) in accesses {
+            let ready = ix.terms.iter().all(|(v, _)| *v == self.vec || self.vars.contains_key(v));
+            if !ready || self.hoisted.iter().any(|h| h.0 .0 == *buf && &h.0 .1 == ix) || self.xfree.len() < 10 {
+                continue;
+            }
+            let a = self.x()?;
+            self.scalar_index(ix, a)?;
+            let t = self.x()?;
+            self.asm.slli(a, a, 2);
+            self.asm.ld(t, A0, 8 * *buf as i32);
+            self.asm.add(a, a, t);
+            self.free_x(t);
+            self.hoisted.push(((*buf, ix.clone()), a));
+        }
+        Ok(())
+    }
+
+    fn unhoist(&mut self) {
+        for (_, r) in std::mem::take(&mut self.hoisted) {
+            self.free_x(r);
+        }
     }
 
     fn load(&mut self, buf: u32, ix: &Index) -> Result<V, String> {
@@ -357,13 +429,14 @@ impl Gen<'_> {
         let r = self.v()?;
         let (outside, end) = (self.asm.label(), self.asm.label());
         // Bounds that do not depend on variable 0: one branch for the whole strip.
-        for (ix, bound) in conds.iter().filter(|(ix, _)| ix.coeff(0) == 0) {
+        let vec = self.vec;
+        for (ix, bound) in conds.iter().filter(|(ix, _)| ix.coeff(vec) == 0) {
             let s = self.x()?;
             self.scalar_index(ix, s)?;
             self.branch_unless_inside(s, *bound, outside)?;
             self.free_x(s);
         }
-        let lane: Vec<&(Index, u64)> = conds.iter().filter(|(ix, _)| ix.coeff(0) != 0).collect();
+        let lane: Vec<&(Index, u64)> = conds.iter().filter(|(ix, _)| ix.coeff(vec) != 0).collect();
         if lane.is_empty() {
             let v = self.expr(then)?;
             self.asm.vmv_v_v(r, v);
@@ -383,7 +456,7 @@ impl Gen<'_> {
                 let (idx, t, inside) = (self.v()?, self.x()?, self.v()?);
                 self.asm.vid(idx);
                 self.asm.vi_vx(ViOp::Add, idx, idx, self.i);
-                self.asm.li(t, ix.coeff(0))?;
+                self.asm.li(t, ix.coeff(self.vec))?;
                 self.asm.vi_vx(ViOp::Mul, idx, idx, t);
                 self.scalar_index(ix, t)?;
                 self.asm.vi_vx(ViOp::Add, idx, idx, t);
@@ -535,14 +608,91 @@ fn loop_kernel(asm: &mut Asm, k: &Kernel) -> Result<(), String> {
         return err(format!("groups of {} threads", k.launch.threads_per_group));
     }
     let mut g = Gen::new(asm);
-    g.strips(k.extent, Lmul::M1, &mut |g| {
-        for s in &k.body {
-            g.stmt(s)?;
+    match inner_nest(k) {
+        // A short parallel dimension over a perfect nest: lanes over the innermost loop instead.
+        Some((nest, stores)) => {
+            let inner = nest[nest.len() - 1];
+            g.vec = inner.0;
+            let outer: Vec<(Var, u64)> =
+                [(0, k.extent)].into_iter().chain(nest[..nest.len() - 1].iter().copied()).collect();
+            // Every access of the stores, to hoist what does not change from strip to strip.
+            let mut accesses = Vec::new();
+            for s in stores {
+                if let Stmt::Store { buf, index, value } = s {
+                    accesses.push((*buf, index.clone()));
+                    value.visit(&mut |e| {
+                        if let Expr::Load { buf, index } = e {
+                            accesses.push((*buf, index.clone()));
+                        }
+                    });
+                }
+            }
+            nested(&mut g, &outer, &mut |g| {
+                g.hoist(&accesses)?;
+                g.strips(inner.1, Lmul::M1, &mut |g| {
+                    for s in stores {
+                        g.stmt(s)?;
+                    }
+                    Ok(())
+                })?;
+                g.unhoist();
+                Ok(())
+            })?;
         }
-        Ok(())
-    })?;
+        None => g.strips(k.extent, Lmul::M1, &mut |g| {
+            for s in &k.body {
+                g.stmt(s)?;
+            }
+            Ok(())
+        })?,
+    }
     g.ret();
     Ok(())
+}
+
+/// Loops as (variable, extent), outermost first.
+type Nest = Vec<(Var, u64)>;
+
+/// Scalar loops over `loops` (outermost first) around `body`.
+fn nested(
+    g: &mut Gen,
+    loops: &[(Var, u64)],
+    body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
+) -> Result<(), String> {
+    match loops.split_first() {
+        None => body(g),
+        Some((&(v, e), rest)) => g.for_loop(v, e, &mut |g| nested(g, rest, body)),
+    }
+}
+
+/// When the parallel dimension is shorter than the innermost loop of a perfect nest whose body is
+/// stores only, and every load of a stored buffer in that body reads the element being stored (so
+/// the innermost loop's iterations are independent): the nest's loops (variable, extent) and the
+/// stores.
+fn inner_nest(k: &Kernel) -> Option<(Nest, &[Stmt])> {
+    let mut nest = Vec::new();
+    let mut body: &[Stmt] = &k.body;
+    while let [Stmt::For { var, extent, body: b }] = body {
+        nest.push((*var, *extent));
+        body = b;
+    }
+    let &(_, inner) = nest.last()?;
+    if inner <= k.extent || !body.iter().all(|s| matches!(s, Stmt::Store { .. })) {
+        return None;
+    }
+    let mut ok = true;
+    for s in body {
+        let Stmt::Store { buf, index, .. } = s else { return None };
+        for t in body {
+            let Stmt::Store { value, .. } = t else { return None };
+            value.visit(&mut |e| {
+                if let Expr::Load { buf: b, index: i } = e {
+                    ok &= b != buf || i == index;
+                }
+            });
+        }
+    }
+    ok.then_some((nest, body))
 }
 
 /// Rows of C per block of the contraction.
@@ -940,9 +1090,15 @@ fn attention(asm: &mut Asm, at: &sovc_ir::kernel::Attention) -> Result<(), Strin
 pub fn emit_op(asm: &mut Asm, op: &KernelOp, name: &str) -> Result<Vec<Function>, String> {
     let mut out = Vec::new();
     let mut func = |asm: &mut Asm, name: String, f: &dyn Fn(&mut Asm) -> Result<(), String>| {
+        // First pass: which callee-saved registers the function uses; second: the function.
+        let mut scratch = Asm::new();
+        f(&mut scratch)?;
         let start = asm.len();
         asm.note(&name);
-        f(asm)?;
+        asm.saved = Some(scratch.saved_used.into_iter().collect());
+        let r = f(asm);
+        asm.saved = None;
+        r?;
         out.push(Function { name, offset: start, len: asm.len() - start });
         Ok::<(), String>(())
     };
