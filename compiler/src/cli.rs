@@ -112,9 +112,11 @@ pub enum Cmd {
     /// sovc's PTX emulator (`--device ptx-emu`) or an NVIDIA GPU (`--device cuda`), and `sovc emit
     /// --target cuda` writes the `.ptx` files. `--target riscv64-rvv` writes vector-length-agnostic RISC-V
     /// vector machine code: the artifact runs under qemu-riscv64 (`--device rvv-qemu [--vlen N]`) and
-    /// `sovc emit --target riscv64-rvv` writes its assembler. `--target null` optimizes and packs the graph and weights
-    /// with no code; that artifact runs on the reference device. metal is an accepted name that reports
-    /// it is not implemented yet.
+    /// `sovc emit --target riscv64-rvv` writes its assembler. `--target metal` writes each kernel as a
+    /// compute shader in Metal Shading Language with a SPIR-V twin (`sovc emit --target metal` writes
+    /// `.metal`, `.spv` and `.wgsl` files); no device runs them yet, so the artifact runs on the
+    /// reference device. `--target null` optimizes and packs the graph and weights with no code; that
+    /// artifact runs on the reference device.
     Compile {
         #[command(flatten)]
         model: ModelArgs,
@@ -565,6 +567,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&p, serde_json::to_vec_pretty(&plan)?)
                     .with_context(|| format!("cannot write {}", p.display()))?;
                 eprintln!("wrote {} PTX modules for {} to {}", plan.modules.len(), plan.arch, dir.display());
+            }
+            if a.manifest.targets.iter().any(|t| t == "metal") && target.as_deref().is_none_or(|t| t == "metal") {
+                let dir = output.join("metal");
+                let (plan, spirv) =
+                    a.metal_plan()?.ok_or_else(|| anyhow!("the artifact has no `metal.plan` section"))?;
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                // Each shader as Metal Shading Language, its SPIR-V twin and the WGSL both come from.
+                for m in &plan.modules {
+                    let words = spirv
+                        .get(m.spirv_offset as usize..(m.spirv_offset + m.spirv_len) as usize)
+                        .ok_or_else(|| anyhow!("module `{}` lies outside metal.spv", m.name))?;
+                    let spv: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    for (ext, data) in [("metal", m.msl.as_bytes()), ("spv", &spv[..]), ("wgsl", m.wgsl.as_bytes())] {
+                        let p = dir.join(format!("{}.{ext}", m.name));
+                        std::fs::write(&p, data).with_context(|| format!("cannot write {}", p.display()))?;
+                    }
+                }
+                let p = dir.join("plan.json");
+                std::fs::write(&p, serde_json::to_vec_pretty(&plan)?)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {} shaders (.metal, .spv, .wgsl) to {}", plan.modules.len(), dir.display());
             }
             if a.manifest.targets.iter().any(|t| t == "riscv64-rvv")
                 && target.as_deref().is_none_or(|t| t == "riscv64-rvv")

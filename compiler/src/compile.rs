@@ -17,7 +17,7 @@ pub const TARGETS: [(&str, bool); 7] = [
     ("wormhole_b0", true),
     ("riscv64-rvv", true),
     ("cuda", true),
-    ("metal", false),
+    ("metal", true),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +276,8 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     } else {
         None
     };
+    let metal_build =
+        if opts.target == "metal" { Some(crate::metal::build(&graph).map_err(CompileError::Target)?) } else { None };
     let rvv_build = if opts.target == "riscv64-rvv" {
         Some(crate::rvv::build(&graph).map_err(CompileError::Target)?)
     } else {
@@ -290,7 +292,12 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     let io = |name: &str, v: sovc_ir::ValueId| IoEntry { name: name.to_string(), ty: graph.ty(v).to_string() };
     let manifest = Manifest {
         producer: format!("sovc {}", env!("CARGO_PKG_VERSION")),
-        targets: if cpu || tensix_build.is_some() || cuda_build.is_some() || rvv_build.is_some() {
+        targets: if cpu
+            || tensix_build.is_some()
+            || cuda_build.is_some()
+            || rvv_build.is_some()
+            || metal_build.is_some()
+        {
             vec![opts.target.clone()]
         } else {
             Vec::new()
@@ -310,6 +317,22 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
             k.lowering = how.clone();
             k.code_bytes = *bytes;
             k.code_sha256 = sha.clone();
+        }
+    }
+    if let Some(c) = &metal_build {
+        use sha2::{Digest, Sha256};
+        for (k, how) in record.kernels.iter_mut().zip(&c.lowering) {
+            k.lowering = how.clone();
+        }
+        let mut per: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        for m in &c.plan.modules {
+            per.entry(m.kernel).or_default().extend_from_slice(m.msl.as_bytes());
+        }
+        for (kernel, msl) in per {
+            if let Some(k) = record.kernels.get_mut(kernel) {
+                k.code_bytes = msl.len() as u64;
+                k.code_sha256 = Sha256::digest(&msl).iter().map(|b| format!("{b:02x}")).collect();
+            }
         }
     }
     if let Some(c) = &rvv_build {
@@ -375,6 +398,11 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     if let Some(c) = cuda_build {
         let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
         b.section(SectionKind::Code, "cuda.plan", plan);
+    }
+    if let Some(c) = metal_build {
+        let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;
+        b.section(SectionKind::Code, "metal.plan", plan);
+        b.section(SectionKind::Code, "metal.spv", c.spirv.iter().flat_map(|w| w.to_le_bytes()).collect());
     }
     if let Some(c) = rvv_build {
         let plan = serde_json::to_vec(&c.plan).map_err(|e| CompileError::Weights(e.to_string()))?;

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod lower;
 pub mod memplan;
+pub mod metal;
 pub mod opt;
 pub mod partition;
 pub mod rvv;

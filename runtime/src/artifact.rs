@@ -393,6 +393,25 @@ impl Artifact {
         }
     }
 
+    /// The `metal.plan` section of a `metal` artifact, with its SPIR-V words (`metal.spv`).
+    pub fn metal_plan(&self) -> Result<Option<(crate::metal::MetalPlan, Vec<u32>)>, ArtifactError> {
+        let named = |n: &str| self.sections.iter().find(|s| s.kind == SectionKind::Code && s.name == n);
+        match named("metal.plan") {
+            None => Ok(None),
+            Some(s) => {
+                let plan = serde_json::from_slice(&s.data)
+                    .map_err(|e| ArtifactError::Malformed(format!("metal.plan: {e}")))?;
+                let spv = named("metal.spv")
+                    .ok_or_else(|| ArtifactError::Malformed("a metal.plan without its metal.spv".into()))?;
+                if spv.data.len() % 4 != 0 {
+                    return Err(ArtifactError::Malformed("metal.spv is not whole 32-bit words".into()));
+                }
+                let words = spv.data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                Ok(Some((plan, words)))
+            }
+        }
+    }
+
     /// The `rvv.plan` section of a `riscv64-rvv` artifact, with its code (`rvv.code`).
     pub fn rvv_plan(&self) -> Result<Option<(crate::rvv::RvvPlan, Vec<u8>)>, ArtifactError> {
         let named = |n: &str| self.sections.iter().find(|s| s.kind == SectionKind::Code && s.name == n);

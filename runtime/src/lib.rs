@@ -8,6 +8,7 @@
 pub mod artifact;
 pub mod cpu;
 pub mod cuda;
+pub mod metal;
 pub mod npy;
 pub mod rvv;
 pub mod session;

@@ -161,8 +161,8 @@ fn compile_then_run_and_inspect_an_artifact() {
     .expect_err("a null artifact has no cpu code");
     assert!(format!("{e:#}").contains("cpu") && format!("{e:#}").contains("no target code"), "{e:#}");
     let e = sovc(&["compile", "builtin:mlp", "--target", "metal", "-o", d.join("x.sovc").to_str().expect("utf8")])
-        .expect_err("not yet");
-    assert!(format!("{e:#}").contains("not implemented yet"), "{e:#}");
+        .expect_err("a symbolic batch");
+    assert!(format!("{e:#}").contains("--shape x=DIMS"), "{e:#}");
     std::fs::write(d.join("bad.sovc"), b"SOVCART\0garbage").expect("write");
     let e = sovc(&["inspect", d.join("bad.sovc").to_str().expect("utf8")]).expect_err("bad artifact");
     assert!(format!("{e:#}").contains("bad.sovc"), "{e:#}");

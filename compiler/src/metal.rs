@@ -1,0 +1,82 @@
+//! The `metal` target's back half: every kernel group lowered to the kernel IR (as for the other
+//! targets), each kernel written once as a WGSL compute shader by `sovc-target-metal` and translated
+//! by naga into Metal Shading Language and SPIR-V, in a [`MetalPlan`] of launches. Groups the kernel IR
+//! or the shader writer does not cover are reference steps, named with their reason in the audit.
+
+use crate::lower::{lower_group, scalar_consts};
+use sovc_ir::kernel::KernelOp;
+use sovc_ir::Graph;
+use sovc_runtime::metal::{MetalModule, MetalPlan, MetalStep};
+
+/// What the metal back end produced.
+pub struct MetalBuild {
+    pub plan: MetalPlan,
+    /// `metal.spv`: every module's SPIR-V words, one after another.
+    pub spirv: Vec<u32>,
+    /// Per plan kernel: how it runs.
+    pub lowering: Vec<String>,
+}
+
+/// Lowers every kernel group of `g` and writes its shaders.
+pub fn build(g: &Graph) -> Result<MetalBuild, String> {
+    if let Some(x) = g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
+        return Err(format!(
+            "the metal target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
+            x.name,
+            g.ty(x.value),
+            x.name
+        ));
+    }
+    let scalars = scalar_consts(g);
+    let mut b = MetalBuild {
+        plan: MetalPlan { workgroup: sovc_target_metal::WORKGROUP, modules: Vec::new(), steps: Vec::new() },
+        spirv: Vec::new(),
+        lowering: Vec::new(),
+    };
+    for (gi, grp) in crate::partition::partition(g).iter().enumerate() {
+        let lowered = lower_group(g, grp, &format!("k{gi}"), &scalars).map_err(|e| e.to_string());
+        let written = lowered.and_then(|ls| {
+            let mut out = Vec::new();
+            for (j, l) in ls.iter().enumerate() {
+                let bufs: Vec<u32> = l.values.iter().map(|v| v.index() as u32).collect();
+                for s in sovc_target_metal::shaders(&l.op, &format!("k{gi}_{j}"))? {
+                    let t = sovc_target_metal::translate(&s.name, &s.wgsl)?;
+                    out.push((s, t, bufs.clone()));
+                }
+            }
+            let forms: Vec<&str> = ls
+                .iter()
+                .map(|l| match &l.op {
+                    KernelOp::Loop(_) => "loop",
+                    KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
+                    KernelOp::Gemm(_) => "gemm",
+                    KernelOp::Attention(_) => "attention",
+                })
+                .collect();
+            Ok((out, forms))
+        });
+        match written {
+            Ok((shaders, forms)) => {
+                for (s, t, bufs) in shaders {
+                    let module = b.plan.modules.len();
+                    b.plan.modules.push(MetalModule {
+                        kernel: gi,
+                        name: s.name,
+                        msl: t.msl,
+                        wgsl: s.wgsl,
+                        spirv_offset: b.spirv.len() as u64,
+                        spirv_len: t.spirv.len() as u64,
+                    });
+                    b.spirv.extend_from_slice(&t.spirv);
+                    b.plan.steps.push(MetalStep::Launch { kernel: gi, module, bufs, threads: s.threads });
+                }
+                b.lowering.push(format!("shader {}", forms.join(", ")));
+            }
+            Err(reason) => {
+                b.lowering.push(format!("reference: {reason}"));
+                b.plan.steps.push(MetalStep::Reference { kernel: gi, nodes: grp.nodes.clone(), reason });
+            }
+        }
+    }
+    Ok(b)
+}

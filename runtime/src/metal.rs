@@ -1,0 +1,34 @@
+//! The plan of a `metal` artifact (its `metal.plan` section, JSON; the SPIR-V words in `metal.spv`).
+//! A module is one compute shader: its Metal Shading Language (for Apple GPUs), its WGSL source (the
+//! form sovc writes and naga translates) and its SPIR-V twin (words `spirv_offset..+spirv_len` of
+//! `metal.spv`, little-endian); a launch dispatches a module over graph values (storage buffer `i` is
+//! the `i`-th value) with `threads` threads in workgroups of `workgroup`. Groups no shader covers are
+//! reference steps. The devices that run it (Vulkan for the SPIR-V, Metal on macOS) are not written
+//! yet: such an artifact runs on the `reference` device.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetalPlan {
+    pub workgroup: u64,
+    pub modules: Vec<MetalModule>,
+    pub steps: Vec<MetalStep>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetalModule {
+    /// The plan kernel (group) it belongs to.
+    pub kernel: usize,
+    pub name: String,
+    pub msl: String,
+    pub wgsl: String,
+    /// Its SPIR-V: words `spirv_offset..spirv_offset + spirv_len` of `metal.spv`.
+    pub spirv_offset: u64,
+    pub spirv_len: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetalStep {
+    Launch { kernel: usize, module: usize, bufs: Vec<u32>, threads: u64 },
+    Reference { kernel: usize, nodes: Vec<usize>, reason: String },
+}

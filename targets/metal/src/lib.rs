@@ -1,0 +1,47 @@
+//! sovc-target-metal: the `metal` target. Each kernel of the kernel IR is written once as a WGSL
+//! compute shader ([`wgsl`]), which `naga` (the wgpu project's shader translator) parses and
+//! validates, then writes twice ([`shader`]): as Metal Shading Language for Apple GPUs and as SPIR-V,
+//! which the tests validate with `spirv-val` (and which runs on any Vulkan device). naga was chosen
+//! over writing two printers because it already validates the module (types, uniformity, bounds) and
+//! keeps the two outputs semantically one.
+
+pub mod wgsl;
+
+pub use wgsl::{dispatch, shaders, Shader, WORKGROUP};
+
+/// One shader translated: its Metal Shading Language and its SPIR-V words.
+pub struct Translated {
+    pub msl: String,
+    pub spirv: Vec<u32>,
+}
+
+/// Parses and validates `wgsl`, then writes it as MSL (Metal 2.4; storage buffer `i` at `[[buffer(i)]]`,
+/// the buffers' sizes at the slot after the last) and SPIR-V (1.3, Vulkan 1.1; set 0, binding `i`).
+pub fn translate(name: &str, wgsl: &str) -> Result<Translated, String> {
+    let module =
+        naga::front::wgsl::parse_str(wgsl).map_err(|e| format!("shader `{name}`: {}", e.emit_to_string(wgsl)))?;
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .map_err(|e| format!("shader `{name}` does not validate: {e:?}"))?;
+    let mut resources = naga::back::msl::BindingMap::default();
+    let nbufs = module.global_variables.len() as u8;
+    for i in 0..nbufs {
+        resources.insert(
+            naga::ResourceBinding { group: 0, binding: i as u32 },
+            naga::back::msl::BindTarget { buffer: Some(i), mutable: true, ..Default::default() },
+        );
+    }
+    let entry = naga::back::msl::EntryPointResources { resources, immediates_buffer: None, sizes_buffer: Some(nbufs) };
+    let msl_opts = naga::back::msl::Options {
+        lang_version: (2, 4),
+        per_entry_point_map: [("main".to_string(), entry)].into_iter().collect(),
+        fake_missing_bindings: false,
+        ..Default::default()
+    };
+    let (msl, _) = naga::back::msl::write_string(&module, &info, &msl_opts, &Default::default())
+        .map_err(|e| format!("shader `{name}`: MSL: {e}"))?;
+    let spv_opts = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+    let spirv = naga::back::spv::write_vec(&module, &info, &spv_opts, None)
+        .map_err(|e| format!("shader `{name}`: SPIR-V: {e}"))?;
+    Ok(Translated { msl, spirv })
+}
