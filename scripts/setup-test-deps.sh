@@ -34,9 +34,11 @@ NVCC_VERSION="12.9.86"
 # g++ checks the emitted Tensix C++ (`g++ -fsyntax-only` against targets/tensix/include).
 # qemu-user, the riscv64 cross gcc, its libc and binutils: the riscv64-rvv target's tests (the loader
 # is built with the cross gcc; the assembler checks sovc's encodings; QEMU runs the code).
-# spirv-tools: spirv-val checks the metal target's SPIR-V.
+# spirv-tools: spirv-val checks the metal target's SPIR-V; libvulkan1 and mesa-vulkan-drivers
+# (lavapipe, a software Vulkan GPU) run it on the vulkan device.
 APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++
-  qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu spirv-tools)
+  qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
+  spirv-tools libvulkan1 mesa-vulkan-drivers)
 # Pins for .venv-torch. Debian's torch 1.13.1 is built against numpy 1.x
 # (Debian ships 1.24.2); a numpy 2 wheel pulled in by some dependency would break
 # `import torch`, so keep numpy < 2. tokenizers/huggingface-hub/safetensors are

@@ -45,8 +45,9 @@ pub enum Cmd {
         /// artifact), `tensix-sim` (sovc's Tensix simulator; the default for a `blackhole` or
         /// `wormhole_b0` artifact), `ptx-emu` (sovc's PTX emulator; the default for a `cuda` artifact),
         /// `cuda` (an NVIDIA GPU through the driver, found at run time), `rvv-qemu` (a `riscv64-rvv`
-        /// artifact's code under qemu-riscv64; its default) or `reference` (the interpreter on the
-        /// artifact's graph; the default otherwise).
+        /// artifact's code under qemu-riscv64; its default), `vulkan` (a `metal` artifact's SPIR-V on a
+        /// Vulkan device found at run time, such as Mesa's lavapipe; its default) or `reference` (the
+        /// interpreter on the artifact's graph; the default otherwise).
         #[arg(long)]
         device: Option<String>,
         /// Worker threads for the `cpu` device (default: every core this process may use).
@@ -114,8 +115,8 @@ pub enum Cmd {
     /// vector machine code: the artifact runs under qemu-riscv64 (`--device rvv-qemu [--vlen N]`) and
     /// `sovc emit --target riscv64-rvv` writes its assembler. `--target metal` writes each kernel as a
     /// compute shader in Metal Shading Language with a SPIR-V twin (`sovc emit --target metal` writes
-    /// `.metal`, `.spv` and `.wgsl` files); no device runs them yet, so the artifact runs on the
-    /// reference device. `--target null` optimizes and packs the graph and weights with no code; that
+    /// `.metal`, `.spv` and `.wgsl` files); the SPIR-V runs on a Vulkan device (`--device vulkan`,
+    /// lavapipe in CI); the MSL has not run on an Apple GPU. `--target null` optimizes and packs the graph and weights with no code; that
     /// artifact runs on the reference device.
     Compile {
         #[command(flatten)]

@@ -13,6 +13,7 @@ pub mod npy;
 pub mod rvv;
 pub mod session;
 pub mod tensix;
+pub mod vulkan;
 
 pub use artifact::{Artifact, ArtifactBuilder, ArtifactError, Manifest, SectionKind};
 pub use npy::{file_safe, npy_bytes, parse_npy, read_npy, read_npy_dir, write_npy, NpyError};

@@ -3,8 +3,8 @@
 //! form sovc writes and naga translates) and its SPIR-V twin (words `spirv_offset..+spirv_len` of
 //! `metal.spv`, little-endian); a launch dispatches a module over graph values (storage buffer `i` is
 //! the `i`-th value) with `threads` threads in workgroups of `workgroup`. Groups no shader covers are
-//! reference steps. The devices that run it (Vulkan for the SPIR-V, Metal on macOS) are not written
-//! yet: such an artifact runs on the `reference` device.
+//! reference steps. `crate::vulkan` runs the SPIR-V (`--device vulkan`); a Metal device for the MSL
+//! (macOS) is not written yet.
 
 use serde::{Deserialize, Serialize};
 

@@ -21,6 +21,8 @@ pub enum Device {
     Cuda,
     /// The RVV code of a `riscv64-rvv` artifact under `qemu-riscv64` (see [`crate::rvv`]).
     RvvQemu,
+    /// The SPIR-V shaders of a `metal` artifact on a Vulkan device found at run time (lavapipe in CI).
+    Vulkan,
 }
 
 impl Device {
@@ -36,6 +38,8 @@ impl Device {
             Device::PtxEmu
         } else if has("riscv64-rvv") {
             Device::RvvQemu
+        } else if has("metal") {
+            Device::Vulkan
         } else {
             Device::Reference
         }
@@ -50,6 +54,7 @@ impl Device {
             Device::PtxEmu => "ptx-emu",
             Device::Cuda => "cuda",
             Device::RvvQemu => "rvv-qemu",
+            Device::Vulkan => "vulkan",
         }
     }
 
@@ -61,7 +66,10 @@ impl Device {
             "ptx-emu" => Ok(Device::PtxEmu),
             "cuda" => Ok(Device::Cuda),
             "rvv-qemu" => Ok(Device::RvvQemu),
-            _ => Err(RuntimeError::Device(format!("unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda, rvv-qemu; vulkan arrives with its target)"))),
+            "vulkan" => Ok(Device::Vulkan),
+            _ => Err(RuntimeError::Device(format!(
+                "unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda, rvv-qemu, vulkan)"
+            ))),
         }
     }
 }
@@ -76,6 +84,7 @@ pub struct Session {
     ptx: Option<crate::cuda::PtxModel>,
     gpu: Option<crate::cuda::CudaModel>,
     rvv: Option<crate::rvv::RvvModel>,
+    vulkan: Option<crate::vulkan::VulkanModel>,
     /// How `rvv-qemu` runs (VLEN, V extension on or off).
     pub rvv_options: crate::rvv::QemuOptions,
 }
@@ -199,8 +208,23 @@ impl Session {
             }
             _ => None,
         };
+        let vulkan = match device {
+            Device::Vulkan => {
+                let (plan, spirv) =
+                    a.metal_plan().map_err(|e| RuntimeError::Malformed(e.to_string()))?.ok_or_else(|| {
+                        RuntimeError::Device("the artifact has no shaders; compile it with --target metal".into())
+                    })?;
+                Some(crate::vulkan::VulkanModel::new(graph.clone(), plan, &spirv, graph_constants(&graph, &weights)?)?)
+            }
+            _ => None,
+        };
         let cpu = match device {
-            Device::Reference | Device::TensixSim | Device::PtxEmu | Device::Cuda | Device::RvvQemu => None,
+            Device::Reference
+            | Device::TensixSim
+            | Device::PtxEmu
+            | Device::Cuda
+            | Device::RvvQemu
+            | Device::Vulkan => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -214,7 +238,7 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu, rvv, rvv_options: Default::default() })
+        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu, rvv, vulkan, rvv_options: Default::default() })
     }
 
     /// The cpu device's model, for profiling.
@@ -225,6 +249,11 @@ impl Session {
     /// The PTX emulator's model.
     pub fn ptx_model(&self) -> Option<&crate::cuda::PtxModel> {
         self.ptx.as_ref()
+    }
+
+    /// The `vulkan` device's model.
+    pub fn vulkan_model(&self) -> Option<&crate::vulkan::VulkanModel> {
+        self.vulkan.as_ref()
     }
 
     /// The `rvv-qemu` device's model.
@@ -300,6 +329,10 @@ impl Session {
             Device::RvvQemu => match &self.rvv {
                 Some(m) => m.run(inputs, self.rvv_options).map(|r| r.0),
                 None => Err(RuntimeError::Device("the rvv-qemu device was not prepared".into())),
+            },
+            Device::Vulkan => match &self.vulkan {
+                Some(m) => m.run(inputs),
+                None => Err(RuntimeError::Device("the vulkan device was not prepared".into())),
             },
         }
     }
