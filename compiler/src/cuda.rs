@@ -19,14 +19,7 @@ pub fn build(g: &Graph, arch: &str, precision: sovc_target_cuda::Precision) -> R
     if !sovc_target_cuda::ARCHS.contains(&arch) {
         return Err(format!("unknown CUDA architecture `{arch}` (sm_80, sm_90)"));
     }
-    if let Some(x) = g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
-        return Err(format!(
-            "the cuda target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
-            x.name,
-            g.ty(x.value),
-            x.name
-        ));
-    }
+    crate::lower::require_static_shapes(g, "cuda")?;
     let scalars = scalar_consts(g);
     let mut plan = CudaPlan {
         arch: arch.to_string(),

@@ -19,14 +19,7 @@ pub struct MetalBuild {
 
 /// Lowers every kernel group of `g` and writes its shaders.
 pub fn build(g: &Graph) -> Result<MetalBuild, String> {
-    if let Some(x) = g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
-        return Err(format!(
-            "the metal target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
-            x.name,
-            g.ty(x.value),
-            x.name
-        ));
-    }
+    crate::lower::require_static_shapes(g, "metal")?;
     let scalars = scalar_consts(g);
     let mut b = MetalBuild {
         plan: MetalPlan { workgroup: sovc_target_metal::WORKGROUP, modules: Vec::new(), steps: Vec::new() },

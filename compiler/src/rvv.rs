@@ -21,14 +21,7 @@ pub struct RvvBuild {
 
 /// Lowers every kernel group of `g` and writes its RVV code.
 pub fn build(g: &Graph) -> Result<RvvBuild, String> {
-    if let Some(x) = g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
-        return Err(format!(
-            "the riscv64-rvv target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
-            x.name,
-            g.ty(x.value),
-            x.name
-        ));
-    }
+    crate::lower::require_static_shapes(g, "riscv64-rvv")?;
     let scalars = scalar_consts(g);
     let mut b = RvvBuild {
         plan: RvvPlan { vlen: "agnostic".into(), modules: Vec::new(), steps: Vec::new() },

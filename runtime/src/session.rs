@@ -111,6 +111,61 @@ pub(crate) fn eval_node(node: &sovc_ir::Node, ins: &[&Tensor]) -> Result<Vec<Ten
         .map_err(|msg| RuntimeError::Run(sovc_ir::IrError::Eval { node: node.name.clone(), op: node.op.name(), msg }))
 }
 
+/// Runs graph nodes `nodes` on the interpreter over `vals` (the host steps of the device runtimes):
+/// each node's inputs must be there; its outputs are added.
+pub(crate) fn eval_nodes(
+    graph: &Graph,
+    nodes: &[usize],
+    vals: &mut BTreeMap<usize, Tensor>,
+) -> Result<(), RuntimeError> {
+    for &n in nodes {
+        let node = &graph.nodes[n];
+        let ins: Vec<&Tensor> = node
+            .inputs
+            .iter()
+            .map(|v| {
+                vals.get(&v.index()).ok_or_else(|| {
+                    RuntimeError::Device(format!("node `{}` reads %{}, never computed", node.name, v.index()))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let outs = eval_node(node, &ins)?;
+        for (v, t) in node.outputs.iter().zip(outs) {
+            vals.insert(v.index(), t);
+        }
+    }
+    Ok(())
+}
+
+/// Inputs and constants by value index: the starting values of a device runtime's host-side run.
+pub(crate) fn starting_values(
+    graph: &Graph,
+    consts: &BTreeMap<usize, Tensor>,
+    inputs: &BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<usize, Tensor>, RuntimeError> {
+    let mut vals = consts.clone();
+    for i in &graph.inputs {
+        let t = inputs.get(&i.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", i.name)))?;
+        vals.insert(i.value.index(), t.clone());
+    }
+    Ok(vals)
+}
+
+/// The graph's outputs, by name, from `vals`.
+pub(crate) fn named_outputs(
+    graph: &Graph,
+    vals: &BTreeMap<usize, Tensor>,
+) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
+    let mut out = BTreeMap::new();
+    for o in &graph.outputs {
+        let t = vals
+            .get(&o.value.index())
+            .ok_or_else(|| RuntimeError::Device(format!("output `{}` was never computed", o.name)))?;
+        out.insert(o.name.clone(), t.clone());
+    }
+    Ok(out)
+}
+
 /// Threads to use when the caller does not say: every core the process may use.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -289,11 +289,7 @@ impl VulkanModel {
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         let g = &self.graph;
         let dev = |m: String| RuntimeError::Device(m);
-        let mut vals: BTreeMap<usize, Tensor> = self.consts.clone();
-        for i in &g.inputs {
-            let t = inputs.get(&i.name).ok_or_else(|| dev(format!("missing input `{}`", i.name)))?;
-            vals.insert(i.value.index(), t.clone());
-        }
+        let mut vals = crate::session::starting_values(g, &self.consts, inputs)?;
         for step in &self.plan.steps {
             match step {
                 MetalStep::Launch { module, bufs, threads, .. } => {
@@ -333,31 +329,11 @@ impl VulkanModel {
                     }
                 }
                 MetalStep::Reference { nodes, .. } => {
-                    for &n in nodes {
-                        let node = &g.nodes[n];
-                        let ins: Vec<&Tensor> = node
-                            .inputs
-                            .iter()
-                            .map(|v| {
-                                vals.get(&v.index()).ok_or_else(|| {
-                                    dev(format!("node `{}` reads %{}, never computed", node.name, v.index()))
-                                })
-                            })
-                            .collect::<Result<_, _>>()?;
-                        let outs = crate::session::eval_node(node, &ins)?;
-                        for (v, t) in node.outputs.iter().zip(outs) {
-                            vals.insert(v.index(), t);
-                        }
-                    }
+                    crate::session::eval_nodes(g, nodes, &mut vals)?;
                 }
             }
         }
-        let mut out = BTreeMap::new();
-        for o in &g.outputs {
-            let t = vals.get(&o.value.index()).ok_or_else(|| dev(format!("output `{}` was never computed", o.name)))?;
-            out.insert(o.name.clone(), t.clone());
-        }
-        Ok(out)
+        crate::session::named_outputs(g, &vals)
     }
 }
 

@@ -646,3 +646,16 @@ pub fn scalar_consts(g: &Graph) -> BTreeMap<ValueId, f32> {
 fn norm_axis(axis: i64, rank: usize) -> usize {
     (if axis < 0 { axis + rank as i64 } else { axis }) as usize
 }
+
+/// The error when a target that needs static shapes gets a graph with a symbolic input.
+pub fn require_static_shapes(g: &Graph, target: &str) -> Result<(), String> {
+    match g.inputs.iter().find(|x| g.ty(x.value).shape.as_consts().is_none()) {
+        None => Ok(()),
+        Some(x) => Err(format!(
+            "the {target} target needs static shapes: input `{}` is {}; fix its dimensions with --shape {}=DIMS",
+            x.name,
+            g.ty(x.value),
+            x.name
+        )),
+    }
+}

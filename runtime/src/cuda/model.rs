@@ -55,11 +55,7 @@ impl PtxModel {
         inputs: &BTreeMap<String, Tensor>,
     ) -> Result<(BTreeMap<String, Tensor>, EmuReport), RuntimeError> {
         let g = &self.graph;
-        let mut vals: BTreeMap<usize, Tensor> = self.consts.clone();
-        for i in &g.inputs {
-            let t = inputs.get(&i.name).ok_or_else(|| RuntimeError::Device(format!("missing input `{}`", i.name)))?;
-            vals.insert(i.value.index(), t.clone());
-        }
+        let mut vals = crate::session::starting_values(g, &self.consts, inputs)?;
         let mut report = EmuReport::default();
         let dev = |m: String| RuntimeError::Device(m);
         for step in &self.plan.steps {
@@ -89,30 +85,11 @@ impl PtxModel {
                 }
                 CudaStep::Reference { nodes, .. } => {
                     report.reference_steps += 1;
-                    for &n in nodes {
-                        let node = &g.nodes[n];
-                        let ins: Vec<&Tensor> = node
-                            .inputs
-                            .iter()
-                            .map(|v| {
-                                vals.get(&v.index()).ok_or_else(|| {
-                                    dev(format!("node `{}` reads %{}, never computed", node.name, v.index()))
-                                })
-                            })
-                            .collect::<Result<_, _>>()?;
-                        let outs = crate::session::eval_node(node, &ins)?;
-                        for (v, t) in node.outputs.iter().zip(outs) {
-                            vals.insert(v.index(), t);
-                        }
-                    }
+                    crate::session::eval_nodes(g, nodes, &mut vals)?;
                 }
             }
         }
-        let mut out = BTreeMap::new();
-        for o in &g.outputs {
-            let t = vals.get(&o.value.index()).ok_or_else(|| dev(format!("output `{}` was never computed", o.name)))?;
-            out.insert(o.name.clone(), t.clone());
-        }
+        let out = crate::session::named_outputs(g, &vals)?;
         Ok((out, report))
     }
 }

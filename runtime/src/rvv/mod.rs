@@ -186,12 +186,7 @@ impl RvvModel {
         opts: QemuOptions,
     ) -> Result<(BTreeMap<String, Tensor>, RvvReport), RuntimeError> {
         let g = &self.graph;
-        let dev = |m: String| RuntimeError::Device(m);
-        let mut vals: BTreeMap<usize, Tensor> = self.consts.clone();
-        for i in &g.inputs {
-            let t = inputs.get(&i.name).ok_or_else(|| dev(format!("missing input `{}`", i.name)))?;
-            vals.insert(i.value.index(), t.clone());
-        }
+        let mut vals = crate::session::starting_values(g, &self.consts, inputs)?;
         let mut report = RvvReport::default();
         let steps = &self.plan.steps;
         let mut s = 0;
@@ -199,22 +194,7 @@ impl RvvModel {
             match &steps[s] {
                 RvvStep::Reference { nodes, .. } => {
                     report.reference_steps += 1;
-                    for &n in nodes {
-                        let node = &g.nodes[n];
-                        let ins: Vec<&Tensor> = node
-                            .inputs
-                            .iter()
-                            .map(|v| {
-                                vals.get(&v.index()).ok_or_else(|| {
-                                    dev(format!("node `{}` reads %{}, never computed", node.name, v.index()))
-                                })
-                            })
-                            .collect::<Result<_, _>>()?;
-                        let outs = crate::session::eval_node(node, &ins)?;
-                        for (v, t) in node.outputs.iter().zip(outs) {
-                            vals.insert(v.index(), t);
-                        }
-                    }
+                    crate::session::eval_nodes(g, nodes, &mut vals)?;
                     s += 1;
                 }
                 RvvStep::Launch { .. } => {
@@ -227,11 +207,7 @@ impl RvvModel {
                 }
             }
         }
-        let mut out = BTreeMap::new();
-        for o in &g.outputs {
-            let t = vals.get(&o.value.index()).ok_or_else(|| dev(format!("output `{}` was never computed", o.name)))?;
-            out.insert(o.name.clone(), t.clone());
-        }
+        let out = crate::session::named_outputs(g, &vals)?;
         Ok((out, report))
     }
 

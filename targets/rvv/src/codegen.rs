@@ -800,24 +800,31 @@ fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Re
             g.free_x(a);
         }
         g.free_x(pb);
-        // C's rows: the column strip at i.
-        g.asm.li(stride, 4 * gm.c.cols)?;
-        for (r, a) in acc[..rows as usize].iter().enumerate() {
-            let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
-            g.asm.li(t, 4 * gm.c.cols)?;
-            g.asm.mul(t, t, g.i);
-            g.asm.add(pc, pc, t);
-            if gm.c.cols == 1 {
-                g.asm.vse32(*a, pc, false);
-            } else {
-                g.asm.vsse32(*a, pc, stride, false);
-            }
-            g.free_x(pc);
-        }
         g.free_x(stride);
         g.free_x(t);
-        Ok(())
+        store_c_rows(g, gm, &acc[..rows as usize], row0, row)
     })
+}
+
+/// Stores the accumulators `acc` as rows `row0 + row..` of C at the strip's columns.
+fn store_c_rows(g: &mut Gen, gm: &Gemm, acc: &[V], row0: Option<X>, row: i64) -> Result<(), String> {
+    let (stride, t) = (g.x()?, g.x()?);
+    g.asm.li(stride, 4 * gm.c.cols)?;
+    for (r, a) in acc.iter().enumerate() {
+        let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
+        g.asm.li(t, 4 * gm.c.cols)?;
+        g.asm.mul(t, t, g.i);
+        g.asm.add(pc, pc, t);
+        if gm.c.cols == 1 {
+            g.asm.vse32(*a, pc, false);
+        } else {
+            g.asm.vsse32(*a, pc, stride, false);
+        }
+        g.free_x(pc);
+    }
+    g.free_x(stride);
+    g.free_x(t);
+    Ok(())
 }
 
 /// As [`gemm_rows`] for a convolution: B's strip is gathered from the image (`vluxei32.v`) for each
@@ -911,24 +918,8 @@ fn conv_rows(
         }
         g.free_x(pimg);
         g.free_f(fzero);
-        // C's rows: the column strip at i.
-        let stride = g.x()?;
-        g.asm.li(stride, 4 * gm.c.cols)?;
-        for (r, a) in acc[..rows as usize].iter().enumerate() {
-            let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
-            g.asm.li(t, 4 * gm.c.cols)?;
-            g.asm.mul(t, t, g.i);
-            g.asm.add(pc, pc, t);
-            if gm.c.cols == 1 {
-                g.asm.vse32(*a, pc, false);
-            } else {
-                g.asm.vsse32(*a, pc, stride, false);
-            }
-            g.free_x(pc);
-        }
-        g.free_x(stride);
         g.free_x(t);
-        Ok(())
+        store_c_rows(g, gm, &acc[..rows as usize], row0, row)
     })
 }
 
