@@ -35,10 +35,12 @@ NVCC_VERSION="12.9.86"
 # qemu-user, the riscv64 cross gcc, its libc and binutils: the riscv64-rvv target's tests (the loader
 # is built with the cross gcc; the assembler checks sovc's encodings; QEMU runs the code).
 # spirv-tools: spirv-val checks the metal target's SPIR-V; libvulkan1 and mesa-vulkan-drivers
-# (lavapipe, a software Vulkan GPU) run it on the vulkan device.
+# (lavapipe, a software Vulkan GPU) run it on the vulkan device. clang-19: the C compiler for the
+# macOS target when CI type-checks the metal device (a dependency's build script assembles a file),
+# and the peer of the rvv instruction-count benchmark.
 APT_PACKAGES=(python3-torch python3-torchvision python3-venv python3-pip g++
   qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
-  spirv-tools libvulkan1 mesa-vulkan-drivers)
+  spirv-tools libvulkan1 mesa-vulkan-drivers clang-19)
 # Pins for .venv-torch. Debian's torch 1.13.1 is built against numpy 1.x
 # (Debian ships 1.24.2); a numpy 2 wheel pulled in by some dependency would break
 # `import torch`, so keep numpy < 2. tokenizers/huggingface-hub/safetensors are
@@ -68,7 +70,7 @@ as_root() {
 
 # ---------------------------------------------------------- apt packages ----
 # First, so that python3-venv is there even where python3 is Debian's own.
-step_start "[1/6] Debian packages: ${APT_PACKAGES[*]}"
+step_start "[1/7] Debian packages: ${APT_PACKAGES[*]}"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
@@ -95,7 +97,7 @@ sys.exit(0 if onnx.__version__ == sys.argv[1] else 1)
 EOF
 }
 
-step_start "[2/6] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
+step_start "[2/7] .venv (onnx==$ONNX_VERSION, numpy, onnxruntime)"
 if versions="$(venv_ok)"; then
   log "  already set up: $versions"
 else
@@ -115,7 +117,7 @@ fi
 step_end
 
 # ---------------------------------------------------------- .venv-torch ----
-step_start "[3/6] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
+step_start "[3/7] .venv-torch (Debian torch + transformers==$TRANSFORMERS_VERSION)"
 # Prints the versions; succeeds iff .venv-torch imports torch, torchvision and
 # transformers==$TRANSFORMERS_VERSION (with the model classes the export uses).
 torch_venv_ok() {
@@ -151,7 +153,7 @@ fi
 step_end
 
 # --------------------------------------------------------------- export ----
-step_start "[4/6] export PyTorch models to ONNX ($GEN_DIR)"
+step_start "[4/7] export PyTorch models to ONNX ($GEN_DIR)"
 script_hash="$(sha256sum scripts/export_models.py | cut -d' ' -f1)"
 export_up_to_date() {
   [ -f "$STAMP" ] || return 1
@@ -176,7 +178,7 @@ step_end
 # ---------------------------------------------------------------- ptxas ----
 # NVIDIA's PTX assembler from PyPI (the CUDA toolkit is not needed): the cuda target's tests assemble
 # every emitted kernel with it. Extracted from the wheel into .deps/cuda (no GPU or driver involved).
-step_start "[5/6] ptxas (nvidia-cuda-nvcc-cu12==$NVCC_VERSION) in .deps/cuda"
+step_start "[5/7] ptxas (nvidia-cuda-nvcc-cu12==$NVCC_VERSION) in .deps/cuda"
 PTXAS=".deps/cuda/nvidia/cuda_nvcc/bin/ptxas"
 if [ -x "$PTXAS" ] && "$PTXAS" --version | grep -q "V$NVCC_VERSION"; then
   log "  up to date ($("$PTXAS" --version | tail -n1))"
@@ -193,7 +195,7 @@ step_end
 
 # ------------------------------------------------------------ rvv loader ----
 # The static riscv64 program that runs a riscv64-rvv artifact's kernels under qemu-riscv64.
-step_start "[6/6] sovc-rvv-loader in .deps/rvv"
+step_start "[6/7] sovc-rvv-loader in .deps/rvv"
 LOADER=".deps/rvv/sovc-rvv-loader"
 LOADER_SRC="runtime/rvv-loader/loader.c"
 if [ -x "$LOADER" ] && [ "$LOADER" -nt "$LOADER_SRC" ]; then
@@ -202,6 +204,16 @@ else
   mkdir -p .deps/rvv
   riscv64-linux-gnu-gcc -O2 -static -march=rv64gc -o "$LOADER" "$LOADER_SRC"
   log "  built $LOADER ($(qemu-riscv64 --version | head -n1))"
+fi
+step_end
+
+# ------------------------------------------------------------ macOS std ----
+# The standard library for aarch64-apple-darwin, so CI can type-check the macOS-only metal device.
+step_start "[7/7] rustup target aarch64-apple-darwin"
+if rustup target list --installed 2>/dev/null | grep -qx aarch64-apple-darwin; then
+  log "  already installed"
+else
+  rustup target add aarch64-apple-darwin
 fi
 step_end
 

@@ -17,5 +17,9 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo clippy -p sovc-runtime --target aarch64-apple-darwin (the macOS-only metal device)"
+CC_aarch64_apple_darwin=clang-19 AR_aarch64_apple_darwin=ar \
+  cargo clippy -p sovc-runtime --target aarch64-apple-darwin -- -D warnings
+
 step "cargo test"
 cargo test --workspace

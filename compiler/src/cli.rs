@@ -46,8 +46,9 @@ pub enum Cmd {
         /// `wormhole_b0` artifact), `ptx-emu` (sovc's PTX emulator; the default for a `cuda` artifact),
         /// `cuda` (an NVIDIA GPU through the driver, found at run time), `rvv-qemu` (a `riscv64-rvv`
         /// artifact's code under qemu-riscv64; its default), `vulkan` (a `metal` artifact's SPIR-V on a
-        /// Vulkan device found at run time, such as Mesa's lavapipe; its default) or `reference` (the
-        /// interpreter on the artifact's graph; the default otherwise).
+        /// Vulkan device found at run time, such as Mesa's lavapipe; its default), `metal` (its MSL on an
+        /// Apple GPU; macOS only) or `reference` (the interpreter on the artifact's graph; the default
+        /// otherwise).
         #[arg(long)]
         device: Option<String>,
         /// Worker threads for the `cpu` device (default: every core this process may use).

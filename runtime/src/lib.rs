@@ -9,6 +9,8 @@ pub mod artifact;
 pub mod cpu;
 pub mod cuda;
 pub mod metal;
+#[cfg(target_os = "macos")]
+pub mod metal_device;
 pub mod npy;
 pub mod rvv;
 pub mod session;

@@ -23,6 +23,8 @@ pub enum Device {
     RvvQemu,
     /// The SPIR-V shaders of a `metal` artifact on a Vulkan device found at run time (lavapipe in CI).
     Vulkan,
+    /// The Metal Shading Language of a `metal` artifact on an Apple GPU (macOS only).
+    Metal,
 }
 
 impl Device {
@@ -55,6 +57,7 @@ impl Device {
             Device::Cuda => "cuda",
             Device::RvvQemu => "rvv-qemu",
             Device::Vulkan => "vulkan",
+            Device::Metal => "metal",
         }
     }
 
@@ -67,8 +70,9 @@ impl Device {
             "cuda" => Ok(Device::Cuda),
             "rvv-qemu" => Ok(Device::RvvQemu),
             "vulkan" => Ok(Device::Vulkan),
+            "metal" => Ok(Device::Metal),
             _ => Err(RuntimeError::Device(format!(
-                "unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda, rvv-qemu, vulkan)"
+                "unknown device `{s}` (available: reference, cpu, tensix-sim, ptx-emu, cuda, rvv-qemu, vulkan, metal)"
             ))),
         }
     }
@@ -85,6 +89,8 @@ pub struct Session {
     gpu: Option<crate::cuda::CudaModel>,
     rvv: Option<crate::rvv::RvvModel>,
     vulkan: Option<crate::vulkan::VulkanModel>,
+    #[cfg(target_os = "macos")]
+    metal: Option<crate::metal_device::MetalModel>,
     /// How `rvv-qemu` runs (VLEN, V extension on or off).
     pub rvv_options: crate::rvv::QemuOptions,
 }
@@ -273,13 +279,31 @@ impl Session {
             }
             _ => None,
         };
+        #[cfg(target_os = "macos")]
+        let metal = match device {
+            Device::Metal => {
+                let (plan, _) =
+                    a.metal_plan().map_err(|e| RuntimeError::Malformed(e.to_string()))?.ok_or_else(|| {
+                        RuntimeError::Device("the artifact has no shaders; compile it with --target metal".into())
+                    })?;
+                Some(crate::metal_device::MetalModel::new(graph.clone(), plan, graph_constants(&graph, &weights)?)?)
+            }
+            _ => None,
+        };
+        #[cfg(not(target_os = "macos"))]
+        if device == Device::Metal {
+            return Err(RuntimeError::Device(
+                "the metal device needs macOS; on Linux run the same artifact's SPIR-V with --device vulkan".into(),
+            ));
+        }
         let cpu = match device {
             Device::Reference
             | Device::TensixSim
             | Device::PtxEmu
             | Device::Cuda
             | Device::RvvQemu
-            | Device::Vulkan => None,
+            | Device::Vulkan
+            | Device::Metal => None,
             Device::Cpu => {
                 a.require_target("cpu").map_err(|e| RuntimeError::Device(e.to_string()))?;
                 let named = |n: &str| {
@@ -293,7 +317,20 @@ impl Session {
                 Some(crate::cpu::CpuModel::new(graph.clone(), program, &named("cpu.code")?.data, ws, threads.max(1))?)
             }
         };
-        Ok(Session { graph, weights, device, cpu, tensix, ptx, gpu, rvv, vulkan, rvv_options: Default::default() })
+        Ok(Session {
+            graph,
+            weights,
+            device,
+            cpu,
+            tensix,
+            ptx,
+            gpu,
+            rvv,
+            vulkan,
+            #[cfg(target_os = "macos")]
+            metal,
+            rvv_options: Default::default(),
+        })
     }
 
     /// The cpu device's model, for profiling.
@@ -389,6 +426,13 @@ impl Session {
                 Some(m) => m.run(inputs),
                 None => Err(RuntimeError::Device("the vulkan device was not prepared".into())),
             },
+            #[cfg(target_os = "macos")]
+            Device::Metal => match &self.metal {
+                Some(m) => m.run(inputs),
+                None => Err(RuntimeError::Device("the metal device was not prepared".into())),
+            },
+            #[cfg(not(target_os = "macos"))]
+            Device::Metal => Err(RuntimeError::Device("the metal device needs macOS".into())),
         }
     }
 }

@@ -96,7 +96,7 @@ fn every_corruption_is_caught() {
     assert_eq!(Artifact::from_bytes(b"PK\x03\x04 not an artifact").expect_err("magic"), ArtifactError::BadMagic);
     let e = a.require_target("blackhole").expect_err("no code");
     assert!(e.to_string().contains("no code for target `blackhole`"), "{e}");
-    assert!(Device::parse("metal").is_err(), "no Metal device yet");
+    assert!(Device::parse("tpu").is_err());
     // A null artifact has no Tensix plan or PTX: the simulator and the emulator refuse it by name.
     let e = Session::new(&a, Device::parse("tensix-sim").expect("a device")).err().expect("no plan");
     assert!(e.to_string().contains("no Tensix code"), "{e}");
@@ -106,6 +106,11 @@ fn every_corruption_is_caught() {
     assert!(e.to_string().contains("no RVV code; compile it with --target riscv64-rvv"), "{e}");
     let e = Session::new(&a, Device::parse("vulkan").expect("a device")).err().expect("no shaders");
     assert!(e.to_string().contains("no shaders; compile it with --target metal"), "{e}");
+    // The Metal device exists on macOS only; elsewhere it says what to use instead.
+    if cfg!(not(target_os = "macos")) {
+        let e = Session::new(&a, Device::parse("metal").expect("a device")).err().expect("not on this OS");
+        assert!(e.to_string().contains("needs macOS") && e.to_string().contains("--device vulkan"), "{e}");
+    }
 }
 
 #[test]

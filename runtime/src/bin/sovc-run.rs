@@ -1,7 +1,7 @@
 //! `sovc-run`: the minimal runtime as a program. It only loads, verifies and runs `.sovc` artifacts: no
 //! importer, optimizer or code generator is linked in (the size of this binary is the runtime's size).
 //!
-//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|vulkan|reference] [--threads N] [--vlen BITS]`
+//! Usage: `sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|vulkan|metal|reference] [--threads N] [--vlen BITS]`
 
 use sovc_runtime::{Artifact, Device, Session};
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ fn run() -> Result<(), String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|vulkan|reference] [--threads N] [--vlen BITS]");
+                println!("usage: sovc-run M.sovc NAME=FILE.npy... [-o DIR] [--device cpu|tensix-sim|ptx-emu|cuda|rvv-qemu|vulkan|metal|reference] [--threads N] [--vlen BITS]");
                 println!("the device defaults to the artifact's own (cpu, tensix-sim, ptx-emu, rvv-qemu or vulkan, else reference); --vlen sets rvv-qemu's vector length");
                 return Ok(());
             }
