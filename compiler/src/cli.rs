@@ -738,6 +738,7 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
         .unwrap_or_default();
     let cuda = a.cuda_plan().ok().flatten().map(|p| crate::cuda::audit_lines(&p)).unwrap_or_default();
     let rvv = a.rvv_plan().ok().flatten().map(|(p, code)| crate::rvv::audit_lines(&p, &code)).unwrap_or_default();
+    let metal = a.metal_plan().ok().flatten().map(|(p, _)| crate::metal::audit_lines(&p)).unwrap_or_default();
     for k in &plan.kernels {
         let _ = writeln!(
             s,
@@ -761,7 +762,9 @@ pub fn audit_text(a: &sovc_runtime::Artifact, plan: &sovc_runtime::artifact::Pla
             };
             let _ = writeln!(s, "  runs as {}{code}", k.lowering);
         }
-        for line in tensix.get(&k.id).into_iter().chain(cuda.get(&k.id)).chain(rvv.get(&k.id)).flatten() {
+        for line in
+            tensix.get(&k.id).into_iter().chain(cuda.get(&k.id)).chain(rvv.get(&k.id)).chain(metal.get(&k.id)).flatten()
+        {
             let _ = writeln!(s, "    {line}");
         }
         let _ = writeln!(s, "  reads  {}", k.reads.join(", "));

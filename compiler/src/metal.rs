@@ -73,3 +73,23 @@ pub fn build(g: &Graph) -> Result<MetalBuild, String> {
     }
     Ok(b)
 }
+
+/// Per plan kernel, the audit lines of its shaders: threads, workgroups, threadgroup memory and the
+/// size of the MSL (`sovc emit --target metal` writes the source).
+pub fn audit_lines(plan: &MetalPlan) -> std::collections::BTreeMap<usize, Vec<String>> {
+    let mut out: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for s in &plan.steps {
+        if let MetalStep::Launch { kernel, module, threads, .. } = s {
+            let m = &plan.modules[*module];
+            let (x, y) = sovc_target_metal::dispatch(*threads);
+            out.entry(*kernel).or_default().push(format!(
+                "shader `{}`: {threads} threads in {x}x{y} threadgroups of {}, 0 bytes of threadgroup memory, {} bytes of MSL, {} words of SPIR-V",
+                m.name,
+                plan.workgroup,
+                m.msl.len(),
+                m.spirv_len
+            ));
+        }
+    }
+    out
+}

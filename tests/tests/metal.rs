@@ -185,3 +185,15 @@ fn every_real_model_runs_on_vulkan_and_matches_the_reference() {
         assert!(err < 1e-4, "{name}: {err}");
     }
 }
+
+#[test]
+fn the_audit_lists_every_shader_with_its_threadgroups() {
+    let m = sovc_models::builtin::encoder_layer(16, 64, 4);
+    let opts = CompileOptions { target: "metal".into(), ..Default::default() };
+    let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
+    let text = sovc_compiler::cli::audit_text(&a, &a.plan().expect("plan").expect("a plan"));
+    let (plan, _) = a.metal_plan().expect("parses").expect("plan");
+    let lines = text.lines().filter(|l| l.contains("shader `") && l.contains("threadgroups of 64")).count();
+    assert_eq!(lines, plan.modules.len(), "{text}");
+    assert!(text.contains("bytes of MSL") && text.contains("threadgroup memory"), "{text}");
+}
