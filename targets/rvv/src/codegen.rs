@@ -15,16 +15,16 @@
 //! - A contraction: per batch entry and group, rows of C in blocks of 4 (A's four elements loaded as
 //!   scalars), columns in strips of `vl`, `vfmacc.vf` over K in order. B's strip is a row of the matrix
 //!   (LMUL 4), or for a convolution (implicit im2col) gathered from the image with `vluxei32.v`, lanes
-//!   whose window lies in the padding masked off and zeroed (LMUL 2).
+//!   whose window lies in the padding masked off and zeroed (LMUL 2) (`gemm.rs`).
 //! - Attention: lanes over query rows, the scores' maximum, then exponentials, their sum and `Σ p·V`
-//!   into O's rows, then the division (see [`attention`]).
+//!   into O's rows, then the division (`attention.rs`).
 //!
 //! Calling convention: `void kernel(float **bufs)` (a0: the buffers' addresses in kernel order); leaf
 //! functions that save the callee-saved registers they use on the stack (each function is generated
 //! twice: the first pass finds which) and use no other memory of their own.
 
 use crate::asm::{Asm, Label, Lmul, VfOp, ViOp, A0, F, V, X, ZERO};
-use sovc_ir::kernel::{Expr, Gemm, Index, Kernel, KernelOp, Reduce, Stmt, Var};
+use sovc_ir::kernel::{Expr, Index, Kernel, KernelOp, Reduce, Stmt, Var};
 use sovc_ir::{BinaryOp, UnaryOp};
 use std::collections::BTreeMap;
 
@@ -46,23 +46,23 @@ pub struct Function {
     pub len: usize,
 }
 
-struct Gen<'a> {
-    asm: &'a mut Asm,
-    xfree: Vec<X>,
-    ffree: Vec<F>,
-    vfree: Vec<V>,
-    vars: BTreeMap<Var, X>,
-    lets: BTreeMap<u32, V>,
+pub(crate) struct Gen<'a> {
+    pub(crate) asm: &'a mut Asm,
+    pub(crate) xfree: Vec<X>,
+    pub(crate) ffree: Vec<F>,
+    pub(crate) vfree: Vec<V>,
+    pub(crate) vars: BTreeMap<Var, X>,
+    pub(crate) lets: BTreeMap<u32, V>,
     /// The strip's first iteration and its length (`vl`).
-    i: X,
-    vl: X,
+    pub(crate) i: X,
+    pub(crate) vl: X,
     /// Whether v0 holds the mask of an enclosing vector guard.
-    masked: bool,
+    pub(crate) masked: bool,
     /// The variable the lanes run over (0, the parallel dimension, unless the kernel's innermost loop
     /// is vectorized instead).
-    vec: Var,
+    pub(crate) vec: Var,
     /// Accesses whose strip-invariant byte address is in a register ([`Gen::hoist`]).
-    hoisted: Vec<((u32, Index), X)>,
+    pub(crate) hoisted: Vec<((u32, Index), X)>,
 }
 
 /// Stack bytes to save `regs` (16-byte aligned).
@@ -70,12 +70,12 @@ fn frame(regs: &[u8]) -> i32 {
     (8 * regs.len() as i32 + 15) / 16 * 16
 }
 
-fn err<T>(m: impl Into<String>) -> Result<T, String> {
+pub(crate) fn err<T>(m: impl Into<String>) -> Result<T, String> {
     Err(m.into())
 }
 
 impl Gen<'_> {
-    fn new(asm: &mut Asm) -> Gen<'_> {
+    pub(crate) fn new(asm: &mut Asm) -> Gen<'_> {
         let saved = asm.saved.clone().unwrap_or_default();
         if !saved.is_empty() {
             asm.addi(crate::asm::SP, crate::asm::SP, -frame(&saved));
@@ -101,7 +101,7 @@ impl Gen<'_> {
         g
     }
     /// Restores the saved registers and returns.
-    fn ret(&mut self) {
+    pub(crate) fn ret(&mut self) {
         let saved = self.asm.saved.clone().unwrap_or_default();
         if !saved.is_empty() {
             for (k, &r) in saved.iter().enumerate() {
@@ -112,33 +112,33 @@ impl Gen<'_> {
         self.asm.ret();
     }
 
-    fn x(&mut self) -> Result<X, String> {
+    pub(crate) fn x(&mut self) -> Result<X, String> {
         let r = self.xfree.pop().ok_or_else(|| "out of integer registers (loops nested too deep)".to_string())?;
         if SAVED.contains(&r.0) {
             self.asm.saved_used.insert(r.0);
         }
         Ok(r)
     }
-    fn f(&mut self) -> Result<F, String> {
+    pub(crate) fn f(&mut self) -> Result<F, String> {
         self.ffree.pop().ok_or_else(|| "out of float registers".to_string())
     }
-    fn v(&mut self) -> Result<V, String> {
+    pub(crate) fn v(&mut self) -> Result<V, String> {
         self.vfree.pop().ok_or_else(|| "out of vector registers (too many lets or too deep an expression)".to_string())
     }
-    fn free_x(&mut self, r: X) {
+    pub(crate) fn free_x(&mut self, r: X) {
         self.xfree.push(r);
     }
-    fn free_f(&mut self, r: F) {
+    pub(crate) fn free_f(&mut self, r: F) {
         self.ffree.push(r);
     }
-    fn free_v(&mut self, r: V) {
+    pub(crate) fn free_v(&mut self, r: V) {
         if !self.lets.values().any(|&l| l == r) {
             self.vfree.push(r);
         }
     }
 
     /// `rd += c·v` (an `add` for 1, a shift for powers of two, else `li` + `mul`).
-    fn add_scaled(&mut self, rd: X, v: X, c: i64) -> Result<(), String> {
+    pub(crate) fn add_scaled(&mut self, rd: X, v: X, c: i64) -> Result<(), String> {
         match c {
             0 => {}
             1 => self.asm.add(rd, rd, v),
@@ -160,7 +160,7 @@ impl Gen<'_> {
     }
 
     /// `rd = offset + Σ coeff·var` over the variables other than the vector one.
-    fn scalar_index(&mut self, ix: &Index, rd: X) -> Result<(), String> {
+    pub(crate) fn scalar_index(&mut self, ix: &Index, rd: X) -> Result<(), String> {
         self.asm.li(rd, ix.offset)?;
         for &(v, c) in &ix.terms {
             if v == self.vec {
@@ -173,7 +173,7 @@ impl Gen<'_> {
     }
 
     /// The address of the strip's first lane of `ix` in buffer `buf` (element `S + c0·i`), and `c0`.
-    fn address(&mut self, buf: u32, ix: &Index) -> Result<(X, i64), String> {
+    pub(crate) fn address(&mut self, buf: u32, ix: &Index) -> Result<(X, i64), String> {
         let c0 = ix.coeff(self.vec);
         let a = self.x()?;
         if let Some(&(_, pre)) = self.hoisted.iter().find(|h| h.0 .0 == buf && &h.0 .1 == ix) {
@@ -195,7 +195,7 @@ impl Gen<'_> {
     /// Computes, into registers kept for the strips, the byte address of element `S` (every term but
     /// the vector variable's) of each access in `accesses` whose variables are all in scope, while
     /// registers last.
-    fn hoist(&mut self, accesses: &[(u32, Index)]) -> Result<(), String> {
+    pub(crate) fn hoist(&mut self, accesses: &[(u32, Index)]) -> Result<(), String> {
         for (buf, ix) in accesses {
             let ready = ix.terms.iter().all(|(v, _)| *v == self.vec || self.vars.contains_key(v));
             if !ready || self.hoisted.iter().any(|h| h.0 .0 == *buf && &h.0 .1 == ix) || self.xfree.len() < 10 {
@@ -213,13 +213,13 @@ impl Gen<'_> {
         Ok(())
     }
 
-    fn unhoist(&mut self) {
+    pub(crate) fn unhoist(&mut self) {
         for (_, r) in std::mem::take(&mut self.hoisted) {
             self.free_x(r);
         }
     }
 
-    fn load(&mut self, buf: u32, ix: &Index) -> Result<V, String> {
+    pub(crate) fn load(&mut self, buf: u32, ix: &Index) -> Result<V, String> {
         let (a, c0) = self.address(buf, ix)?;
         let vd = self.v()?;
         match c0 {
@@ -243,7 +243,7 @@ impl Gen<'_> {
         Ok(vd)
     }
 
-    fn store(&mut self, buf: u32, ix: &Index, v: V) -> Result<(), String> {
+    pub(crate) fn store(&mut self, buf: u32, ix: &Index, v: V) -> Result<(), String> {
         let (a, c0) = self.address(buf, ix)?;
         match c0 {
             0 => return err("a store that does not depend on the parallel dimension"),
@@ -259,7 +259,7 @@ impl Gen<'_> {
         Ok(())
     }
 
-    fn splat(&mut self, vd: V, c: f32) -> Result<(), String> {
+    pub(crate) fn splat(&mut self, vd: V, c: f32) -> Result<(), String> {
         let (f, t) = (self.f()?, self.x()?);
         self.asm.fconst(f, c, t)?;
         self.asm.vfmv_v_f(vd, f);
@@ -269,7 +269,7 @@ impl Gen<'_> {
     }
 
     /// `op.vf vd, vs, c`.
-    fn vf_const(&mut self, op: VfOp, vd: V, vs: V, c: f32) -> Result<(), String> {
+    pub(crate) fn vf_const(&mut self, op: VfOp, vd: V, vs: V, c: f32) -> Result<(), String> {
         let (f, t) = (self.f()?, self.x()?);
         self.asm.fconst(f, c, t)?;
         self.asm.vf_vf(op, vd, vs, f, false);
@@ -279,7 +279,7 @@ impl Gen<'_> {
     }
 
     /// `e^x` into a fresh register (`x` kept).
-    fn exp(&mut self, x: V) -> Result<V, String> {
+    pub(crate) fn exp(&mut self, x: V) -> Result<V, String> {
         let t = self.v()?;
         self.vf_const(VfOp::Mul, t, x, std::f32::consts::LOG2_E)?;
         self.vf_const(VfOp::Max, t, t, -126.0)?;
@@ -308,7 +308,7 @@ impl Gen<'_> {
         Ok(t)
     }
 
-    fn unary(&mut self, op: UnaryOp, x: V) -> Result<V, String> {
+    pub(crate) fn unary(&mut self, op: UnaryOp, x: V) -> Result<V, String> {
         let r = self.v()?;
         match op {
             UnaryOp::Neg => self.asm.vf_vv(VfOp::Sgnjn, r, x, x, false),
@@ -373,7 +373,7 @@ impl Gen<'_> {
         Ok(r)
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<V, String> {
+    pub(crate) fn expr(&mut self, e: &Expr) -> Result<V, String> {
         match e {
             Expr::Const(c) => {
                 let r = self.v()?;
@@ -425,7 +425,7 @@ impl Gen<'_> {
     }
 
     /// `then` where every index is in `0..bound`, `other` elsewhere.
-    fn guard(&mut self, conds: &[(Index, u64)], then: &Expr, other: f32) -> Result<V, String> {
+    pub(crate) fn guard(&mut self, conds: &[(Index, u64)], then: &Expr, other: f32) -> Result<V, String> {
         let r = self.v()?;
         let (outside, end) = (self.asm.label(), self.asm.label());
         // Bounds that do not depend on variable 0: one branch for the whole strip.
@@ -502,7 +502,7 @@ impl Gen<'_> {
     }
 
     /// Jumps to `to` unless `0 <= s < bound`.
-    fn branch_unless_inside(&mut self, s: X, bound: u64, to: Label) -> Result<(), String> {
+    pub(crate) fn branch_unless_inside(&mut self, s: X, bound: u64, to: Label) -> Result<(), String> {
         let (t, ok1, ok2) = (self.x()?, self.asm.label(), self.asm.label());
         self.asm.bge(s, ZERO, ok1);
         self.asm.j(to);
@@ -516,7 +516,7 @@ impl Gen<'_> {
     }
 
     /// `for var in 0..extent { body }` (a scalar loop; far branches so bodies may be long).
-    fn for_loop(
+    pub(crate) fn for_loop(
         &mut self,
         var: Var,
         extent: u64,
@@ -545,7 +545,7 @@ impl Gen<'_> {
         Ok(())
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+    pub(crate) fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
         match s {
             Stmt::For { var, extent, body } => self.for_loop(*var, *extent, &mut |g| {
                 for s in body {
@@ -577,7 +577,7 @@ impl Gen<'_> {
     }
 
     /// `for i in 0..extent step vl { body }` with `vl` from `vsetvli` at `lmul`.
-    fn strips(
+    pub(crate) fn strips(
         &mut self,
         extent: u64,
         lmul: Lmul,
@@ -654,7 +654,7 @@ fn loop_kernel(asm: &mut Asm, k: &Kernel) -> Result<(), String> {
 type Nest = Vec<(Var, u64)>;
 
 /// Scalar loops over `loops` (outermost first) around `body`.
-fn nested(
+pub(crate) fn nested(
     g: &mut Gen,
     loops: &[(Var, u64)],
     body: &mut dyn FnMut(&mut Gen) -> Result<(), String>,
@@ -695,387 +695,6 @@ fn inner_nest(k: &Kernel) -> Option<(Nest, &[Stmt])> {
     ok.then_some((nest, body))
 }
 
-/// Rows of C per block of the contraction.
-const GEMM_ROWS: u64 = 4;
-
-fn gemm(asm: &mut Asm, gm: &Gemm) -> Result<(), String> {
-    let mut g = Gen::new(asm);
-    const B: Var = Var::MAX;
-    const G: Var = Var::MAX - 1;
-    const IB: Var = Var::MAX - 2;
-    g.for_loop(B, gm.batch, &mut |g| {
-        g.for_loop(G, gm.groups, &mut |g| {
-            let full = gm.m / GEMM_ROWS;
-            if full > 0 {
-                g.for_loop(IB, full, &mut |g| {
-                    let ib = g.vars[&IB];
-                    let row0 = g.x()?;
-                    g.asm.slli(row0, ib, 2);
-                    gemm_rows(g, gm, Some(row0), 0, GEMM_ROWS)?;
-                    g.free_x(row0);
-                    Ok(())
-                })?;
-            }
-            if !gm.m.is_multiple_of(GEMM_ROWS) {
-                gemm_rows(g, gm, None, (full * GEMM_ROWS) as i64, gm.m % GEMM_ROWS)?;
-            }
-            Ok(())
-        })
-    })?;
-    g.ret();
-    Ok(())
-}
-
-/// `base + 4·(offset + b·batch + g·group + (row0 + row)·rows)` of operand `o` (`row0` a register or 0).
-fn operand_row(g: &mut Gen, o: &sovc_ir::kernel::Operand, row0: Option<X>, row: i64) -> Result<X, String> {
-    let (bv, gv) = (g.vars[&Var::MAX], g.vars[&(Var::MAX - 1)]);
-    let a = g.x()?;
-    let t = g.x()?;
-    g.asm.li(a, o.offset as i64 + row * o.rows)?;
-    for (v, s) in [(Some(bv), o.batch), (Some(gv), o.group), (row0, o.rows)] {
-        if let (Some(v), true) = (v, s != 0) {
-            g.asm.li(t, s)?;
-            g.asm.mul(t, t, v);
-            g.asm.add(a, a, t);
-        }
-    }
-    g.asm.slli(a, a, 2);
-    g.asm.ld(t, A0, 8 * o.buf as i32);
-    g.asm.add(a, a, t);
-    g.free_x(t);
-    Ok(a)
-}
-
-/// Rows `row0 + row..row0 + row + rows` (at most [`GEMM_ROWS`]) of C, in column strips.
-fn gemm_rows(g: &mut Gen, gm: &Gemm, row0: Option<X>, row: i64, rows: u64) -> Result<(), String> {
-    if let Some(c) = &gm.b_im2col {
-        return conv_rows(g, gm, c, row0, row, rows);
-    }
-    // LMUL 4: accumulators v4, v8, v12, v16 and B's strip in v20 (register groups of 4).
-    let acc = [V(4), V(8), V(12), V(16)];
-    let vb = V(20);
-    g.strips(gm.n, Lmul::M4, &mut |g| {
-        let f = g.f()?;
-        g.asm.fmv_w_x(f, ZERO);
-        for a in &acc[..rows as usize] {
-            g.asm.vfmv_v_f(*a, f);
-        }
-        g.free_f(f);
-        // B's strip starts at column i (the strip's first); rows step by b.rows.
-        let pb = operand_row(g, &gm.b, None, 0)?;
-        let t = g.x()?;
-        g.asm.li(t, 4 * gm.b.cols)?;
-        g.asm.mul(t, t, g.i);
-        g.asm.add(pb, pb, t);
-        let stride = g.x()?;
-        let pa: Vec<X> = (0..rows).map(|r| operand_row(g, &gm.a, row0, row + r as i64)).collect::<Result<_, _>>()?;
-        g.asm.li(stride, 4 * gm.b.cols)?;
-        // The steps of A's column and B's row, and A's elements, held outside the K loop.
-        let (astep, bstep) = (g.x()?, g.x()?);
-        g.asm.li(astep, 4 * gm.a.cols)?;
-        g.asm.li(bstep, 4 * gm.b.rows)?;
-        let fa: Vec<F> = (0..rows).map(|_| g.f()).collect::<Result<_, _>>()?;
-        g.for_loop(Var::MAX - 3, gm.k, &mut |g| {
-            if gm.b.cols == 1 {
-                g.asm.vle32(vb, pb, false);
-            } else {
-                g.asm.vlse32(vb, pb, stride, false);
-            }
-            for (r, a) in pa.iter().enumerate() {
-                g.asm.flw(fa[r], *a, 0);
-                g.asm.add(*a, *a, astep);
-            }
-            for (r, f) in fa.iter().enumerate() {
-                g.asm.vf_vf(VfOp::Macc, acc[r], vb, *f, false);
-            }
-            g.asm.add(pb, pb, bstep);
-            Ok(())
-        })?;
-        for f in fa {
-            g.free_f(f);
-        }
-        g.free_x(astep);
-        g.free_x(bstep);
-        for a in pa {
-            g.free_x(a);
-        }
-        g.free_x(pb);
-        g.free_x(stride);
-        g.free_x(t);
-        store_c_rows(g, gm, &acc[..rows as usize], row0, row)
-    })
-}
-
-/// Stores the accumulators `acc` as rows `row0 + row..` of C at the strip's columns.
-fn store_c_rows(g: &mut Gen, gm: &Gemm, acc: &[V], row0: Option<X>, row: i64) -> Result<(), String> {
-    let (stride, t) = (g.x()?, g.x()?);
-    g.asm.li(stride, 4 * gm.c.cols)?;
-    for (r, a) in acc.iter().enumerate() {
-        let pc = operand_row(g, &gm.c, row0, row + r as i64)?;
-        g.asm.li(t, 4 * gm.c.cols)?;
-        g.asm.mul(t, t, g.i);
-        g.asm.add(pc, pc, t);
-        if gm.c.cols == 1 {
-            g.asm.vse32(*a, pc, false);
-        } else {
-            g.asm.vsse32(*a, pc, stride, false);
-        }
-        g.free_x(pc);
-    }
-    g.free_x(stride);
-    g.free_x(t);
-    Ok(())
-}
-
-/// As [`gemm_rows`] for a convolution: B's strip is gathered from the image (`vluxei32.v`) for each
-/// (channel, kernel row, kernel column) in K order, lanes in the padding masked off and zeroed, at LMUL 2.
-fn conv_rows(
-    g: &mut Gen,
-    gm: &Gemm,
-    c: &sovc_ir::kernel::Im2col,
-    row0: Option<X>,
-    row: i64,
-    rows: u64,
-) -> Result<(), String> {
-    let acc = [V(8), V(10), V(12), V(14)];
-    let (vb, iy0, ix0, iy, off) = (V(16), V(18), V(20), V(22), V(24));
-    let (in_y, inside, tmp) = (V(1), V(2), V(3));
-    const CH: Var = Var::MAX - 4;
-    const KY: Var = Var::MAX - 5;
-    const KX: Var = Var::MAX - 6;
-    g.strips(gm.n, Lmul::M2, &mut |g| {
-        let fzero = g.f()?;
-        g.asm.fmv_w_x(fzero, ZERO);
-        for a in &acc[..rows as usize] {
-            g.asm.vfmv_v_f(*a, fzero);
-        }
-        // Each lane's output pixel (y, x), and the image row and column its kernel window starts at.
-        let t = g.x()?;
-        g.asm.vid(off);
-        g.asm.vi_vx(ViOp::Add, off, off, g.i);
-        g.asm.li(t, c.ow as i64)?;
-        g.asm.vi_vx(ViOp::Div, iy0, off, t);
-        g.asm.vi_vx(ViOp::Rem, ix0, off, t);
-        for (v, stride, pad) in [(iy0, c.sh, c.ph), (ix0, c.sw, c.pw)] {
-            g.asm.li(t, stride as i64)?;
-            g.asm.vi_vx(ViOp::Mul, v, v, t);
-            g.asm.li(t, -(pad as i64))?;
-            g.asm.vi_vx(ViOp::Add, v, v, t);
-        }
-        // The image of this batch entry and group (B's `rows` stride is not used: channels are planes).
-        let pimg = operand_row(g, &gm.b, None, 0)?;
-        let pa: Vec<X> = (0..rows).map(|r| operand_row(g, &gm.a, row0, row + r as i64)).collect::<Result<_, _>>()?;
-        let (hw, h, w) = (c.h * c.w, c.h, c.w);
-        g.for_loop(CH, c.channels, &mut |g| {
-            let pch = g.x()?;
-            g.asm.li(pch, (4 * hw) as i64)?;
-            g.asm.mul(pch, pch, g.vars[&CH]);
-            g.asm.add(pch, pch, pimg);
-            g.for_loop(KY, c.kh, &mut |g| {
-                // iy = iy0 + ky·dh; in_y = 0 <= iy < h
-                g.asm.li(t, c.dh as i64)?;
-                g.asm.mul(t, t, g.vars[&KY]);
-                g.asm.vi_vx(ViOp::Add, iy, iy0, t);
-                g.asm.vi_vx(ViOp::Mslt, in_y, iy, ZERO);
-                g.asm.vmnand(in_y, in_y, in_y);
-                g.asm.li(t, h as i64)?;
-                g.asm.vi_vx(ViOp::Mslt, tmp, iy, t);
-                g.asm.vmand(in_y, in_y, tmp);
-                g.for_loop(KX, c.kw, &mut |g| {
-                    // ix = ix0 + kx·dw; inside = in_y & 0 <= ix < w; off = 4·(iy·w + ix)
-                    g.asm.li(t, c.dw as i64)?;
-                    g.asm.mul(t, t, g.vars[&KX]);
-                    g.asm.vi_vx(ViOp::Add, off, ix0, t);
-                    g.asm.vi_vx(ViOp::Mslt, inside, off, ZERO);
-                    g.asm.vmnand(inside, inside, inside);
-                    g.asm.vmand(inside, inside, in_y);
-                    g.asm.li(t, w as i64)?;
-                    g.asm.vi_vx(ViOp::Mslt, tmp, off, t);
-                    g.asm.vmand(V(0), inside, tmp);
-                    g.asm.vi_vx(ViOp::Mul, vb, iy, t);
-                    g.asm.vi_vv(ViOp::Add, off, off, vb);
-                    g.asm.vi_vi(ViOp::Sll, off, off, 2);
-                    g.asm.vluxei32(vb, pch, off, true);
-                    // Zero where the window is in the padding.
-                    g.asm.vmnand(V(0), V(0), V(0));
-                    g.asm.vfmerge_vfm(vb, vb, fzero);
-                    for (r, a) in pa.iter().enumerate() {
-                        let f = g.f()?;
-                        g.asm.flw(f, *a, 0);
-                        g.asm.vf_vf(VfOp::Macc, acc[r], vb, f, false);
-                        g.free_f(f);
-                        g.asm.li(t, 4 * gm.a.cols)?;
-                        g.asm.add(*a, *a, t);
-                    }
-                    Ok(())
-                })
-            })?;
-            g.free_x(pch);
-            Ok(())
-        })?;
-        for a in pa {
-            g.free_x(a);
-        }
-        g.free_x(pimg);
-        g.free_f(fzero);
-        g.free_x(t);
-        store_c_rows(g, gm, &acc[..rows as usize], row0, row)
-    })
-}
-
-/// Attention with the lanes over query rows: per slice and strip of rows, a pass over the keys for the
-/// scores' maximum, then one for the exponentials, their sum and `Σ p·V` accumulated in O's rows (each
-/// column a strided access), then the division by the sum. A score is `scale · q·k_j (+ mask)`, the
-/// dot product accumulated over `d` in order with `vfmacc.vf` (K's element a scalar, Q's a strided load).
-fn attention(asm: &mut Asm, at: &sovc_ir::kernel::Attention) -> Result<(), String> {
-    let mut g = Gen::new(asm);
-    const H: Var = Var::MAX;
-    const J: Var = Var::MAX - 1;
-    const C: Var = Var::MAX - 2;
-    let (mx, l, sc, q, o) = (V(1), V(2), V(3), V(4), V(5));
-    g.vfree.retain(|v| v.0 > 5);
-    g.for_loop(H, at.heads, &mut |g| {
-        g.strips(at.sq, Lmul::M1, &mut |g| {
-            let h = g.vars[&H];
-            let (t, rowq, rowo) = (g.x()?, g.x()?, g.x()?);
-            // Addresses of the strip's first row of Q and O: 4·((h·sq + i)·d).
-            for (r, width, buf) in [(rowq, at.d, at.q), (rowo, at.dv, at.o)] {
-                g.asm.li(r, at.sq as i64)?;
-                g.asm.mul(r, r, h);
-                g.asm.add(r, r, g.i);
-                g.asm.li(t, 4 * width as i64)?;
-                g.asm.mul(r, r, t);
-                g.asm.ld(t, A0, 8 * buf as i32);
-                g.asm.add(r, r, t);
-            }
-            let (sq_stride, so_stride) = (g.x()?, g.x()?);
-            g.asm.li(sq_stride, 4 * at.d as i64)?;
-            g.asm.li(so_stride, 4 * at.dv as i64)?;
-            // The score of key j into `sc`.
-            let score = |g: &mut Gen| -> Result<(), String> {
-                let j = g.vars[&J];
-                let (pk, pq, t2) = (g.x()?, g.x()?, g.x()?);
-                // K's row j of slice h.
-                g.asm.li(pk, at.sk as i64)?;
-                g.asm.mul(pk, pk, h);
-                g.asm.add(pk, pk, j);
-                g.asm.li(t2, 4 * at.d as i64)?;
-                g.asm.mul(pk, pk, t2);
-                g.asm.ld(t2, A0, 8 * at.k as i32);
-                g.asm.add(pk, pk, t2);
-                g.asm.mv(pq, rowq);
-                let f = g.f()?;
-                g.asm.fmv_w_x(f, ZERO);
-                g.asm.vfmv_v_f(sc, f);
-                g.for_loop(C, at.d, &mut |g| {
-                    g.asm.vlse32(q, pq, sq_stride, false);
-                    g.asm.flw(f, pk, 0);
-                    g.asm.vf_vf(VfOp::Macc, sc, q, f, false);
-                    g.asm.addi(pq, pq, 4);
-                    g.asm.addi(pk, pk, 4);
-                    Ok(())
-                })?;
-                g.asm.fconst(f, at.scale, t2)?;
-                g.asm.vf_vf(VfOp::Mul, sc, sc, f, false);
-                if let Some((mb, ss, rs, cs)) = at.mask {
-                    // mask[h·ss + i·rs + j·cs]
-                    let pm = g.x()?;
-                    g.asm.li(pm, ss)?;
-                    g.asm.mul(pm, pm, h);
-                    g.asm.li(t2, rs)?;
-                    g.asm.mul(t2, t2, g.i);
-                    g.asm.add(pm, pm, t2);
-                    g.asm.li(t2, cs)?;
-                    g.asm.mul(t2, t2, j);
-                    g.asm.add(pm, pm, t2);
-                    g.asm.slli(pm, pm, 2);
-                    g.asm.ld(t2, A0, 8 * mb as i32);
-                    g.asm.add(pm, pm, t2);
-                    if rs == 0 {
-                        g.asm.flw(f, pm, 0);
-                        g.asm.vf_vf(VfOp::Add, sc, sc, f, false);
-                    } else {
-                        g.asm.li(t2, 4 * rs)?;
-                        g.asm.vlse32(q, pm, t2, false);
-                        g.asm.vf_vv(VfOp::Add, sc, sc, q, false);
-                    }
-                    g.free_x(pm);
-                }
-                g.free_f(f);
-                for r in [pk, pq, t2] {
-                    g.free_x(r);
-                }
-                Ok(())
-            };
-            let f = g.f()?;
-            g.asm.fconst(f, f32::NEG_INFINITY, t)?;
-            g.asm.vfmv_v_f(mx, f);
-            g.for_loop(J, at.sk, &mut |g| {
-                score(g)?;
-                g.asm.vf_vv(VfOp::Max, mx, mx, sc, false);
-                Ok(())
-            })?;
-            // O's rows = 0, l = 0.
-            g.asm.fmv_w_x(f, ZERO);
-            g.asm.vfmv_v_f(l, f);
-            g.asm.vfmv_v_f(o, f);
-            let po = g.x()?;
-            g.asm.mv(po, rowo);
-            g.for_loop(C, at.dv, &mut |g| {
-                g.asm.vsse32(o, po, so_stride, false);
-                g.asm.addi(po, po, 4);
-                Ok(())
-            })?;
-            g.for_loop(J, at.sk, &mut |g| {
-                score(g)?;
-                g.asm.vf_vv(VfOp::Sub, sc, sc, mx, false);
-                let p = g.exp(sc)?;
-                g.asm.vf_vv(VfOp::Add, l, l, p, false);
-                // O[:, c] += p · V[j, c]
-                let (pv, t2) = (g.x()?, g.x()?);
-                g.asm.li(pv, at.sk as i64)?;
-                g.asm.mul(pv, pv, h);
-                g.asm.add(pv, pv, g.vars[&J]);
-                g.asm.li(t2, 4 * at.dv as i64)?;
-                g.asm.mul(pv, pv, t2);
-                g.asm.ld(t2, A0, 8 * at.v as i32);
-                g.asm.add(pv, pv, t2);
-                g.asm.mv(po, rowo);
-                let fv = g.f()?;
-                g.for_loop(C, at.dv, &mut |g| {
-                    g.asm.vlse32(o, po, so_stride, false);
-                    g.asm.flw(fv, pv, 0);
-                    g.asm.vf_vf(VfOp::Macc, o, p, fv, false);
-                    g.asm.vsse32(o, po, so_stride, false);
-                    g.asm.addi(po, po, 4);
-                    g.asm.addi(pv, pv, 4);
-                    Ok(())
-                })?;
-                g.free_f(fv);
-                g.free_x(pv);
-                g.free_x(t2);
-                g.free_v(p);
-                Ok(())
-            })?;
-            g.asm.mv(po, rowo);
-            g.for_loop(C, at.dv, &mut |g| {
-                g.asm.vlse32(o, po, so_stride, false);
-                g.asm.vf_vv(VfOp::Div, o, o, l, false);
-                g.asm.vsse32(o, po, so_stride, false);
-                g.asm.addi(po, po, 4);
-                Ok(())
-            })?;
-            g.free_f(f);
-            for r in [t, rowq, rowo, sq_stride, so_stride, po] {
-                g.free_x(r);
-            }
-            Ok(())
-        })
-    })?;
-    g.ret();
-    Ok(())
-}
-
 /// Appends the functions of `op` to `asm` (named `name`, and `name_epilogue` for a contraction's
 /// epilogue).
 pub fn emit_op(asm: &mut Asm, op: &KernelOp, name: &str) -> Result<Vec<Function>, String> {
@@ -1096,12 +715,12 @@ pub fn emit_op(asm: &mut Asm, op: &KernelOp, name: &str) -> Result<Vec<Function>
     match op {
         KernelOp::Loop(k) => func(asm, name.to_string(), &|a| loop_kernel(a, k))?,
         KernelOp::Gemm(gm) => {
-            func(asm, name.to_string(), &|a| gemm(a, gm))?;
+            func(asm, name.to_string(), &|a| crate::gemm::gemm(a, gm))?;
             if let Some(e) = &gm.epilogue {
                 func(asm, format!("{name}_epilogue"), &|a| loop_kernel(a, e))?;
             }
         }
-        KernelOp::Attention(at) => func(asm, name.to_string(), &|a| attention(a, at))?,
+        KernelOp::Attention(at) => func(asm, name.to_string(), &|a| crate::attention::attention(a, at))?,
     }
     Ok(out)
 }

@@ -4,7 +4,9 @@
 //! against.
 
 pub mod asm;
+mod attention;
 pub mod codegen;
+mod gemm;
 
 pub use codegen::{emit_op, Function};
 
