@@ -59,6 +59,8 @@ pub fn build(g: &Graph) -> Result<MetalBuild, String> {
                         wgsl: s.wgsl,
                         spirv_offset: b.spirv.len() as u64,
                         spirv_len: t.spirv.len() as u64,
+                        workgroup: s.workgroup,
+                        workgroup_memory: s.workgroup_memory,
                     });
                     b.spirv.extend_from_slice(&t.spirv);
                     b.plan.steps.push(MetalStep::Launch { kernel: gi, module, bufs, threads: s.threads });
@@ -81,11 +83,12 @@ pub fn audit_lines(plan: &MetalPlan) -> std::collections::BTreeMap<usize, Vec<St
     for s in &plan.steps {
         if let MetalStep::Launch { kernel, module, threads, .. } = s {
             let m = &plan.modules[*module];
-            let (x, y) = sovc_target_metal::dispatch(*threads);
+            let (x, y) = sovc_target_metal::dispatch(*threads, m.workgroup);
             out.entry(*kernel).or_default().push(format!(
-                "shader `{}`: {threads} threads in {x}x{y} threadgroups of {}, 0 bytes of threadgroup memory, {} bytes of MSL, {} words of SPIR-V",
+                "shader `{}`: {threads} threads in {x}x{y} threadgroups of {}, {} bytes of threadgroup memory, {} bytes of MSL, {} words of SPIR-V",
                 m.name,
-                plan.workgroup,
+                m.workgroup,
+                m.workgroup_memory,
                 m.msl.len(),
                 m.spirv_len
             ));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetalPlan {
+    /// Threads per workgroup of the untiled shaders (each module says its own).
     pub workgroup: u64,
     pub modules: Vec<MetalModule>,
     pub steps: Vec<MetalStep>,
@@ -25,6 +26,16 @@ pub struct MetalModule {
     /// Its SPIR-V: words `spirv_offset..spirv_offset + spirv_len` of `metal.spv`.
     pub spirv_offset: u64,
     pub spirv_len: u64,
+    /// Threads per workgroup (threadgroup) of its dispatches.
+    #[serde(default = "sixty_four")]
+    pub workgroup: u64,
+    /// Bytes of workgroup (threadgroup) memory it declares.
+    #[serde(default)]
+    pub workgroup_memory: u64,
+}
+
+fn sixty_four() -> u64 {
+    64
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

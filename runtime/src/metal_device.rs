@@ -78,11 +78,12 @@ impl MetalModel {
         let sp = NonNull::new(sizes.as_ptr() as *mut c_void).ok_or_else(|| dev("no sizes"))?;
         // SAFETY: `sizes` is copied by Metal when encoded.
         unsafe { enc.setBytes_length_atIndex(sp, sizes.len().max(1) * 4, bufs.len()) };
-        let groups = threads.div_ceil(self.plan.workgroup).max(1);
+        let wg = self.plan.modules[module].workgroup.max(1);
+        let groups = threads.div_ceil(wg).max(1);
         let x = groups.min(65_535);
         enc.dispatchThreadgroups_threadsPerThreadgroup(
             MTLSize { width: x as usize, height: groups.div_ceil(x) as usize, depth: 1 },
-            MTLSize { width: self.plan.workgroup as usize, height: 1, depth: 1 },
+            MTLSize { width: wg as usize, height: 1, depth: 1 },
         );
         enc.endEncoding();
         cb.commit();

@@ -218,7 +218,8 @@ impl VulkanModel {
             )));
         }
         let d = &self.device;
-        let groups = threads.div_ceil(self.plan.workgroup).max(1);
+        let wg = self.plan.modules[module].workgroup.max(1);
+        let groups = threads.div_ceil(wg).max(1);
         let x = groups.min(65_535);
         let y = groups.div_ceil(x);
         // SAFETY: every object is created, used once and destroyed here after the fence signals.

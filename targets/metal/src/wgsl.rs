@@ -8,29 +8,38 @@
 //! is only executed inside its bounds. `erf` (no WGSL builtin) is the Abramowitz and Stegun 7.1.26
 //! polynomial, as on the other GPU target.
 //!
-//! A contraction is one thread per element of C with an `fma` loop over K (B read through the
-//! implicit im2col for a convolution), its epilogue a second shader; attention is one thread per query
-//! row. Threadgroup-memory tiling is not written yet.
+//! A contraction is tiled through threadgroup memory: workgroups of 16x16 threads compute 16x16 tiles
+//! of C; per K step every thread stages one element of A's tile and one of B's (zero outside the
+//! matrices and in a convolution's padding, B read through the implicit im2col), the workgroup meets
+//! at `workgroupBarrier()`, each thread accumulates its 16 products in K order (the reference's
+//! order), and meets again before the next step. Its epilogue is a second shader; attention is one
+//! thread per query row.
 
 use sovc_ir::kernel::{Attention, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt, Var};
 use sovc_ir::{BinaryOp, UnaryOp};
 use std::fmt::Write as _;
 
-/// Threads per workgroup of every dispatch.
+/// Threads per workgroup of the untiled shaders.
 pub const WORKGROUP: u64 = 64;
 
-/// One shader: WGSL source, the threads to launch and its buffer count.
+/// Side of the contraction's square tiles (workgroups of `TILE x TILE` threads).
+pub const TILE: u64 = 16;
+
+/// One shader: WGSL source, the threads to launch (in workgroups of `workgroup`), its buffer count and
+/// the bytes of threadgroup (workgroup) memory it declares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shader {
     pub name: String,
     pub wgsl: String,
     pub threads: u64,
     pub bufs: usize,
+    pub workgroup: u64,
+    pub workgroup_memory: u64,
 }
 
-/// Workgroups to dispatch for `threads`, as (x, y) (y > 1 past 65,535 workgroups).
-pub fn dispatch(threads: u64) -> (u64, u64) {
-    let groups = threads.div_ceil(WORKGROUP).max(1);
+/// Workgroups of `workgroup` threads to dispatch for `threads`, as (x, y) (y > 1 past 65,535).
+pub fn dispatch(threads: u64, workgroup: u64) -> (u64, u64) {
+    let groups = threads.div_ceil(workgroup).max(1);
     let x = groups.min(65_535);
     (x, groups.div_ceil(x))
 }
@@ -232,7 +241,7 @@ fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body: &str) -> S
     for i in 0..nbufs {
         let _ = writeln!(s, "@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;");
     }
-    let (x, _) = dispatch(threads);
+    let (x, _) = dispatch(threads, WORKGROUP);
     let _ = writeln!(
         s,
         "\n@compute @workgroup_size({WORKGROUP})\nfn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    let t = i32(gid.x + gid.y * {});\n    if (t >= {threads}) {{\n        return;\n    }}",
@@ -243,7 +252,7 @@ fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body: &str) -> S
     }
     s.push_str(body);
     s.push_str("}\n");
-    Shader { name: name.to_string(), wgsl: s, threads, bufs: nbufs }
+    Shader { name: name.to_string(), wgsl: s, threads, bufs: nbufs, workgroup: WORKGROUP, workgroup_memory: 0 }
 }
 
 fn lets_of(body: &[Stmt], out: &mut Vec<u32>) {
@@ -282,25 +291,19 @@ fn operand(o: &Operand, i: &str, j: Option<&str>) -> String {
     s + ")"
 }
 
-fn gemm(gm: &Gemm, name: &str) -> Result<Shader, String> {
-    let total = gm.batch * gm.groups * gm.m * gm.n;
-    let mut w = W { body: String::new(), depth: 1, tmp: 0, vars: Vec::new() };
-    w.line(&format!("let j = t % {};", gm.n));
-    w.line(&format!("let i = (t / {}) % {};", gm.n, gm.m));
-    w.line(&format!("let g = (t / {}) % {};", gm.n * gm.m, gm.groups));
-    w.line(&format!("let b = t / {};", gm.n * gm.m * gm.groups));
-    w.line(&format!("var acc: f32 = {};", f32c(0.0)));
-    w.line(&format!("for (var k: i32 = 0; k < {}; k++) {{", gm.k));
-    w.depth += 1;
-    w.line(&format!("let a = b{}[{} + {} * k];", gm.a.buf, operand(&gm.a, "i", None), gm.a.cols));
+/// `B[k, j]` of batch entry `b`, group `g` into the f32 `var` named `x` (declared by the caller, zero):
+/// the matrix element, or the image element under (k, j) for a convolution, left zero in the padding.
+fn b_element(w: &mut W, gm: &Gemm) {
     match &gm.b_im2col {
-        None => w.line(&format!("let x = b{}[{}];", gm.b.buf, operand(&gm.b, "k", Some("j")))),
+        None => w.line(&format!("x = b{}[{}];", gm.b.buf, operand(&gm.b, "kb", Some("j")))),
         Some(c) => {
-            // Row k = (channel, kernel row, kernel column), column j = (output row, output column).
-            w.line(&format!("let ch = k / {};", c.kh * c.kw));
-            w.line(&format!("let ih = (j / {}) * {} + ((k / {}) % {}) * {} - {};", c.ow, c.sh, c.kw, c.kh, c.dh, c.ph));
-            w.line(&format!("let iw = (j % {}) * {} + (k % {}) * {} - {};", c.ow, c.sw, c.kw, c.dw, c.pw));
-            w.line(&format!("var x: f32 = {};", f32c(0.0)));
+            // Row kb = (channel, kernel row, kernel column), column j = (output row, output column).
+            w.line(&format!("let ch = kb / {};", c.kh * c.kw));
+            w.line(&format!(
+                "let ih = (j / {}) * {} + ((kb / {}) % {}) * {} - {};",
+                c.ow, c.sh, c.kw, c.kh, c.dh, c.ph
+            ));
+            w.line(&format!("let iw = (j % {}) * {} + (kb % {}) * {} - {};", c.ow, c.sw, c.kw, c.dw, c.pw));
             w.line(&format!("if (ih >= 0 && ih < {} && iw >= 0 && iw < {}) {{", c.h, c.w));
             w.line(&format!(
                 "    x = b{}[{} + {} * b + {} * g + ch * {} + ih * {} + iw];",
@@ -314,11 +317,73 @@ fn gemm(gm: &Gemm, name: &str) -> Result<Shader, String> {
             w.line("}");
         }
     }
-    w.line("acc = fma(a, x, acc);");
+}
+
+fn gemm(gm: &Gemm, name: &str) -> Result<Shader, String> {
+    let (mt, nt, kt) = (gm.m.div_ceil(TILE), gm.n.div_ceil(TILE), gm.k.div_ceil(TILE));
+    let blocks = gm.batch * gm.groups * mt * nt;
+    let wg = TILE * TILE;
+    let (x, _) = dispatch(blocks * wg, wg);
+    let mut w = W { body: String::new(), depth: 1, tmp: 0, vars: Vec::new() };
+    // Whole workgroups past the last tile return together (uniform control flow for the barriers).
+    w.line(&format!("let blk = i32(wid.x + wid.y * {x});"));
+    w.line(&format!("if (blk >= {blocks}) {{"));
+    w.line("    return;");
+    w.line("}");
+    w.line(&format!("let jt = blk % {nt};"));
+    w.line(&format!("let it = (blk / {nt}) % {mt};"));
+    w.line(&format!("let g = (blk / {}) % {};", nt * mt, gm.groups));
+    w.line(&format!("let b = blk / {};", nt * mt * gm.groups));
+    w.line(&format!("let tx = i32(lid) % {TILE};"));
+    w.line(&format!("let ty = i32(lid) / {TILE};"));
+    w.line(&format!("let i = it * {TILE} + ty;"));
+    w.line(&format!("let j = jt * {TILE} + tx;"));
+    w.line(&format!("var acc: f32 = {};", f32c(0.0)));
+    w.line(&format!("for (var k0: i32 = 0; k0 < {kt}; k0++) {{"));
+    w.depth += 1;
+    w.line(&format!("let ka = k0 * {TILE} + tx;"));
+    w.line(&format!("var a: f32 = {};", f32c(0.0)));
+    w.line(&format!("if (i < {} && ka < {}) {{", gm.m, gm.k));
+    w.line(&format!("    a = b{}[{} + {} * ka];", gm.a.buf, operand(&gm.a, "i", None), gm.a.cols));
+    w.line("}");
+    w.line(&format!("sa[ty * {TILE} + tx] = a;"));
+    w.line(&format!("let kb = k0 * {TILE} + ty;"));
+    w.line(&format!("var x: f32 = {};", f32c(0.0)));
+    w.line(&format!("if (kb < {} && j < {}) {{", gm.k, gm.n));
+    w.depth += 1;
+    b_element(&mut w, gm);
     w.depth -= 1;
     w.line("}");
-    w.line(&format!("b{}[{}] = acc;", gm.c.buf, operand(&gm.c, "i", Some("j"))));
-    Ok(shader(name, gm.bufs.len(), total, &[], &w.body))
+    w.line(&format!("sb[ty * {TILE} + tx] = x;"));
+    w.line("workgroupBarrier();");
+    w.line(&format!(
+        "for (var kk: i32 = 0; kk < {TILE}; kk++) {{ acc = fma(sa[ty * {TILE} + kk], sb[kk * {TILE} + tx], acc); }}"
+    ));
+    w.line("workgroupBarrier();");
+    w.depth -= 1;
+    w.line("}");
+    w.line(&format!("if (i < {} && j < {}) {{", gm.m, gm.n));
+    w.line(&format!("    b{}[{}] = acc;", gm.c.buf, operand(&gm.c, "i", Some("j"))));
+    w.line("}");
+    let mut s = String::new();
+    for i in 0..gm.bufs.len() {
+        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;");
+    }
+    let _ = writeln!(
+        s,
+        "var<workgroup> sa: array<f32, {n}>;\nvar<workgroup> sb: array<f32, {n}>;\n\n@compute @workgroup_size({wg})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{",
+        n = TILE * TILE
+    );
+    s.push_str(&w.body);
+    s.push_str("}\n");
+    Ok(Shader {
+        name: name.to_string(),
+        wgsl: s,
+        threads: blocks * wg,
+        bufs: gm.bufs.len(),
+        workgroup: wg,
+        workgroup_memory: 2 * TILE * TILE * 4,
+    })
 }
 
 fn attention(at: &Attention, name: &str) -> Result<Shader, String> {
