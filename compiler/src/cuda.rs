@@ -37,13 +37,11 @@ pub fn build(g: &Graph, arch: &str, precision: sovc_target_cuda::Precision) -> R
             let mut launches = Vec::new();
             let mut forms = Vec::new();
             for (j, Lowered { op, values }) in ls.into_iter().enumerate() {
-                forms.push(match &op {
-                    KernelOp::Loop(_) => "loop",
-                    KernelOp::Gemm(gm) if gm.epilogue.is_some() && mma => "mma gemm+epilogue",
-                    KernelOp::Gemm(_) if mma => "mma gemm",
-                    KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
-                    KernelOp::Gemm(_) => "gemm",
-                    KernelOp::Attention(_) => "attention",
+                let form = crate::lower::form(&op);
+                forms.push(if mma && matches!(op, KernelOp::Gemm(_)) {
+                    format!("mma {form}")
+                } else {
+                    form.to_string()
                 });
                 let bufs: Vec<u32> = values.iter().map(|v| v.index() as u32).collect();
                 for e in sovc_target_cuda::emit_op(&op, &format!("k{gi}_{j}"), precision)? {

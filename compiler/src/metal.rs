@@ -4,7 +4,6 @@
 //! or the shader writer does not cover are reference steps, named with their reason in the audit.
 
 use crate::lower::{lower_group, scalar_consts};
-use sovc_ir::kernel::KernelOp;
 use sovc_ir::Graph;
 use sovc_runtime::metal::{MetalModule, MetalPlan, MetalStep};
 
@@ -37,15 +36,7 @@ pub fn build(g: &Graph) -> Result<MetalBuild, String> {
                     out.push((s, t, bufs.clone()));
                 }
             }
-            let forms: Vec<&str> = ls
-                .iter()
-                .map(|l| match &l.op {
-                    KernelOp::Loop(_) => "loop",
-                    KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
-                    KernelOp::Gemm(_) => "gemm",
-                    KernelOp::Attention(_) => "attention",
-                })
-                .collect();
+            let forms: Vec<&str> = ls.iter().map(|l| crate::lower::form(&l.op)).collect();
             Ok((out, forms))
         });
         match written {

@@ -32,19 +32,10 @@ pub fn build(g: &Graph) -> Result<RvvBuild, String> {
     for (gi, grp) in crate::partition::partition(g).iter().enumerate() {
         let lowered = lower_group(g, grp, &format!("k{gi}"), &scalars).map_err(|e| e.to_string());
         let written = lowered.and_then(|ls| {
-            let named: Vec<(String, KernelOp)> =
-                ls.iter().enumerate().map(|(j, l)| (format!("k{gi}_{j}"), l.op.clone())).collect();
-            let refs: Vec<(String, &KernelOp)> = named.iter().map(|(n, op)| (n.clone(), op)).collect();
-            let m = sovc_target_rvv::module(&refs)?;
-            let forms: Vec<&str> = ls
-                .iter()
-                .map(|l| match &l.op {
-                    KernelOp::Loop(_) => "loop",
-                    KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
-                    KernelOp::Gemm(_) => "gemm",
-                    KernelOp::Attention(_) => "attention",
-                })
-                .collect();
+            let named: Vec<(String, &KernelOp)> =
+                ls.iter().enumerate().map(|(j, l)| (format!("k{gi}_{j}"), &l.op)).collect();
+            let m = sovc_target_rvv::module(&named)?;
+            let forms: Vec<&str> = ls.iter().map(|l| crate::lower::form(&l.op)).collect();
             Ok((ls, m, forms))
         });
         match written {

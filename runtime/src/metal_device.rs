@@ -14,7 +14,7 @@ use objc2_metal::{
     MTLBuffer, MTLCommandBuffer, MTLCommandEncoder, MTLCommandQueue, MTLComputeCommandEncoder, MTLComputePipelineState,
     MTLCreateSystemDefaultDevice, MTLDevice, MTLLibrary, MTLResourceOptions, MTLSize,
 };
-use sovc_ir::{DType, Graph, Tensor};
+use sovc_ir::{Graph, Tensor};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr::NonNull;
@@ -99,28 +99,15 @@ impl MetalModel {
     /// Runs on named inputs; the named outputs.
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         let g = &self.graph;
-        let dev = |m: String| RuntimeError::Device(m);
         let mut vals = crate::session::starting_values(g, &self.consts, inputs)?;
         for step in &self.plan.steps {
             match step {
                 MetalStep::Launch { module, bufs, threads, .. } => {
-                    let mut data = Vec::with_capacity(bufs.len());
-                    for &b in bufs {
-                        let ty = &g.values[b as usize];
-                        let shape = ty.shape.as_consts().ok_or_else(|| dev(format!("%{b} has a symbolic shape")))?;
-                        data.push(match vals.get(&(b as usize)) {
-                            Some(t) => t.cast(DType::F32).to_f64_vec().into_iter().map(|v| v as f32).collect(),
-                            None => vec![0.0; shape.iter().product()],
-                        });
-                    }
+                    let mut data: Vec<Vec<f32>> =
+                        bufs.iter().map(|&b| crate::session::value_f32(g, &vals, b)).collect::<Result<_, _>>()?;
                     self.dispatch(*module, &mut data, *threads)?;
                     for (&b, d) in bufs.iter().zip(data) {
-                        let ty = &g.values[b as usize];
-                        if ty.dtype == DType::F32 {
-                            let shape = ty.shape.as_consts().unwrap_or_default();
-                            let t = Tensor::from_vec(&shape, d).ok_or_else(|| dev(format!("%{b}: size mismatch")))?;
-                            vals.insert(b as usize, t);
-                        }
+                        crate::session::store_f32(g, &mut vals, b, d)?;
                     }
                 }
                 MetalStep::Reference { nodes, .. } => crate::session::eval_nodes(g, nodes, &mut vals)?,

@@ -157,6 +157,35 @@ pub(crate) fn starting_values(
     Ok(vals)
 }
 
+/// Value `b` as the f32 elements a device buffer holds (zeros when not computed yet).
+pub(crate) fn value_f32(graph: &Graph, vals: &BTreeMap<usize, Tensor>, b: u32) -> Result<Vec<f32>, RuntimeError> {
+    let shape = graph.values[b as usize]
+        .shape
+        .as_consts()
+        .ok_or_else(|| RuntimeError::Device(format!("%{b} has a symbolic shape")))?;
+    Ok(match vals.get(&(b as usize)) {
+        Some(t) => t.cast(DType::F32).to_f64_vec().into_iter().map(|v| v as f32).collect(),
+        None => vec![0.0; shape.iter().product()],
+    })
+}
+
+/// Stores a device buffer's elements back as value `b` (f32 values only: the others are inputs the
+/// kernels read, never write).
+pub(crate) fn store_f32(
+    graph: &Graph,
+    vals: &mut BTreeMap<usize, Tensor>,
+    b: u32,
+    data: Vec<f32>,
+) -> Result<(), RuntimeError> {
+    let ty = &graph.values[b as usize];
+    if ty.dtype == DType::F32 {
+        let shape = ty.shape.as_consts().unwrap_or_default();
+        let t = Tensor::from_vec(&shape, data).ok_or_else(|| RuntimeError::Device(format!("%{b}: size mismatch")))?;
+        vals.insert(b as usize, t);
+    }
+    Ok(())
+}
+
 /// The graph's outputs, by name, from `vals`.
 pub(crate) fn named_outputs(
     graph: &Graph,

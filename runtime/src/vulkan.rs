@@ -8,7 +8,7 @@
 use crate::metal::{MetalPlan, MetalStep};
 use crate::RuntimeError;
 use ash::vk;
-use sovc_ir::{DType, Graph, Tensor};
+use sovc_ir::{Graph, Tensor};
 use std::collections::BTreeMap;
 
 fn verr(what: &str) -> impl Fn(vk::Result) -> RuntimeError + '_ {
@@ -289,19 +289,13 @@ impl VulkanModel {
     /// Runs on named inputs; the named outputs.
     pub fn run(&self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, RuntimeError> {
         let g = &self.graph;
-        let dev = |m: String| RuntimeError::Device(m);
         let mut vals = crate::session::starting_values(g, &self.consts, inputs)?;
         for step in &self.plan.steps {
             match step {
                 MetalStep::Launch { module, bufs, threads, .. } => {
                     let mut made = Vec::with_capacity(bufs.len());
                     for &b in bufs {
-                        let ty = &g.values[b as usize];
-                        let shape = ty.shape.as_consts().ok_or_else(|| dev(format!("%{b} has a symbolic shape")))?;
-                        let data: Vec<f32> = match vals.get(&(b as usize)) {
-                            Some(t) => t.cast(DType::F32).to_f64_vec().into_iter().map(|v| v as f32).collect(),
-                            None => vec![0.0; shape.iter().product()],
-                        };
+                        let data = crate::session::value_f32(g, &vals, b)?;
                         match self.buffer(&data) {
                             Ok(x) => made.push(x),
                             Err(e) => {
@@ -320,13 +314,7 @@ impl VulkanModel {
                     made.into_iter().for_each(|x| self.free(x));
                     r?;
                     for (&b, data) in bufs.iter().zip(back) {
-                        let ty = &g.values[b as usize];
-                        if ty.dtype == DType::F32 {
-                            let shape = ty.shape.as_consts().unwrap_or_default();
-                            let t =
-                                Tensor::from_vec(&shape, data).ok_or_else(|| dev(format!("%{b}: size mismatch")))?;
-                            vals.insert(b as usize, t);
-                        }
+                        crate::session::store_f32(g, &mut vals, b, data)?;
                     }
                 }
                 MetalStep::Reference { nodes, .. } => {

@@ -11,6 +11,18 @@ use sovc_runtime::metal::MetalStep;
 use sovc_runtime::Artifact;
 use std::process::Command;
 
+/// The generated real models every test here covers.
+const REAL_MODELS: [&str; 8] = [
+    "gpt2_decoder",
+    "bert_encoder",
+    "squeezenet1_1",
+    "resnet18",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "resnet50",
+    "inception_v3",
+];
+
 fn spirv_val_present() -> bool {
     Command::new("spirv-val").arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -35,16 +47,7 @@ fn every_real_model_compiles_to_shaders_whose_spirv_validates() {
     let mut models: Vec<(String, sovc_ir::Model)> =
         vec![("encoder_layer".into(), sovc_models::builtin::encoder_layer(16, 64, 4))];
     if sovc_tests::require_generated(&root) {
-        for name in [
-            "gpt2_decoder",
-            "bert_encoder",
-            "squeezenet1_1",
-            "resnet18",
-            "mobilenet_v2",
-            "efficientnet_b0",
-            "resnet50",
-            "inception_v3",
-        ] {
+        for name in REAL_MODELS {
             models.push((
                 name.into(),
                 sovc_models::load_model(&root.join(name).join("model.onnx"), &Default::default()).expect("imports"),
@@ -167,16 +170,7 @@ fn every_real_model_runs_on_vulkan_and_matches_the_reference() {
     if !sovc_tests::require_generated(&root) {
         return;
     }
-    for name in [
-        "gpt2_decoder",
-        "bert_encoder",
-        "squeezenet1_1",
-        "resnet18",
-        "mobilenet_v2",
-        "efficientnet_b0",
-        "resnet50",
-        "inception_v3",
-    ] {
+    for name in REAL_MODELS {
         let dir = root.join(name);
         let m = sovc_models::load_model(&dir.join("model.onnx"), &Default::default()).expect("imports");
         let feeds = sovc_runtime::read_npy_dir(&dir, "input.").expect("inputs");

@@ -659,3 +659,13 @@ pub fn require_static_shapes(g: &Graph, target: &str) -> Result<(), String> {
         )),
     }
 }
+
+/// How a lowered kernel runs, as the audit names it: `loop`, `gemm`, `gemm+epilogue` or `attention`.
+pub fn form(op: &KernelOp) -> &'static str {
+    match op {
+        KernelOp::Loop(_) => "loop",
+        KernelOp::Gemm(gm) if gm.epilogue.is_some() => "gemm+epilogue",
+        KernelOp::Gemm(_) => "gemm",
+        KernelOp::Attention(_) => "attention",
+    }
+}

@@ -5,7 +5,7 @@
 use super::emu::PtxModule;
 use super::{CudaPlan, CudaStep};
 use crate::RuntimeError;
-use sovc_ir::{DType, Graph, Tensor};
+use sovc_ir::{Graph, Tensor};
 use std::collections::BTreeMap;
 
 pub struct PtxModel {
@@ -61,26 +61,14 @@ impl PtxModel {
         for step in &self.plan.steps {
             match step {
                 CudaStep::Launch { module, entry, bufs, threads, .. } => {
-                    let mut mem: Vec<Vec<f32>> = Vec::with_capacity(bufs.len());
-                    for &b in bufs {
-                        let ty = g.values[b as usize].clone();
-                        let shape = ty.shape.as_consts().ok_or_else(|| dev(format!("%{b} has a symbolic shape")))?;
-                        mem.push(match vals.get(&(b as usize)) {
-                            Some(t) => t.cast(DType::F32).to_f64_vec().into_iter().map(|v| v as f32).collect(),
-                            None => vec![0.0; shape.iter().product()],
-                        });
-                    }
+                    let mut mem: Vec<Vec<f32>> =
+                        bufs.iter().map(|&b| crate::session::value_f32(g, &vals, b)).collect::<Result<_, _>>()?;
                     let e = &self.modules[*module].entries[entry];
                     let n = e.run(&mut mem, *threads, self.plan.block).map_err(dev)?;
                     report.instructions += n;
                     report.launches.push((entry.clone(), n));
                     for (&b, data) in bufs.iter().zip(mem) {
-                        let shape = g.values[b as usize].shape.as_consts().unwrap_or_default();
-                        if g.values[b as usize].dtype == DType::F32 {
-                            let t =
-                                Tensor::from_vec(&shape, data).ok_or_else(|| dev(format!("%{b}: size mismatch")))?;
-                            vals.insert(b as usize, t);
-                        }
+                        crate::session::store_f32(g, &mut vals, b, data)?;
                     }
                 }
                 CudaStep::Reference { nodes, .. } => {

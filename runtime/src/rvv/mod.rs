@@ -11,7 +11,7 @@
 
 use crate::RuntimeError;
 use serde::{Deserialize, Serialize};
-use sovc_ir::{DType, Graph, Tensor};
+use sovc_ir::{Graph, Tensor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -245,18 +245,9 @@ impl RvvModel {
         input.extend_from_slice(&self.code);
         put(&mut input, used.len() as u64);
         for &b in &used {
-            let ty = &g.values[b as usize];
-            let shape = ty.shape.as_consts().ok_or_else(|| dev(format!("%{b} has a symbolic shape")))?;
-            let n: usize = shape.iter().product();
-            put(&mut input, n as u64);
-            match vals.get(&(b as usize)) {
-                Some(t) => {
-                    for x in t.cast(DType::F32).to_f64_vec() {
-                        input.extend_from_slice(&(x as f32).to_le_bytes());
-                    }
-                }
-                None => input.extend(std::iter::repeat_n(0u8, n * 4)),
-            }
+            let data = crate::session::value_f32(g, vals, b)?;
+            put(&mut input, data.len() as u64);
+            input.extend(data.iter().flat_map(|x| x.to_le_bytes()));
         }
         put(&mut input, calls.len() as u64);
         for (off, args) in &calls {
@@ -325,17 +316,11 @@ impl RvvModel {
         let back = result?;
         let mut at = 0usize;
         for &b in &used {
-            let ty = &g.values[b as usize];
-            let shape = ty.shape.as_consts().unwrap_or_default();
-            let n: usize = shape.iter().product();
+            let n: usize = g.values[b as usize].shape.as_consts().unwrap_or_default().iter().product();
             let bytes = back.get(at..at + 4 * n).ok_or_else(|| dev("the loader wrote too little".into()))?;
             at += 4 * n;
-            if ty.dtype == DType::F32 {
-                let data: Vec<f32> =
-                    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-                let t = Tensor::from_vec(&shape, data).ok_or_else(|| dev(format!("%{b}: size mismatch")))?;
-                vals.insert(b as usize, t);
-            }
+            let data = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            crate::session::store_f32(g, vals, b, data)?;
         }
         Ok(())
     }

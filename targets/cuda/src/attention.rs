@@ -16,6 +16,21 @@
 use crate::ptx::{f32c, Entry, Func, BLOCK};
 use sovc_ir::kernel::{Attention, Var};
 
+/// `scale · dot (+ mask[h·ss + i·rs + j·cs])`, the score of key `j` for row `i` of slice `h`.
+fn scaled_score(f: &mut Func, at: &Attention, dot: &str, h: &str, i: &str, j: &str) -> Result<String, String> {
+    let s = f.fr();
+    f.line(&format!("mul.rn.f32 {s}, {dot}, {};", f32c(at.scale)));
+    let Some((mb, ss, rs, cs)) = at.mask else { return Ok(s) };
+    let mi = f.d();
+    f.line(&format!("mul.lo.s64 {mi}, {h}, {ss};"));
+    f.line(&format!("mad.lo.s64 {mi}, {i}, {rs}, {mi};"));
+    f.line(&format!("mad.lo.s64 {mi}, {j}, {cs}, {mi};"));
+    let mv = f.load(mb, &mi)?;
+    let s2 = f.fr();
+    f.line(&format!("add.rn.f32 {s2}, {s}, {mv};"));
+    Ok(s2)
+}
+
 /// The largest O row the tiled form keeps in registers.
 pub const MAX_DV: u64 = 128;
 
@@ -46,12 +61,7 @@ pub(crate) fn tiled(at: &Attention, name: &str) -> Result<Entry, String> {
     let (sk_name, sv_name) = (format!("{name}_sk"), format!("{name}_sv"));
     f.shared.push((sk_name.clone(), kt * at.d * 4));
     f.shared.push((sv_name.clone(), kt * at.dv * 4));
-    let (blk, tid) = (f.d(), f.d());
-    let (rb, rt) = (f.r(), f.r());
-    f.line(&format!("mov.u32 {rb}, %ctaid.x;"));
-    f.line(&format!("mov.u32 {rt}, %tid.x;"));
-    f.line(&format!("cvt.u64.u32 {blk}, {rb};"));
-    f.line(&format!("cvt.u64.u32 {tid}, {rt};"));
+    let (blk, tid) = f.block_and_thread();
     let r = f.split(&blk, 1, row_tiles);
     let h = f.split(&blk, row_tiles, at.heads);
     let i = f.d();
@@ -128,18 +138,7 @@ pub(crate) fn tiled(at: &Attention, name: &str) -> Result<Entry, String> {
                 f.line(&format!("fma.rn.f32 {dot}, {qv}, {kv}, {dot};"));
                 Ok(())
             })?;
-            let mut s = f.fr();
-            f.line(&format!("mul.rn.f32 {s}, {dot}, {};", f32c(at.scale)));
-            if let Some((mb, ss, rs, cs)) = at.mask {
-                let mi = f.d();
-                f.line(&format!("mul.lo.s64 {mi}, {h}, {ss};"));
-                f.line(&format!("mad.lo.s64 {mi}, {i}, {rs}, {mi};"));
-                f.line(&format!("mad.lo.s64 {mi}, {j}, {cs}, {mi};"));
-                let mv = f.load(mb, &mi)?;
-                let s2 = f.fr();
-                f.line(&format!("add.rn.f32 {s2}, {s}, {mv};"));
-                s = s2;
-            }
+            let s = scaled_score(f, at, &dot, &h, &i, &j)?;
             // A fully masked key adds nothing (and would make e^(m - m_new) NaN while m is -inf).
             let p = f.p();
             f.line(&format!("setp.eq.f32 {p}, {s}, {};", f32c(f32::NEG_INFINITY)));
@@ -210,19 +209,7 @@ pub(crate) fn attention(at: &Attention, name: &str) -> Result<Entry, String> {
             f.line(&format!("fma.rn.f32 {dot}, {qv}, {kv}, {dot};"));
             Ok(())
         })?;
-        let s = f.fr();
-        f.line(&format!("mul.rn.f32 {s}, {dot}, {};", f32c(at.scale)));
-        if let Some((mb, ss, rs, cs)) = at.mask {
-            let mi = f.d();
-            f.line(&format!("mul.lo.s64 {mi}, {h}, {ss};"));
-            f.line(&format!("mad.lo.s64 {mi}, {i}, {rs}, {mi};"));
-            f.line(&format!("mad.lo.s64 {mi}, {j}, {cs}, {mi};"));
-            let mv = f.load(mb, &mi)?;
-            let s2 = f.fr();
-            f.line(&format!("add.rn.f32 {s2}, {s}, {mv};"));
-            return Ok(s2);
-        }
-        Ok(s)
+        scaled_score(f, at, &dot, &h, &i, &j)
     };
     let mx = f.fr();
     f.line(&format!("mov.f32 {mx}, {};", f32c(f32::NEG_INFINITY)));

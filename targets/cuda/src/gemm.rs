@@ -80,12 +80,7 @@ fn b_element(f: &mut Func, gm: &Gemm, b: &str, g: &str, k: &str, j: &str) -> Res
 /// Splits the block index into (b, g, row tile, column tile) for tiles of `bm x bn`; also returns the
 /// thread's index in the block.
 fn block_coords(f: &mut Func, gm: &Gemm, bm: u64, bn: u64) -> [String; 5] {
-    let (blk, tid) = (f.d(), f.d());
-    let (rb, rt) = (f.r(), f.r());
-    f.line(&format!("mov.u32 {rb}, %ctaid.x;"));
-    f.line(&format!("mov.u32 {rt}, %tid.x;"));
-    f.line(&format!("cvt.u64.u32 {blk}, {rb};"));
-    f.line(&format!("cvt.u64.u32 {tid}, {rt};"));
+    let (blk, tid) = f.block_and_thread();
     let (mt, nt) = (gm.m.div_ceil(bm), gm.n.div_ceil(bn));
     let jt = f.split(&blk, 1, nt);
     let it = f.split(&blk, nt, mt);

@@ -213,6 +213,17 @@ impl Func {
         s
     }
 
+    /// The block index and the thread's index in its block, as 64-bit registers.
+    pub(crate) fn block_and_thread(&mut self) -> (String, String) {
+        let (blk, tid) = (self.d(), self.d());
+        let (rb, rt) = (self.r(), self.r());
+        self.line(&format!("mov.u32 {rb}, %ctaid.x;"));
+        self.line(&format!("mov.u32 {rt}, %tid.x;"));
+        self.line(&format!("cvt.u64.u32 {blk}, {rb};"));
+        self.line(&format!("cvt.u64.u32 {tid}, {rt};"));
+        (blk, tid)
+    }
+
     /// `(x / div) % modulo` as an unsigned 64-bit register.
     pub(crate) fn split(&mut self, x: &str, div: u64, modulo: u64) -> String {
         let r = self.d();
