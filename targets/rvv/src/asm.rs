@@ -65,9 +65,6 @@ impl Lmul {
             Lmul::M8 => 3,
         }
     }
-    pub fn regs(self) -> u8 {
-        1 << self.bits()
-    }
     fn name(self) -> &'static str {
         ["m1", "m2", "m4", "m8"][self.bits() as usize]
     }
@@ -134,8 +131,6 @@ pub enum ViOp {
     Add,
     /// Signed `<` into a mask.
     Mslt,
-    /// Signed `>` (`.vx` / `.vi` only) into a mask.
-    Msgt,
     Sll,
     /// Signed division (OPM).
     Div,
@@ -150,7 +145,6 @@ impl ViOp {
         match self {
             ViOp::Add => 0b000000,
             ViOp::Mslt => 0b011011,
-            ViOp::Msgt => 0b011111,
             ViOp::Sll => 0b100101,
             ViOp::Div => 0b100001,
             ViOp::Rem => 0b100011,
@@ -165,7 +159,6 @@ impl ViOp {
         match self {
             ViOp::Add => "vadd",
             ViOp::Mslt => "vmslt",
-            ViOp::Msgt => "vmsgt",
             ViOp::Sll => "vsll",
             ViOp::Div => "vdiv",
             ViOp::Rem => "vrem",
@@ -323,12 +316,6 @@ impl Asm {
     fn branch(&mut self, funct3: u32, name: &str, a: X, b: X, to: Label) {
         self.fixups.push((self.words.len(), to, false));
         self.emit(r(0, b.0 as u32, a.0 as u32, funct3, 0, 0x63), format_args!("{name} {a}, {b}, .L{}", to.0));
-    }
-    pub fn beq(&mut self, a: X, b: X, to: Label) {
-        self.branch(0, "beq", a, b, to);
-    }
-    pub fn bne(&mut self, a: X, b: X, to: Label) {
-        self.branch(1, "bne", a, b, to);
     }
     pub fn blt(&mut self, a: X, b: X, to: Label) {
         self.branch(4, "blt", a, b, to);
@@ -507,10 +494,6 @@ impl Asm {
     pub fn vmv_v_v(&mut self, vd: V, vs1: V) {
         self.opv(0b010111, 1, 0, vs1.0 as u32, 0b000, vd.0 as u32, format_args!("vmv.v.v {vd}, {vs1}"));
     }
-    /// Every lane of `vd` = `x[rs1]`.
-    pub fn vmv_v_x(&mut self, vd: V, rs1: X) {
-        self.opv(0b010111, 1, 0, rs1.0 as u32, 0b100, vd.0 as u32, format_args!("vmv.v.x {vd}, {rs1}"));
-    }
     /// Lane indices `0, 1, ...`.
     pub fn vid(&mut self, vd: V) {
         self.opv(0b010100, 1, 0, 0b10001, 0b010, vd.0 as u32, format_args!("vid.v {vd}"));
@@ -559,21 +542,5 @@ impl Asm {
     /// Mask `vd = !(a & b)` (`vmnand.mm vd, a, a` is `!a`).
     pub fn vmnand(&mut self, vd: V, a: V, b: V) {
         self.opv(0b011101, 1, a.0 as u32, b.0 as u32, 0b010, vd.0 as u32, format_args!("vmnand.mm {vd}, {a}, {b}"));
-    }
-    /// Ordered sum: `vd[0] = vs1[0] + Σ vs2[i]` in lane order.
-    pub fn vfredosum(&mut self, vd: V, vs2: V, vs1: V) {
-        self.opv(
-            0b000011,
-            1,
-            vs2.0 as u32,
-            vs1.0 as u32,
-            0b001,
-            vd.0 as u32,
-            format_args!("vfredosum.vs {vd}, {vs2}, {vs1}"),
-        );
-    }
-    /// `f[rd] = vs2[0]`.
-    pub fn vfmv_f_s(&mut self, rd: F, vs2: V) {
-        self.opv(0b010000, 1, vs2.0 as u32, 0, 0b001, rd.0 as u32, format_args!("vfmv.f.s {rd}, {vs2}"));
     }
 }
