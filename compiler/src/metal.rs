@@ -21,7 +21,10 @@ pub fn build(g: &Graph) -> Result<MetalBuild, String> {
     crate::lower::require_static_shapes(g, "metal")?;
     let scalars = scalar_consts(g);
     let mut b = MetalBuild {
-        plan: MetalPlan { workgroup: sovc_target_metal::WORKGROUP, modules: Vec::new(), steps: Vec::new() },
+        plan: MetalPlan {
+            workgroup: sovc_target_metal::WORKGROUP,
+            precision: "fp32".into(),
+            modules: Vec::new(), steps: Vec::new() },
         spirv: Vec::new(),
         lowering: Vec::new(),
     };

@@ -3,8 +3,8 @@
 //! form sovc writes and naga translates) and its SPIR-V twin (words `spirv_offset..+spirv_len` of
 //! `metal.spv`, little-endian); a launch dispatches a module over graph values (storage buffer `i` is
 //! the `i`-th value) with `threads` threads in workgroups of `workgroup`. Groups no shader covers are
-//! reference steps. `crate::vulkan` runs the SPIR-V (`--device vulkan`); a Metal device for the MSL
-//! (macOS) is not written yet.
+//! reference steps. `crate::vulkan` runs the SPIR-V (`--device vulkan`); `crate::metal_device` the MSL (macOS,
+//! `--device metal`).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub struct MetalPlan {
     /// Threads per workgroup of the untiled shaders (each module says its own).
     pub workgroup: u64,
+    /// `fp32` (every shader in f32) or `f16` (contractions and attention stage their operands in
+    /// threadgroup memory as f16: the shaders need the device's 16-bit float support).
+    #[serde(default = "fp32")]
+    pub precision: String,
     pub modules: Vec<MetalModule>,
     pub steps: Vec<MetalStep>,
 }
@@ -32,6 +36,18 @@ pub struct MetalModule {
     /// Bytes of workgroup (threadgroup) memory it declares.
     #[serde(default)]
     pub workgroup_memory: u64,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+impl MetalPlan {
+    /// Whether the shaders use 16-bit floats (the device must enable `shaderFloat16` and 16-bit
+    /// storage access).
+    pub fn needs_f16(&self) -> bool {
+        self.precision == "f16"
+    }
 }
 
 fn sixty_four() -> u64 {
