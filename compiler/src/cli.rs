@@ -116,7 +116,7 @@ pub enum Cmd {
     /// vector machine code: the artifact runs under qemu-riscv64 (`--device rvv-qemu [--vlen N]`) and
     /// `sovc emit --target riscv64-rvv` writes its assembler. `--target metal` writes each kernel as a
     /// compute shader in Metal Shading Language with a SPIR-V twin (`sovc emit --target metal` writes
-    /// `.metal`, `.spv` and `.wgsl` files); the SPIR-V runs on a Vulkan device (`--device vulkan`,
+    /// `.metal`, `.spv` and `.wgsl` files; `--precision f16` stages matmul and attention operands as f16); the SPIR-V runs on a Vulkan device (`--device vulkan`,
     /// lavapipe in CI); the MSL has not run on an Apple GPU. `--target null` optimizes and packs the graph and weights with no code; that
     /// artifact runs on the reference device.
     Compile {
@@ -155,7 +155,9 @@ pub enum Cmd {
         /// tiles); `bf16` keeps activations in bf16 with one product per tile pair (faster, less accurate;
         /// implied by --bf16-acc, --fidelity and bf16 or block-float formats). CUDA: `fp32` (the default)
         /// computes everything in f32; `bf16` or `f16` rounds matmul and convolution operands to that type
-        /// for the tensor cores (`mma.sync`, f32 accumulation); everything else stays f32.
+        /// for the tensor cores (`mma.sync`, f32 accumulation); everything else stays f32. Metal: `fp32`
+        /// (the default) or `f16`: matmuls, convolutions and attention stage their operands in
+        /// threadgroup memory as f16 (f32 products and sums); everything else stays f32.
         #[arg(long, value_name = "fp32|bf16|f16")]
         precision: Option<String>,
         /// CUDA: the GPU architecture the PTX is written for: sm_80 (default, Ampere and later) or sm_90.
@@ -656,18 +658,20 @@ pub fn run(cli: Cli) -> Result<()> {
                 arch,
                 precision: if target == "cuda" { precision.clone() } else { None },
             };
+            let metal =
+                crate::compile::MetalOptions { precision: if target == "metal" { precision.clone() } else { None } };
             let tensix = crate::compile::TensixOptions {
                 system_desc,
                 activations: activations_format,
                 weights: weights_format,
                 fidelity,
                 bf16_acc,
-                precision: if target == "cuda" { None } else { precision },
+                precision: if target == "cuda" || target == "metal" { None } else { precision },
                 no_multicast,
             };
             let c = crate::compile::compile(
                 &m,
-                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix, cuda },
+                &crate::compile::CompileOptions { target: target.clone(), optimize: !no_opt, tensix, cuda, metal },
             )?;
             std::fs::write(&output, &c.bytes).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!(

@@ -43,6 +43,15 @@ pub struct CompileOptions {
     pub tensix: TensixOptions,
     /// Options of the `cuda` target.
     pub cuda: CudaOptions,
+    /// Options of the `metal` target.
+    pub metal: MetalOptions,
+}
+
+/// Metal options: the precision contractions and attention stage their operands in (`fp32`, the
+/// default, or `f16`).
+#[derive(Clone, Debug, Default)]
+pub struct MetalOptions {
+    pub precision: Option<String>,
 }
 
 /// CUDA options: the architecture (`sm_80`, the default, or `sm_90`) and the precision of matmul and
@@ -60,6 +69,7 @@ impl Default for CompileOptions {
             optimize: true,
             tensix: TensixOptions::default(),
             cuda: CudaOptions::default(),
+            metal: MetalOptions::default(),
         }
     }
 }
@@ -276,8 +286,14 @@ pub fn compile(m: &Model, opts: &CompileOptions) -> Result<Compiled, CompileErro
     } else {
         None
     };
-    let metal_build =
-        if opts.target == "metal" { Some(crate::metal::build(&graph).map_err(CompileError::Target)?) } else { None };
+    let metal_build = if opts.target == "metal" {
+        let p = opts.metal.precision.as_deref().unwrap_or("fp32");
+        let precision = sovc_target_metal::Precision::parse(p)
+            .ok_or_else(|| CompileError::Target(format!("unknown precision `{p}` for metal (fp32, f16)")))?;
+        Some(crate::metal::build(&graph, precision).map_err(CompileError::Target)?)
+    } else {
+        None
+    };
     let rvv_build = if opts.target == "riscv64-rvv" {
         Some(crate::rvv::build(&graph).map_err(CompileError::Target)?)
     } else {

@@ -16,15 +16,17 @@ pub struct MetalBuild {
     pub lowering: Vec<String>,
 }
 
-/// Lowers every kernel group of `g` and writes its shaders.
-pub fn build(g: &Graph) -> Result<MetalBuild, String> {
+/// Lowers every kernel group of `g` and writes its shaders, contractions and attention in `precision`.
+pub fn build(g: &Graph, precision: sovc_target_metal::Precision) -> Result<MetalBuild, String> {
     crate::lower::require_static_shapes(g, "metal")?;
     let scalars = scalar_consts(g);
     let mut b = MetalBuild {
         plan: MetalPlan {
             workgroup: sovc_target_metal::WORKGROUP,
-            precision: "fp32".into(),
-            modules: Vec::new(), steps: Vec::new() },
+            precision: precision.name().into(),
+            modules: Vec::new(),
+            steps: Vec::new(),
+        },
         spirv: Vec::new(),
         lowering: Vec::new(),
     };
@@ -34,7 +36,7 @@ pub fn build(g: &Graph) -> Result<MetalBuild, String> {
             let mut out = Vec::new();
             for (j, l) in ls.iter().enumerate() {
                 let bufs: Vec<u32> = l.values.iter().map(|v| v.index() as u32).collect();
-                for s in sovc_target_metal::shaders(&l.op, &format!("k{gi}_{j}"))? {
+                for s in sovc_target_metal::shaders(&l.op, &format!("k{gi}_{j}"), precision)? {
                     let t = sovc_target_metal::translate(&s.name, &s.wgsl)?;
                     out.push((s, t, bufs.clone()));
                 }

@@ -5,9 +5,64 @@
 //! over writing two printers because it already validates the module (types, uniformity, bounds) and
 //! keeps the two outputs semantically one.
 
+pub mod attention;
+pub mod gemm;
 pub mod wgsl;
 
-pub use wgsl::{dispatch, shaders, Shader, WORKGROUP};
+pub use wgsl::{cooperative, dispatch, shaders, Shader, GROUP, WORKGROUP};
+
+/// The element type contractions and attention stage their operands in (threadgroup memory); every
+/// storage buffer, accumulator and loop kernel stays f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    /// Operands rounded once to IEEE half (Metal `half`, SPIR-V `Float16`): half the threadgroup
+    /// memory and traffic, f32 products and sums.
+    F16,
+}
+
+impl Precision {
+    /// `fp32` or `f16`.
+    pub fn parse(s: &str) -> Option<Precision> {
+        match s {
+            "fp32" | "f32" => Some(Precision::F32),
+            "f16" | "fp16" => Some(Precision::F16),
+            _ => None,
+        }
+    }
+
+    /// The name the plan records (`fp32`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// The WGSL scalar type.
+    pub(crate) fn wgsl(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// Bytes per element.
+    pub(crate) fn bytes(self) -> u64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+
+    /// The WGSL extension line a shader in this precision starts with.
+    pub(crate) fn enable(self) -> String {
+        match self {
+            Precision::F32 => String::new(),
+            Precision::F16 => "enable f16;\n\n".into(),
+        }
+    }
+}
 
 /// One shader translated: its Metal Shading Language and its SPIR-V words.
 pub struct Translated {
@@ -20,7 +75,12 @@ pub struct Translated {
 pub fn translate(name: &str, wgsl: &str) -> Result<Translated, String> {
     let module =
         naga::front::wgsl::parse_str(wgsl).map_err(|e| format!("shader `{name}`: {}", e.emit_to_string(wgsl)))?;
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+    let caps = if wgsl.starts_with("enable f16;") {
+        naga::valid::Capabilities::default() | naga::valid::Capabilities::SHADER_FLOAT16
+    } else {
+        naga::valid::Capabilities::default()
+    };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| format!("shader `{name}` does not validate: {e:?}"))?;
     let mut resources = naga::back::msl::BindingMap::default();

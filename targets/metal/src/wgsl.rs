@@ -1,29 +1,34 @@
 //! Kernels of the kernel IR as WGSL compute shaders: the one structured shader form sovc writes, which
-//! `naga` parses, validates and translates to Metal Shading Language and to SPIR-V ([`crate::shader`]).
+//! `naga` parses, validates and translates to Metal Shading Language and to SPIR-V ([`crate::translate`]).
 //!
-//! Every buffer is a `read_write` storage array of f32 at `@group(0) @binding(i)`. Thread `t` (from
-//! the global invocation id, the dispatch folded into 2-D when it has more than 65,535 workgroups) runs
-//! one iteration of the kernel's parallel dimension; threads past the count return at once.
-//! Subexpressions become `let`s, reductions and guards `var`s with loops and `if`s, so a guarded load
-//! is only executed inside its bounds. `erf` (no WGSL builtin) is the Abramowitz and Stegun 7.1.26
-//! polynomial, as on the other GPU target.
+//! Every buffer is a `read_write` storage array of f32 at `@group(0) @binding(i)`. Subexpressions
+//! become `let`s, reductions and guards `var`s with loops and `if`s, so a guarded load is only executed
+//! inside its bounds. `erf` (no WGSL builtin) is the Abramowitz and Stegun 7.1.26 polynomial, as on the
+//! other GPU target. A loop kernel is written in one of two forms:
 //!
-//! A contraction is tiled through threadgroup memory: workgroups of 16x16 threads compute 16x16 tiles
-//! of C; per K step every thread stages one element of A's tile and one of B's (zero outside the
-//! matrices and in a convolution's padding, B read through the implicit im2col), the workgroup meets
-//! at `workgroupBarrier()`, each thread accumulates its 16 products in K order (the reference's
-//! order), and meets again before the next step. Its epilogue is a second shader; attention is one
-//! thread per query row.
+//! - **one thread per iteration** of the parallel dimension (workgroups of [`WORKGROUP`]; thread `t`
+//!   from the global invocation id, the dispatch folded into 2-D past 65,535 workgroups; threads past
+//!   the count return at once): elementwise kernels whose iterations are a few operations each;
+//! - **one threadgroup per iteration** ([`GROUP`] threads; [`cooperative`] says when): the threads
+//!   split the iteration's top-level loops (a perfect nest flattened first, so a 16x16 transpose row
+//!   is 256 items), and a reduction at the top level (a layer norm's mean and variance, a softmax's
+//!   maximum and sum) is computed together: each thread combines a strided share in order, the shares
+//!   are combined in threadgroup memory by a tree of halving steps with a `workgroupBarrier()` after
+//!   each, and every thread reads the result. Top-level lets are computed by every thread, top-level
+//!   stores by thread 0.
+//!
+//! Contractions ([`crate::gemm`]) and attention ([`crate::attention`]) have their own forms.
 
-use sovc_ir::kernel::{Attention, Expr, Gemm, Index, Kernel, KernelOp, Operand, Reduce, Stmt, Var};
+use crate::Precision;
+use sovc_ir::kernel::{Expr, Index, Kernel, KernelOp, Reduce, Stmt, Var};
 use sovc_ir::{BinaryOp, UnaryOp};
 use std::fmt::Write as _;
 
-/// Threads per workgroup of the untiled shaders.
+/// Threads per workgroup of the shaders with one thread per iteration.
 pub const WORKGROUP: u64 = 64;
 
-/// Side of the contraction's square tiles (workgroups of `TILE x TILE` threads).
-pub const TILE: u64 = 16;
+/// Threads per threadgroup of a cooperative loop kernel (a power of two: the reduction tree halves it).
+pub const GROUP: u64 = 64;
 
 /// One shader: WGSL source, the threads to launch (in workgroups of `workgroup`), its buffer count and
 /// the bytes of threadgroup (workgroup) memory it declares.
@@ -44,7 +49,7 @@ pub fn dispatch(threads: u64, workgroup: u64) -> (u64, u64) {
     (x, groups.div_ceil(x))
 }
 
-fn f32c(v: f32) -> String {
+pub(crate) fn f32c(v: f32) -> String {
     if v.is_nan() {
         "bitcast<f32>(0x7fc00000u)".into()
     } else if v == f32::INFINITY {
@@ -58,16 +63,28 @@ fn f32c(v: f32) -> String {
 }
 
 /// A shader body being written.
-struct W {
-    body: String,
-    depth: usize,
+pub(crate) struct W {
+    pub body: String,
+    pub depth: usize,
     tmp: u32,
     /// Variables in scope: loop variables by number.
-    vars: Vec<Var>,
+    pub vars: Vec<Var>,
+    /// At the top level of a cooperative kernel: reductions here are computed by the whole threadgroup
+    /// (uniform control flow, so the barriers are legal).
+    coop: bool,
+    /// Whether a cooperative reduction was written (the shader declares the threadgroup array).
+    pub reduced: bool,
+    /// A load of this buffer at this element reads the WGSL variable instead (a contraction's
+    /// accumulator, for its fused epilogue).
+    pub subst: Option<(u32, Index, &'static str)>,
 }
 
 impl W {
-    fn line(&mut self, s: &str) {
+    pub fn new(vars: Vec<Var>) -> W {
+        W { body: String::new(), depth: 1, tmp: 0, vars, coop: false, reduced: false, subst: None }
+    }
+
+    pub fn line(&mut self, s: &str) {
         for _ in 0..self.depth {
             self.body.push_str("    ");
         }
@@ -79,7 +96,7 @@ impl W {
         format!("x{}", self.tmp)
     }
 
-    fn index(&self, ix: &Index) -> Result<String, String> {
+    pub fn index(&self, ix: &Index) -> Result<String, String> {
         let mut s = format!("({}", ix.offset);
         for &(v, c) in &ix.terms {
             if !self.vars.contains(&v) {
@@ -148,10 +165,15 @@ impl W {
         Ok(r)
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<String, String> {
+    pub fn expr(&mut self, e: &Expr) -> Result<String, String> {
         match e {
             Expr::Const(c) => Ok(f32c(*c)),
             Expr::Load { buf, index } => {
+                if let Some((b, ix, name)) = &self.subst {
+                    if b == buf && same_index(ix, index) {
+                        return Ok(name.to_string());
+                    }
+                }
                 let r = self.fresh();
                 let i = self.index(index)?;
                 self.line(&format!("let {r} = b{buf}[{i}];"));
@@ -177,6 +199,7 @@ impl W {
                 self.line(&format!("let {r} = {e};"));
                 Ok(r)
             }
+            Expr::Reduce { op, var, extent, body } if self.coop => self.cooperative_reduce(*op, *var, *extent, body),
             Expr::Reduce { op, var, extent, body } => {
                 let acc = self.fresh();
                 let init = if *op == Reduce::Add { f32c(0.0) } else { f32c(f32::NEG_INFINITY) };
@@ -202,8 +225,10 @@ impl W {
                 }
                 self.line(&format!("if ({}) {{", c.join(" && ")));
                 self.depth += 1;
-                let v = self.expr(then)?;
-                self.line(&format!("{r} = {v};"));
+                let coop = std::mem::replace(&mut self.coop, false);
+                let v = self.expr(then);
+                self.coop = coop;
+                self.line(&format!("{r} = {};", v?));
                 self.depth -= 1;
                 self.line("}");
                 Ok(r)
@@ -211,7 +236,10 @@ impl W {
         }
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+    pub fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+        if self.coop {
+            return self.cooperative_stmt(s);
+        }
         match s {
             Stmt::For { var, extent, body } => self.for_loop(*var, *extent, &mut |w| {
                 for s in body {
@@ -235,12 +263,161 @@ impl W {
     }
 }
 
-/// The whole shader around `body`, for `threads` threads over `nbufs` buffers, with `lets` f32 variables.
-fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body: &str) -> Shader {
-    let mut s = String::new();
-    for i in 0..nbufs {
-        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;");
+impl W {
+    /// A reduction the whole threadgroup computes: thread `tl` combines elements `tl, tl + GROUP, ...`
+    /// in order, then the shares meet in `red` by halving steps; every thread reads the result.
+    fn cooperative_reduce(&mut self, op: Reduce, var: Var, extent: u64, body: &Expr) -> Result<String, String> {
+        self.reduced = true;
+        let acc = self.fresh();
+        let init = if op == Reduce::Add { f32c(0.0) } else { f32c(f32::NEG_INFINITY) };
+        let combine = |a: &str, b: &str| match op {
+            Reduce::Add => format!("{a} + {b}"),
+            Reduce::Max => format!("max({a}, {b})"),
+        };
+        self.line(&format!("var {acc}: f32 = {init};"));
+        self.line(&format!("for (var v{var}: i32 = tl; v{var} < {extent}; v{var} += {GROUP}) {{"));
+        self.depth += 1;
+        self.vars.push(var);
+        self.coop = false;
+        let v = self.expr(body);
+        self.coop = true;
+        self.vars.pop();
+        let v = v?;
+        self.line(&format!("{acc} = {};", combine(&acc, &v)));
+        self.depth -= 1;
+        self.line("}");
+        self.line(&format!("red[tl] = {acc};"));
+        self.line("workgroupBarrier();");
+        let mut half = GROUP / 2;
+        while half > 0 {
+            self.line(&format!(
+                "if (tl < {half}) {{ red[tl] = {}; }}",
+                combine("red[tl]", &format!("red[tl + {half}]"))
+            ));
+            self.line("workgroupBarrier();");
+            half /= 2;
+        }
+        let r = self.fresh();
+        self.line(&format!("let {r} = red[0];"));
+        // Nobody overwrites `red` for the next reduction before every thread has read this one.
+        self.line("workgroupBarrier();");
+        Ok(r)
     }
+
+    /// A top-level statement of a cooperative kernel.
+    fn cooperative_stmt(&mut self, s: &Stmt) -> Result<(), String> {
+        match s {
+            Stmt::For { .. } => {
+                // The perfect nest under this loop becomes one loop over its items, split over the threads.
+                let mut nest = Vec::new();
+                let mut cur = s;
+                while let Stmt::For { var, extent, body } = cur {
+                    nest.push((*var, *extent));
+                    match body.as_slice() {
+                        [inner @ Stmt::For { .. }] => cur = inner,
+                        _ => break,
+                    }
+                }
+                let Stmt::For { body, .. } = cur else { unreachable!("the nest ends at a loop") };
+                let items: u64 = nest.iter().map(|n| n.1).product();
+                let f = self.fresh();
+                self.line(&format!("for (var {f}: i32 = tl; {f} < {items}; {f} += {GROUP}) {{"));
+                self.depth += 1;
+                let mut inner = 1;
+                for &(var, extent) in nest.iter().rev() {
+                    self.line(&format!("let v{var} = ({f} / {inner}) % {extent};"));
+                    inner *= extent;
+                }
+                self.coop = false;
+                self.vars.extend(nest.iter().map(|n| n.0));
+                let r = body.iter().try_for_each(|s| self.stmt(s));
+                self.vars.truncate(self.vars.len() - nest.len());
+                self.coop = true;
+                r?;
+                self.depth -= 1;
+                self.line("}");
+                Ok(())
+            }
+            Stmt::Let { id, value } => {
+                let v = self.expr(value)?;
+                self.line(&format!("l{id} = {v};"));
+                Ok(())
+            }
+            Stmt::Store { buf, index, value } => {
+                let v = self.expr(value)?;
+                let i = self.index(index)?;
+                self.line(&format!("if (tl == 0) {{ b{buf}[{i}] = {v}; }}"));
+                Ok(())
+            }
+            Stmt::Barrier => Err("a kernel with a barrier (groups of threads) is not written for metal yet".into()),
+        }
+    }
+}
+
+/// Whether two element offsets are the same affine function.
+pub(crate) fn same_index(a: &Index, b: &Index) -> bool {
+    Index::new(a.offset, &a.terms) == Index::new(b.offset, &b.terms)
+}
+
+/// Whether a loop kernel is written with one threadgroup per iteration: an iteration has a top-level
+/// loop nest or reduction of at least 32 items to share, no buffer is both read and written (threads
+/// of a group do not see each other's stores), and top-level statements only read top-level lets.
+pub fn cooperative(k: &Kernel) -> bool {
+    fn work(s: &Stmt) -> u64 {
+        match s {
+            Stmt::For { extent, body, .. } => match body.as_slice() {
+                [inner @ Stmt::For { .. }] => extent * work(inner),
+                _ => *extent,
+            },
+            Stmt::Let { value: e, .. } | Stmt::Store { value: e, .. } => {
+                let mut most = 0;
+                e.visit(&mut |x| {
+                    if let Expr::Reduce { extent, .. } = x {
+                        most = most.max(*extent);
+                    }
+                });
+                most
+            }
+            Stmt::Barrier => 0,
+        }
+    }
+    fn accesses(s: &Stmt, loads: &mut Vec<u32>, stores: &mut Vec<u32>, gets: &mut Vec<u32>) {
+        let expr = |e: &Expr, loads: &mut Vec<u32>, gets: &mut Vec<u32>| {
+            e.visit(&mut |x| match x {
+                Expr::Load { buf, .. } => loads.push(*buf),
+                Expr::Get(id) => gets.push(*id),
+                _ => {}
+            })
+        };
+        match s {
+            Stmt::For { body, .. } => body.iter().for_each(|s| accesses(s, loads, stores, &mut Vec::new())),
+            Stmt::Let { value, .. } => expr(value, loads, gets),
+            Stmt::Store { buf, value, .. } => {
+                stores.push(*buf);
+                expr(value, loads, gets)
+            }
+            Stmt::Barrier => {}
+        }
+    }
+    if k.launch.threads_per_group != 1 || k.body.iter().map(work).max().unwrap_or(0) < 32 {
+        return false;
+    }
+    let (mut loads, mut stores, mut gets) = (Vec::new(), Vec::new(), Vec::new());
+    k.body.iter().for_each(|s| accesses(s, &mut loads, &mut stores, &mut gets));
+    let top_lets: Vec<u32> = k
+        .body
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Let { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    !loads.iter().any(|b| stores.contains(b)) && gets.iter().all(|g| top_lets.contains(g))
+}
+
+/// The whole shader around `body`, for `threads` threads over `nbufs` buffers, with `lets` f32 variables.
+pub(crate) fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body: &str) -> Shader {
+    let mut s = buffers(nbufs);
     let (x, _) = dispatch(threads, WORKGROUP);
     let _ = writeln!(
         s,
@@ -255,7 +432,7 @@ fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body: &str) -> S
     Shader { name: name.to_string(), wgsl: s, threads, bufs: nbufs, workgroup: WORKGROUP, workgroup_memory: 0 }
 }
 
-fn lets_of(body: &[Stmt], out: &mut Vec<u32>) {
+pub(crate) fn lets_of(body: &[Stmt], out: &mut Vec<u32>) {
     for s in body {
         match s {
             Stmt::Let { id, .. } if !out.contains(id) => out.push(*id),
@@ -265,183 +442,68 @@ fn lets_of(body: &[Stmt], out: &mut Vec<u32>) {
     }
 }
 
-fn loop_kernel(k: &Kernel, name: &str) -> Result<Shader, String> {
+pub(crate) fn loop_kernel(k: &Kernel, name: &str) -> Result<Shader, String> {
     if k.launch.threads_per_group != 1 {
         return Err(format!(
             "kernel `{}`: groups of {} threads are not written yet",
             k.name, k.launch.threads_per_group
         ));
     }
-    let mut w = W { body: String::new(), depth: 1, tmp: 0, vars: vec![0] };
-    w.line("let v0 = t;");
+    let mut lets = Vec::new();
+    lets_of(&k.body, &mut lets);
+    if !cooperative(k) {
+        let mut w = W::new(vec![0]);
+        w.line("let v0 = t;");
+        for s in &k.body {
+            w.stmt(s).map_err(|e| format!("kernel `{}`: {e}", k.name))?;
+        }
+        return Ok(shader(name, k.bufs.len(), k.extent, &lets, &w.body));
+    }
+    let mut w = W::new(vec![0]);
+    w.coop = true;
     for s in &k.body {
         w.stmt(s).map_err(|e| format!("kernel `{}`: {e}", k.name))?;
     }
-    let mut lets = Vec::new();
-    lets_of(&k.body, &mut lets);
-    Ok(shader(name, k.bufs.len(), k.extent, &lets, &w.body))
-}
-
-/// `offset + b·batch + g·group + i·rows (+ j·cols)` of `o` as WGSL.
-fn operand(o: &Operand, i: &str, j: Option<&str>) -> String {
-    let mut s = format!("({} + {} * b + {} * g + {} * {i}", o.offset, o.batch, o.group, o.rows);
-    if let Some(j) = j {
-        let _ = write!(s, " + {} * {j}", o.cols);
-    }
-    s + ")"
-}
-
-/// `B[k, j]` of batch entry `b`, group `g` into the f32 `var` named `x` (declared by the caller, zero):
-/// the matrix element, or the image element under (k, j) for a convolution, left zero in the padding.
-fn b_element(w: &mut W, gm: &Gemm) {
-    match &gm.b_im2col {
-        None => w.line(&format!("x = b{}[{}];", gm.b.buf, operand(&gm.b, "kb", Some("j")))),
-        Some(c) => {
-            // Row kb = (channel, kernel row, kernel column), column j = (output row, output column).
-            w.line(&format!("let ch = kb / {};", c.kh * c.kw));
-            w.line(&format!(
-                "let ih = (j / {}) * {} + ((kb / {}) % {}) * {} - {};",
-                c.ow, c.sh, c.kw, c.kh, c.dh, c.ph
-            ));
-            w.line(&format!("let iw = (j % {}) * {} + (kb % {}) * {} - {};", c.ow, c.sw, c.kw, c.dw, c.pw));
-            w.line(&format!("if (ih >= 0 && ih < {} && iw >= 0 && iw < {}) {{", c.h, c.w));
-            w.line(&format!(
-                "    x = b{}[{} + {} * b + {} * g + ch * {} + ih * {} + iw];",
-                gm.b.buf,
-                gm.b.offset,
-                gm.b.batch,
-                gm.b.group,
-                c.h * c.w,
-                c.w
-            ));
-            w.line("}");
-        }
-    }
-}
-
-fn gemm(gm: &Gemm, name: &str) -> Result<Shader, String> {
-    let (mt, nt, kt) = (gm.m.div_ceil(TILE), gm.n.div_ceil(TILE), gm.k.div_ceil(TILE));
-    let blocks = gm.batch * gm.groups * mt * nt;
-    let wg = TILE * TILE;
-    let (x, _) = dispatch(blocks * wg, wg);
-    let mut w = W { body: String::new(), depth: 1, tmp: 0, vars: Vec::new() };
-    // Whole workgroups past the last tile return together (uniform control flow for the barriers).
-    w.line(&format!("let blk = i32(wid.x + wid.y * {x});"));
-    w.line(&format!("if (blk >= {blocks}) {{"));
-    w.line("    return;");
-    w.line("}");
-    w.line(&format!("let jt = blk % {nt};"));
-    w.line(&format!("let it = (blk / {nt}) % {mt};"));
-    w.line(&format!("let g = (blk / {}) % {};", nt * mt, gm.groups));
-    w.line(&format!("let b = blk / {};", nt * mt * gm.groups));
-    w.line(&format!("let tx = i32(lid) % {TILE};"));
-    w.line(&format!("let ty = i32(lid) / {TILE};"));
-    w.line(&format!("let i = it * {TILE} + ty;"));
-    w.line(&format!("let j = jt * {TILE} + tx;"));
-    w.line(&format!("var acc: f32 = {};", f32c(0.0)));
-    w.line(&format!("for (var k0: i32 = 0; k0 < {kt}; k0++) {{"));
-    w.depth += 1;
-    w.line(&format!("let ka = k0 * {TILE} + tx;"));
-    w.line(&format!("var a: f32 = {};", f32c(0.0)));
-    w.line(&format!("if (i < {} && ka < {}) {{", gm.m, gm.k));
-    w.line(&format!("    a = b{}[{} + {} * ka];", gm.a.buf, operand(&gm.a, "i", None), gm.a.cols));
-    w.line("}");
-    w.line(&format!("sa[ty * {TILE} + tx] = a;"));
-    w.line(&format!("let kb = k0 * {TILE} + ty;"));
-    w.line(&format!("var x: f32 = {};", f32c(0.0)));
-    w.line(&format!("if (kb < {} && j < {}) {{", gm.k, gm.n));
-    w.depth += 1;
-    b_element(&mut w, gm);
-    w.depth -= 1;
-    w.line("}");
-    w.line(&format!("sb[ty * {TILE} + tx] = x;"));
-    w.line("workgroupBarrier();");
-    w.line(&format!(
-        "for (var kk: i32 = 0; kk < {TILE}; kk++) {{ acc = fma(sa[ty * {TILE} + kk], sb[kk * {TILE} + tx], acc); }}"
-    ));
-    w.line("workgroupBarrier();");
-    w.depth -= 1;
-    w.line("}");
-    w.line(&format!("if (i < {} && j < {}) {{", gm.m, gm.n));
-    w.line(&format!("    b{}[{}] = acc;", gm.c.buf, operand(&gm.c, "i", Some("j"))));
-    w.line("}");
-    let mut s = String::new();
-    for i in 0..gm.bufs.len() {
-        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;");
+    let (x, _) = dispatch(k.extent * GROUP, GROUP);
+    let mut s = buffers(k.bufs.len());
+    if w.reduced {
+        let _ = writeln!(s, "var<workgroup> red: array<f32, {GROUP}>;");
     }
     let _ = writeln!(
         s,
-        "var<workgroup> sa: array<f32, {n}>;\nvar<workgroup> sb: array<f32, {n}>;\n\n@compute @workgroup_size({wg})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{",
-        n = TILE * TILE
+        "\n@compute @workgroup_size({GROUP})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let v0 = i32(wid.x + wid.y * {x});\n    if (v0 >= {}) {{\n        return;\n    }}\n    let tl = i32(lid);",
+        k.extent
     );
+    for id in &lets {
+        let _ = writeln!(s, "    var l{id}: f32;");
+    }
     s.push_str(&w.body);
     s.push_str("}\n");
     Ok(Shader {
         name: name.to_string(),
         wgsl: s,
-        threads: blocks * wg,
-        bufs: gm.bufs.len(),
-        workgroup: wg,
-        workgroup_memory: 2 * TILE * TILE * 4,
+        threads: k.extent * GROUP,
+        bufs: k.bufs.len(),
+        workgroup: GROUP,
+        workgroup_memory: if w.reduced { GROUP * 4 } else { 0 },
     })
 }
 
-fn attention(at: &Attention, name: &str) -> Result<Shader, String> {
-    let mut w = W { body: String::new(), depth: 1, tmp: 0, vars: Vec::new() };
-    let (d, dv, sk) = (at.d, at.dv, at.sk);
-    w.line(&format!("let h = t / {};", at.sq));
-    w.line(&format!("let i = t % {};", at.sq));
-    let mask = match at.mask {
-        Some((mb, ss, rs, cs)) => format!(" + b{mb}[{ss} * h + {rs} * i + {cs} * j]"),
-        None => String::new(),
-    };
-    let score = |w: &mut W| {
-        w.line(&format!("var dot: f32 = {};", f32c(0.0)));
-        w.line(&format!(
-            "for (var c: i32 = 0; c < {d}; c++) {{ dot = fma(b{}[t * {d} + c], b{}[(h * {sk} + j) * {d} + c], dot); }}",
-            at.q, at.k
-        ));
-        w.line(&format!("let s = dot * {}{mask};", f32c(at.scale)));
-    };
-    w.line(&format!("var m: f32 = {};", f32c(f32::NEG_INFINITY)));
-    w.line(&format!("for (var j: i32 = 0; j < {sk}; j++) {{"));
-    w.depth += 1;
-    score(&mut w);
-    w.line("m = max(m, s);");
-    w.depth -= 1;
-    w.line("}");
-    w.line(&format!("for (var c: i32 = 0; c < {dv}; c++) {{ b{}[t * {dv} + c] = 0.0; }}", at.o));
-    w.line(&format!("var l: f32 = {};", f32c(0.0)));
-    w.line(&format!("for (var j: i32 = 0; j < {sk}; j++) {{"));
-    w.depth += 1;
-    score(&mut w);
-    w.line("let p = exp(s - m);");
-    w.line("l = l + p;");
-    w.line(&format!(
-        "for (var c: i32 = 0; c < {dv}; c++) {{ b{o}[t * {dv} + c] = fma(p, b{v}[(h * {sk} + j) * {dv} + c], b{o}[t * {dv} + c]); }}",
-        o = at.o,
-        v = at.v
-    ));
-    w.depth -= 1;
-    w.line("}");
-    w.line(&format!(
-        "for (var c: i32 = 0; c < {dv}; c++) {{ b{o}[t * {dv} + c] = b{o}[t * {dv} + c] / l; }}",
-        o = at.o
-    ));
-    Ok(shader(name, at.bufs.len(), at.heads * at.sq, &[], &w.body))
+/// The storage buffer declarations of a shader over `n` buffers.
+pub(crate) fn buffers(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let _ = writeln!(s, "@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;");
+    }
+    s
 }
 
-/// The shaders of one kernel (`name`, and `name_epilogue` for a contraction's epilogue).
-pub fn shaders(op: &KernelOp, name: &str) -> Result<Vec<Shader>, String> {
+/// The shaders of one kernel (`name`, and `name_epilogue` for a contraction's epilogue when it cannot
+/// be fused), contractions and attention in `precision`.
+pub fn shaders(op: &KernelOp, name: &str, precision: Precision) -> Result<Vec<Shader>, String> {
     match op {
         KernelOp::Loop(k) => Ok(vec![loop_kernel(k, name)?]),
-        KernelOp::Gemm(g) => {
-            let mut v = vec![gemm(g, name)?];
-            if let Some(e) = &g.epilogue {
-                v.push(loop_kernel(e, &format!("{name}_epilogue"))?);
-            }
-            Ok(v)
-        }
-        KernelOp::Attention(a) => Ok(vec![attention(a, name)?]),
+        KernelOp::Gemm(g) => crate::gemm::shaders(g, name, precision),
+        KernelOp::Attention(a) => Ok(vec![crate::attention::shader(a, name, precision)?]),
     }
 }
