@@ -11,8 +11,10 @@
 //!   the count return at once): elementwise kernels whose iterations are a few operations each;
 //! - **one threadgroup per iteration** ([`GROUP`] threads; [`cooperative`] says when): the threads
 //!   split the iteration's top-level loops (a perfect nest flattened first, so a 16x16 transpose row
-//!   is 256 items), and a reduction at the top level (a layer norm's mean and variance, a softmax's
-//!   maximum and sum) is computed together: each thread combines a strided share in order, the shares
+//!   is 256 items; a short nest of loops, like the boundary-peeled rows of a depthwise convolution,
+//!   is run by all threads in step and the loops inside are split), and a reduction of at least half
+//!   a group's elements at the top level (a layer norm's mean and variance, a softmax's maximum and
+//!   sum) is computed together: each thread combines a strided share in order, the shares
 //!   are combined in threadgroup memory by a tree of halving steps with a `workgroupBarrier()` after
 //!   each, and every thread reads the result. Top-level lets are computed by every thread, top-level
 //!   stores by thread 0.
@@ -199,7 +201,9 @@ impl W {
                 self.line(&format!("let {r} = {e};"));
                 Ok(r)
             }
-            Expr::Reduce { op, var, extent, body } if self.coop => self.cooperative_reduce(*op, *var, *extent, body),
+            Expr::Reduce { op, var, extent, body } if self.coop && *extent >= GROUP / 2 => {
+                self.cooperative_reduce(*op, *var, *extent, body)
+            }
             Expr::Reduce { op, var, extent, body } => {
                 let acc = self.fresh();
                 let init = if *op == Reduce::Add { f32c(0.0) } else { f32c(f32::NEG_INFINITY) };
@@ -307,19 +311,20 @@ impl W {
     /// A top-level statement of a cooperative kernel.
     fn cooperative_stmt(&mut self, s: &Stmt) -> Result<(), String> {
         match s {
-            Stmt::For { .. } => {
-                // The perfect nest under this loop becomes one loop over its items, split over the threads.
-                let mut nest = Vec::new();
-                let mut cur = s;
-                while let Stmt::For { var, extent, body } = cur {
+            Stmt::For { var, extent, body } => {
+                // The perfect nest under this loop becomes one loop over its items, split over the
+                // threads; a nest of fewer items than half a group whose body is loops again is run by
+                // every thread in step, and the loops inside are split instead.
+                let mut nest = vec![(*var, *extent)];
+                let mut inner_body = body;
+                while let [Stmt::For { var, extent, body }] = inner_body.as_slice() {
                     nest.push((*var, *extent));
-                    match body.as_slice() {
-                        [inner @ Stmt::For { .. }] => cur = inner,
-                        _ => break,
-                    }
+                    inner_body = body;
                 }
-                let Stmt::For { body, .. } = cur else { unreachable!("the nest ends at a loop") };
                 let items: u64 = nest.iter().map(|n| n.1).product();
+                if items < GROUP / 2 && inner_body.iter().all(|s| matches!(s, Stmt::For { .. })) {
+                    return self.for_loop(*var, *extent, &mut |w| body.iter().try_for_each(|s| w.stmt(s)));
+                }
                 let f = self.fresh();
                 self.line(&format!("for (var {f}: i32 = tl; {f} < {items}; {f} += {GROUP}) {{"));
                 self.depth += 1;
@@ -330,7 +335,7 @@ impl W {
                 }
                 self.coop = false;
                 self.vars.extend(nest.iter().map(|n| n.0));
-                let r = body.iter().try_for_each(|s| self.stmt(s));
+                let r = inner_body.iter().try_for_each(|s| self.stmt(s));
                 self.vars.truncate(self.vars.len() - nest.len());
                 self.coop = true;
                 r?;
@@ -359,18 +364,16 @@ pub(crate) fn same_index(a: &Index, b: &Index) -> bool {
     Index::new(a.offset, &a.terms) == Index::new(b.offset, &b.terms)
 }
 
-/// Whether a loop kernel is written with one threadgroup per iteration: an iteration has a top-level
-/// loop nest or reduction of at least 32 items to share, no buffer is both read and written (threads
+/// Whether a loop kernel is written with one threadgroup per iteration: an iteration goes over at least
+/// half a group's worth of elements (its loops and reductions), no buffer is both read and written (threads
 /// of a group do not see each other's stores), and top-level statements only read top-level lets.
 pub fn cooperative(k: &Kernel) -> bool {
+    /// Elements an iteration's statement goes over (loops times their bodies, reductions' extents).
     fn work(s: &Stmt) -> u64 {
         match s {
-            Stmt::For { extent, body, .. } => match body.as_slice() {
-                [inner @ Stmt::For { .. }] => extent * work(inner),
-                _ => *extent,
-            },
+            Stmt::For { extent, body, .. } => extent * body.iter().map(work).sum::<u64>().max(1),
             Stmt::Let { value: e, .. } | Stmt::Store { value: e, .. } => {
-                let mut most = 0;
+                let mut most = 1;
                 e.visit(&mut |x| {
                     if let Expr::Reduce { extent, .. } = x {
                         most = most.max(*extent);
@@ -399,7 +402,7 @@ pub fn cooperative(k: &Kernel) -> bool {
             Stmt::Barrier => {}
         }
     }
-    if k.launch.threads_per_group != 1 || k.body.iter().map(work).max().unwrap_or(0) < 32 {
+    if k.launch.threads_per_group != 1 || k.body.iter().map(work).sum::<u64>() < GROUP / 2 {
         return false;
     }
     let (mut loads, mut stores, mut gets) = (Vec::new(), Vec::new(), Vec::new());
