@@ -48,6 +48,7 @@ pub fn build(g: &Graph, precision: sovc_target_metal::Precision) -> Result<Metal
             Ok((shaders, forms)) => {
                 for (s, t, bufs) in shaders {
                     let module = b.plan.modules.len();
+                    let workgroup_memory = s.workgroup_memory();
                     b.plan.modules.push(MetalModule {
                         kernel: gi,
                         name: s.name,
@@ -56,7 +57,8 @@ pub fn build(g: &Graph, precision: sovc_target_metal::Precision) -> Result<Metal
                         spirv_offset: b.spirv.len() as u64,
                         spirv_len: t.spirv.len() as u64,
                         workgroup: s.workgroup,
-                        workgroup_memory: s.workgroup_memory,
+                        workgroup_memory,
+                        threadgroup_vars: s.workgroup_vars,
                     });
                     b.spirv.extend_from_slice(&t.spirv);
                     b.plan.steps.push(MetalStep::Launch { kernel: gi, module, bufs, threads: s.threads });

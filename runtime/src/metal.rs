@@ -36,6 +36,10 @@ pub struct MetalModule {
     /// Bytes of workgroup (threadgroup) memory it declares.
     #[serde(default)]
     pub workgroup_memory: u64,
+    /// Bytes of each threadgroup variable in the order of the MSL entry point's `threadgroup`
+    /// arguments (a Metal encoder sets their lengths by index).
+    #[serde(default)]
+    pub threadgroup_vars: Vec<u64>,
 }
 
 fn fp32() -> String {

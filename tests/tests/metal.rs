@@ -72,6 +72,10 @@ fn every_real_model_compiles_to_shaders_whose_spirv_validates() {
             let words = &spirv[m.spirv_offset as usize..(m.spirv_offset + m.spirv_len) as usize];
             spirv_val(words, &m.name).unwrap_or_else(|e| panic!("{name}: `{}` fails spirv-val:\n{e}", m.name));
             assert!(m.msl.contains("kernel void main_(") && m.msl.contains("[[buffer("), "{name}: {}", m.msl);
+            // One length per MSL `threadgroup` argument, for the Metal device to set by index.
+            let args = m.msl.matches(", threadgroup ").count();
+            assert_eq!(args, m.threadgroup_vars.len(), "{name}: `{}`", m.name);
+            assert_eq!(m.threadgroup_vars.iter().sum::<u64>(), m.workgroup_memory);
         }
         let host: Vec<&str> = plan
             .steps

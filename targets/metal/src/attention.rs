@@ -132,7 +132,7 @@ fn tiled(at: &Attention, name: &str, precision: Precision) -> Shader {
         threads: blocks * ROWS,
         bufs: at.bufs.len(),
         workgroup: ROWS,
-        workgroup_memory: kt * (d + dv) * precision.bytes(),
+        workgroup_vars: vec![kt * d * precision.bytes(), kt * dv * precision.bytes()],
     }
 }
 

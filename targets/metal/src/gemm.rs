@@ -186,6 +186,6 @@ fn gemm(gm: &Gemm, name: &str, precision: Precision, epilogue: Option<&(u32, Vec
         threads: blocks * wg,
         bufs: gm.bufs.len(),
         workgroup: wg,
-        workgroup_memory: 2 * TILE * TILE * precision.bytes(),
+        workgroup_vars: vec![TILE * TILE * precision.bytes(); 2],
     })
 }

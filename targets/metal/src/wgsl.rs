@@ -33,7 +33,8 @@ pub const WORKGROUP: u64 = 64;
 pub const GROUP: u64 = 64;
 
 /// One shader: WGSL source, the threads to launch (in workgroups of `workgroup`), its buffer count and
-/// the bytes of threadgroup (workgroup) memory it declares.
+/// the bytes of each threadgroup (workgroup) memory variable it declares, in declaration order (the
+/// order of naga's MSL `threadgroup` arguments: a Metal encoder sets each one's length by index).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shader {
     pub name: String,
@@ -41,7 +42,14 @@ pub struct Shader {
     pub threads: u64,
     pub bufs: usize,
     pub workgroup: u64,
-    pub workgroup_memory: u64,
+    pub workgroup_vars: Vec<u64>,
+}
+
+impl Shader {
+    /// Bytes of threadgroup memory in all.
+    pub fn workgroup_memory(&self) -> u64 {
+        self.workgroup_vars.iter().sum()
+    }
 }
 
 /// Workgroups of `workgroup` threads to dispatch for `threads`, as (x, y) (y > 1 past 65,535).
@@ -432,7 +440,7 @@ pub(crate) fn shader(name: &str, nbufs: usize, threads: u64, lets: &[u32], body:
     }
     s.push_str(body);
     s.push_str("}\n");
-    Shader { name: name.to_string(), wgsl: s, threads, bufs: nbufs, workgroup: WORKGROUP, workgroup_memory: 0 }
+    Shader { name: name.to_string(), wgsl: s, threads, bufs: nbufs, workgroup: WORKGROUP, workgroup_vars: Vec::new() }
 }
 
 pub(crate) fn lets_of(body: &[Stmt], out: &mut Vec<u32>) {
@@ -488,7 +496,7 @@ pub(crate) fn loop_kernel(k: &Kernel, name: &str) -> Result<Shader, String> {
         threads: k.extent * GROUP,
         bufs: k.bufs.len(),
         workgroup: GROUP,
-        workgroup_memory: if w.reduced { GROUP * 4 } else { 0 },
+        workgroup_vars: if w.reduced { vec![GROUP * 4] } else { Vec::new() },
     })
 }
 

@@ -92,7 +92,7 @@ fn layer_norm_rows_are_reduced_by_a_threadgroup() {
     let k = norm_kernel();
     assert!(sovc_target_metal::cooperative(&k));
     let s = &sovc_target_metal::shaders(&KernelOp::Loop(k.clone()), "k0", Precision::F32).expect("writes")[0];
-    assert_eq!((s.workgroup, s.threads, s.workgroup_memory), (64, 3 * 64, 256));
+    assert_eq!((s.workgroup, s.threads, s.workgroup_memory()), (64, 3 * 64, 256));
     // Two reductions, each a strided share and six halving steps, each step followed by a barrier.
     assert_eq!(s.wgsl.matches("workgroupBarrier()").count(), 2 * (1 + 6 + 1), "{}", s.wgsl);
     let t = translated(&KernelOp::Loop(k.clone()));
@@ -186,7 +186,7 @@ fn tiled_attention_in_f16() {
     };
     let s = &sovc_target_metal::shaders(&KernelOp::Attention(at.clone()), "k0", Precision::F16).expect("writes")[0];
     // Two threadgroups of 32 query rows per slice; key tiles of 32 keys of K and V as f16.
-    assert_eq!((s.workgroup, s.threads, s.workgroup_memory), (32, 2 * 2 * 32, 32 * 16 * 2));
+    assert_eq!((s.workgroup, s.threads, s.workgroup_vars.clone()), (32, 2 * 2 * 32, vec![32 * 8 * 2; 2]));
     let t = translated_in(&KernelOp::Attention(at), Precision::F16);
     insta::assert_snapshot!("attention_f16_wgsl", t[0].0);
     insta::assert_snapshot!("attention_f16_msl", t[0].1.msl);
