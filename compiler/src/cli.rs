@@ -156,8 +156,9 @@ pub enum Cmd {
         /// implied by --bf16-acc, --fidelity and bf16 or block-float formats). CUDA: `fp32` (the default)
         /// computes everything in f32; `bf16` or `f16` rounds matmul and convolution operands to that type
         /// for the tensor cores (`mma.sync`, f32 accumulation); everything else stays f32. Metal: `fp32`
-        /// (the default) or `f16`: matmuls, convolutions and attention stage their operands in
-        /// threadgroup memory as f16 (f32 products and sums); everything else stays f32.
+        /// (the default) or `f16`: matmuls, convolutions and tiled attention (rows of at most 128) stage
+        /// their operands in threadgroup memory as f16, saturated at ±65504 (f32 products and sums);
+        /// everything else stays f32.
         #[arg(long, value_name = "fp32|bf16|f16")]
         precision: Option<String>,
         /// CUDA: the GPU architecture the PTX is written for: sm_80 (default, Ampere and later) or sm_90.

@@ -47,10 +47,10 @@ fn fp32() -> String {
 }
 
 impl MetalPlan {
-    /// Whether the shaders use 16-bit floats (the device must enable `shaderFloat16` and 16-bit
-    /// storage access).
+    /// Whether any shader uses 16-bit floats (the device must enable `shaderFloat16` and 16-bit
+    /// storage access): an f16 plan's contractions and tiled attention do.
     pub fn needs_f16(&self) -> bool {
-        self.precision == "f16"
+        self.modules.iter().any(|m| m.wgsl.starts_with("enable f16;"))
     }
 }
 

@@ -3,7 +3,7 @@
 //! software GPU, what CI uses) or any Linux GPU driver.
 //!
 //! At load: the instance (API 1.2 where the loader has it, else 1.1), the first device with a compute
-//! queue (with 16-bit float support when the plan's shaders use f16: `shaderFloat16` and 16-bit
+//! queue and room for the plan's workgroups and threadgroup memory (with 16-bit float support when the plan's shaders use f16: `shaderFloat16` and 16-bit
 //! storage-buffer access, through the Vulkan 1.1/1.2 feature structs or, on a 1.1 device,
 //! `VK_KHR_shader_float16_int8`), one compute pipeline per module, one command pool and command buffer,
 //! one fence and one descriptor pool sized for the largest stretch of launches.
@@ -19,8 +19,8 @@
 //!
 //! Each stretch of consecutive launches is one command buffer: per launch its own descriptor set (binding
 //! `i` = its `i`-th value), one dispatch (workgroups of the module's size, 2-D past 65,535 of them) and a
-//! compute-to-compute memory barrier before the next; a compute-to-host barrier at the end, one submit,
-//! one fence wait, then the descriptor pool is reset. Reference steps run on the interpreter.
+//! compute-to-compute memory barrier before the next; a compute-to-host barrier at the end, one submit
+//! and one fence wait (the descriptor pool is reset when the next stretch starts). Reference steps run on the interpreter.
 
 use crate::metal::{MetalPlan, MetalStep};
 use crate::RuntimeError;
@@ -186,7 +186,11 @@ impl VulkanModel {
         let instance =
             unsafe { entry.create_instance(&vk::InstanceCreateInfo::default().application_info(&app), None) }
                 .map_err(verr("create instance"))?;
-        let picked = Self::pick(&instance, api, plan.needs_f16());
+        let needs = (
+            plan.modules.iter().map(|m| m.workgroup).max().unwrap_or(1),
+            plan.modules.iter().map(|m| m.workgroup_memory).max().unwrap_or(0),
+        );
+        let picked = Self::pick(&instance, api, plan.needs_f16(), needs);
         let (pd, queue_family, f16, device_name) = match picked {
             Ok(p) => p,
             Err(e) => {
@@ -297,12 +301,15 @@ impl VulkanModel {
         Ok(m)
     }
 
-    /// The first device with a compute queue (and 16-bit float support when `f16`): the device, the
-    /// queue family, how to enable f16, the device's name.
+    /// The first device with a compute queue, room for the plan's largest workgroup and threadgroup
+    /// memory (`needs`: 256 threads and 16 KiB exceed what Vulkan guarantees, 128 and 16 KiB, on
+    /// some devices) and 16-bit float support when `f16`: the device, the queue family, how to enable
+    /// f16, the device's name.
     fn pick(
         instance: &ash::Instance,
         api: u32,
         f16: bool,
+        needs: (u64, u64),
     ) -> Result<(vk::PhysicalDevice, u32, F16, String), RuntimeError> {
         // SAFETY: queries on a live instance and its physical devices.
         let devices = unsafe { instance.enumerate_physical_devices() }.map_err(verr("enumerate devices"))?;
@@ -316,6 +323,15 @@ impl VulkanModel {
                 continue;
             };
             let name = props.device_name_as_c_str().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let l = &props.limits;
+            let threads = u64::from(l.max_compute_work_group_invocations.min(l.max_compute_work_group_size[0]));
+            if needs.0 > threads || needs.1 > u64::from(l.max_compute_shared_memory_size) {
+                refused.push(format!(
+                    "`{name}` allows workgroups of {threads} threads and {} bytes of shared memory, the shaders need {} and {}",
+                    l.max_compute_shared_memory_size, needs.0, needs.1
+                ));
+                continue;
+            }
             if !f16 {
                 return Ok((pd, family as u32, F16::Off, name));
             }
@@ -328,10 +344,7 @@ impl VulkanModel {
         Err(RuntimeError::Device(if refused.is_empty() {
             "vulkan: no device with a compute queue".into()
         } else {
-            format!(
-                "vulkan: the shaders use 16-bit floats (precision f16) and no device supports them: {}",
-                refused.join("; ")
-            )
+            format!("vulkan: no device can run these shaders: {}", refused.join("; "))
         }))
     }
 

@@ -28,7 +28,7 @@ const TILE_ELEMS: u64 = 4096;
 
 /// Keys per tile: as many as fit in `TILE_ELEMS`, at most 32 and at most `sk`.
 pub fn key_tile(at: &Attention) -> u64 {
-    (TILE_ELEMS / (at.d + at.dv)).clamp(1, 32).min(at.sk.max(1))
+    (TILE_ELEMS / (at.d + at.dv).max(1)).clamp(1, 32).min(at.sk.max(1))
 }
 
 /// The attention shader of `at`: tiled when its rows fit.
@@ -68,7 +68,8 @@ fn tiled(at: &Attention, name: &str, precision: Precision) -> Shader {
     w.line(&format!("var o: array<f32, {dv}>;"));
     w.line(&format!("var s: array<f32, {kt}>;"));
     w.line("if (live) {");
-    w.line(&format!("    for (var c: i32 = 0; c < {d}; c++) {{ q[c] = f32({e}(b{}[t * {d} + c])); }}", at.q));
+    let q = precision.convert(&format!("b{}[t * {d} + c]", at.q));
+    w.line(&format!("    for (var c: i32 = 0; c < {d}; c++) {{ q[c] = f32({q}); }}"));
     w.line("}");
     w.line(&format!("var m: f32 = {ninf};"));
     w.line(&format!("var l: f32 = {};", f32c(0.0)));
@@ -79,7 +80,7 @@ fn tiled(at: &Attention, name: &str, precision: Precision) -> Shader {
         w.line(&format!("for (var x: i32 = i32(lid); x < {}; x += {ROWS}) {{", kt * width));
         w.line(&format!("    var y: f32 = {};", f32c(0.0)));
         w.line(&format!("    if (j0 + x / {width} < {sk}) {{ y = b{buf}[(h * {sk} + j0) * {width} + x]; }}"));
-        w.line(&format!("    {tile}[x] = {e}(y);"));
+        w.line(&format!("    {tile}[x] = {};", precision.convert("y")));
         w.line("}");
     }
     w.line("workgroupBarrier();");

@@ -128,7 +128,7 @@ fn gemm(gm: &Gemm, name: &str, precision: Precision, epilogue: Option<&(u32, Vec
     w.line(&format!("if (i < {} && ka < {}) {{", gm.m, gm.k));
     w.line(&format!("    a = b{}[{} + {} * ka];", gm.a.buf, operand(&gm.a, "i", None), gm.a.cols));
     w.line("}");
-    w.line(&format!("sa[ty * {TILE} + tx] = {ty_name}(a);"));
+    w.line(&format!("sa[ty * {TILE} + tx] = {};", precision.convert("a")));
     w.line(&format!("let kb = k0 * {TILE} + ty;"));
     w.line(&format!("var x: f32 = {};", f32c(0.0)));
     w.line(&format!("if (kb < {} && j < {}) {{", gm.k, gm.n));
@@ -136,7 +136,7 @@ fn gemm(gm: &Gemm, name: &str, precision: Precision, epilogue: Option<&(u32, Vec
     b_element(&mut w, gm);
     w.depth -= 1;
     w.line("}");
-    w.line(&format!("sb[ty * {TILE} + tx] = {ty_name}(x);"));
+    w.line(&format!("sb[ty * {TILE} + tx] = {};", precision.convert("x")));
     w.line("workgroupBarrier();");
     w.line(&format!(
         "for (var kk: i32 = 0; kk < {TILE}; kk++) {{ acc = fma(f32(sa[ty * {TILE} + kk]), f32(sb[kk * {TILE} + tx]), acc); }}"

@@ -47,6 +47,15 @@ impl Precision {
         }
     }
 
+    /// `x` (an f32 expression) rounded to this type; f16 saturates at ±65504 first, so an operand beyond
+    /// f16's range becomes the largest half on every device (WGSL leaves the conversion undefined there).
+    pub(crate) fn convert(self, x: &str) -> String {
+        match self {
+            Precision::F32 => x.to_string(),
+            Precision::F16 => format!("f16(clamp({x}, -65504.0, 65504.0))"),
+        }
+    }
+
     /// Bytes per element.
     pub(crate) fn bytes(self) -> u64 {
         match self {
@@ -84,7 +93,8 @@ pub fn translate(name: &str, wgsl: &str) -> Result<Translated, String> {
         .validate(&module)
         .map_err(|e| format!("shader `{name}` does not validate: {e:?}"))?;
     let mut resources = naga::back::msl::BindingMap::default();
-    let nbufs = module.global_variables.len() as u8;
+    // Storage buffers only: threadgroup variables are entry-point arguments of their own.
+    let nbufs = module.global_variables.iter().filter(|(_, v)| v.space != naga::AddressSpace::WorkGroup).count() as u8;
     for i in 0..nbufs {
         resources.insert(
             naga::ResourceBinding { group: 0, binding: i as u32 },
@@ -100,7 +110,10 @@ pub fn translate(name: &str, wgsl: &str) -> Result<Translated, String> {
     };
     let (msl, _) = naga::back::msl::write_string(&module, &info, &msl_opts, &Default::default())
         .map_err(|e| format!("shader `{name}`: MSL: {e}"))?;
-    let spv_opts = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+    // Compute shaders have no inputs or outputs: no `StorageInputOutput16` capability (which a device
+    // would have to enable) for f16 modules.
+    let spv_opts =
+        naga::back::spv::Options { lang_version: (1, 3), use_storage_input_output_16: false, ..Default::default() };
     let spirv = naga::back::spv::write_vec(&module, &info, &spv_opts, None)
         .map_err(|e| format!("shader `{name}`: SPIR-V: {e}"))?;
     Ok(Translated { msl, spirv })

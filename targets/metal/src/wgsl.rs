@@ -373,8 +373,9 @@ pub(crate) fn same_index(a: &Index, b: &Index) -> bool {
 }
 
 /// Whether a loop kernel is written with one threadgroup per iteration: an iteration goes over at least
-/// half a group's worth of elements (its loops and reductions), no buffer is both read and written (threads
-/// of a group do not see each other's stores), and top-level statements only read top-level lets.
+/// half a group's worth of elements (its loops and reductions), no buffer is both read and written
+/// (threads of a group do not see each other's stores), no element is stored twice in an iteration
+/// (two threads could write it in either order), and top-level statements only read top-level lets.
 pub fn cooperative(k: &Kernel) -> bool {
     /// Elements an iteration's statement goes over (loops times their bodies, reductions' extents).
     fn work(s: &Stmt) -> u64 {
@@ -423,7 +424,69 @@ pub fn cooperative(k: &Kernel) -> bool {
             _ => None,
         })
         .collect();
-    !loads.iter().any(|b| stores.contains(b)) && gets.iter().all(|g| top_lets.contains(g))
+    !loads.iter().any(|b| stores.contains(b)) && gets.iter().all(|g| top_lets.contains(g)) && stores_once(&k.body)
+}
+
+/// Whether one iteration of `body` (variable 0 fixed) stores each element of each buffer at most once.
+/// One store statement: its index must be injective over its loops (each stride, by magnitude, beyond
+/// the span of the smaller ones). Several (a loop peeled at its borders): every element they store is
+/// listed, up to 65,536 of them; more is taken as a possible overlap.
+fn stores_once(body: &[Stmt]) -> bool {
+    fn walk<'a>(body: &'a [Stmt], loops: &mut Vec<(Var, u64)>, out: &mut Vec<(Vec<(Var, u64)>, &'a Stmt)>) {
+        for s in body {
+            match s {
+                Stmt::For { var, extent, body } => {
+                    loops.push((*var, *extent));
+                    walk(body, loops, out);
+                    loops.pop();
+                }
+                Stmt::Store { .. } => out.push((loops.clone(), s)),
+                _ => {}
+            }
+        }
+    }
+    let mut stores = Vec::new();
+    walk(body, &mut Vec::new(), &mut stores);
+    if let [(loops, Stmt::Store { index, .. })] = stores.as_slice() {
+        let mut spans: Vec<(u64, u64)> = loops.iter().map(|&(v, e)| (index.coeff(v).unsigned_abs(), e)).collect();
+        spans.sort();
+        let mut reach = 0u64;
+        for (c, e) in spans {
+            if e > 1 && c <= reach {
+                return false;
+            }
+            reach = reach.saturating_add(c.saturating_mul(e.saturating_sub(1)));
+        }
+        return true;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (loops, s) in &stores {
+        let Stmt::Store { buf, index, .. } = s else { continue };
+        if loops.iter().any(|l| l.1 == 0) {
+            continue;
+        }
+        let mut at = vec![0u64; loops.len()];
+        'points: loop {
+            let e = index.offset + loops.iter().zip(&at).map(|(&(v, _), &i)| index.coeff(v) * i as i64).sum::<i64>();
+            if !seen.insert((*buf, e)) || seen.len() > 65_536 {
+                return false;
+            }
+            // The next point of the loop nest, innermost loop fastest.
+            let mut d = loops.len();
+            loop {
+                if d == 0 {
+                    break 'points;
+                }
+                d -= 1;
+                at[d] += 1;
+                if at[d] < loops[d].1 {
+                    break;
+                }
+                at[d] = 0;
+            }
+        }
+    }
+    true
 }
 
 /// The whole shader around `body`, for `threads` threads over `nbufs` buffers, with `lets` f32 variables.

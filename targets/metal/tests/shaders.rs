@@ -194,3 +194,49 @@ fn tiled_attention_in_f16() {
     // OpCapability Float16 (capability 9) in the SPIR-V twin.
     assert!(t[0].1.spirv.windows(2).any(|w| w == [(2 << 16) | 17, 9]), "no Float16 capability");
 }
+
+#[test]
+fn a_threadgroup_never_stores_one_element_twice() {
+    let x = |v| Expr::Load { buf: 0, index: Index::new(0, &[(v, 1)]) };
+    let copy =
+        |var, index: Index, value| Stmt::For { var, extent: 64, body: vec![Stmt::Store { buf: 1, index, value }] };
+    let kernel =
+        |body| Kernel::new("k", vec![Buf::global("x", 64, Access::Read), Buf::global("y", 64, Access::Write)], 1, body);
+    // y[v] = x[v], then y[63 - v] = 2 x[v]: sequentially the second loop wins everywhere; split over
+    // threads, thread k's first store and thread 63-k's second would race.
+    let twice = kernel(vec![
+        copy(1, Index::new(0, &[(1, 1)]), x(1)),
+        copy(2, Index::new(63, &[(2, -1)]), Expr::binary(BinaryOp::Mul, x(2), Expr::Const(2.0))),
+    ]);
+    assert!(!sovc_target_metal::cooperative(&twice));
+    // One loop storing one element 64 times (the last wins sequentially).
+    let same = kernel(vec![copy(1, Index::new(0, &[]), x(1))]);
+    assert!(!sovc_target_metal::cooperative(&same));
+    // A row peeled at its borders: three stores, disjoint elements.
+    let one = |var, off| Stmt::For {
+        var,
+        extent: 1,
+        body: vec![Stmt::Store { buf: 1, index: Index::new(off, &[(var, 1)]), value: x(var) }],
+    };
+    let peeled = kernel(vec![
+        one(1, 0),
+        Stmt::For {
+            var: 2,
+            extent: 62,
+            body: vec![Stmt::Store { buf: 1, index: Index::new(1, &[(2, 1)]), value: x(2) }],
+        },
+        one(3, 63),
+    ]);
+    assert!(sovc_target_metal::cooperative(&peeled));
+    // A transpose row: one store, strides 16 and 1 over 16 x 16, injective.
+    let transpose = kernel(vec![Stmt::For {
+        var: 1,
+        extent: 4,
+        body: vec![Stmt::For {
+            var: 2,
+            extent: 16,
+            body: vec![Stmt::Store { buf: 1, index: Index::new(0, &[(1, 16), (2, 1)]), value: x(2) }],
+        }],
+    }]);
+    assert!(sovc_target_metal::cooperative(&transpose));
+}
