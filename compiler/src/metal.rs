@@ -48,7 +48,6 @@ pub fn build(g: &Graph, precision: sovc_target_metal::Precision) -> Result<Metal
             Ok((shaders, forms)) => {
                 for (s, t, bufs) in shaders {
                     let module = b.plan.modules.len();
-                    let workgroup_memory = s.workgroup_memory();
                     b.plan.modules.push(MetalModule {
                         kernel: gi,
                         name: s.name,
@@ -57,7 +56,6 @@ pub fn build(g: &Graph, precision: sovc_target_metal::Precision) -> Result<Metal
                         spirv_offset: b.spirv.len() as u64,
                         spirv_len: t.spirv.len() as u64,
                         workgroup: s.workgroup,
-                        workgroup_memory,
                         threadgroup_vars: s.workgroup_vars,
                     });
                     b.spirv.extend_from_slice(&t.spirv);
@@ -81,12 +79,12 @@ pub fn audit_lines(plan: &MetalPlan) -> std::collections::BTreeMap<usize, Vec<St
     for s in &plan.steps {
         if let MetalStep::Launch { kernel, module, threads, .. } = s {
             let m = &plan.modules[*module];
-            let (x, y) = sovc_target_metal::dispatch(*threads, m.workgroup);
+            let (x, y) = m.groups(*threads);
             out.entry(*kernel).or_default().push(format!(
                 "shader `{}`: {threads} threads in {x}x{y} threadgroups of {}, {} bytes of threadgroup memory, {} bytes of MSL, {} words of SPIR-V",
                 m.name,
                 m.workgroup,
-                m.workgroup_memory,
+                m.workgroup_memory(),
                 m.msl.len(),
                 m.spirv_len
             ));

@@ -33,9 +33,6 @@ pub struct MetalModule {
     /// Threads per workgroup (threadgroup) of its dispatches.
     #[serde(default = "sixty_four")]
     pub workgroup: u64,
-    /// Bytes of workgroup (threadgroup) memory it declares.
-    #[serde(default)]
-    pub workgroup_memory: u64,
     /// Bytes of each threadgroup variable in the order of the MSL entry point's `threadgroup`
     /// arguments (a Metal encoder sets their lengths by index).
     #[serde(default)]
@@ -51,6 +48,21 @@ impl MetalPlan {
     /// storage access): an f16 plan's contractions and tiled attention do.
     pub fn needs_f16(&self) -> bool {
         self.modules.iter().any(|m| m.wgsl.starts_with("enable f16;"))
+    }
+}
+
+impl MetalModule {
+    /// Bytes of threadgroup memory it declares.
+    pub fn workgroup_memory(&self) -> u64 {
+        self.threadgroup_vars.iter().sum()
+    }
+
+    /// Threadgroups to dispatch for `threads` threads, as (x, y): y > 1 past 65,535 of them (the shaders
+    /// number their groups `x + y·65,535`).
+    pub fn groups(&self, threads: u64) -> (u64, u64) {
+        let groups = threads.div_ceil(self.workgroup.max(1)).max(1);
+        let x = groups.min(65_535);
+        (x, groups.div_ceil(x))
     }
 }
 

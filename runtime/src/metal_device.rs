@@ -78,17 +78,16 @@ impl MetalModel {
         let sp = NonNull::new(sizes.as_ptr() as *mut c_void).ok_or_else(|| dev("no sizes"))?;
         // SAFETY: `sizes` is copied by Metal when encoded.
         unsafe { enc.setBytes_length_atIndex(sp, sizes.len().max(1) * 4, bufs.len()) };
-        for (i, &len) in self.plan.modules[module].threadgroup_vars.iter().enumerate() {
+        let m = &self.plan.modules[module];
+        for (i, &len) in m.threadgroup_vars.iter().enumerate() {
             // SAFETY: a length (rounded up to 16 bytes, as Metal requires) for the entry point's `i`-th
             // threadgroup argument.
             unsafe { enc.setThreadgroupMemoryLength_atIndex(len.next_multiple_of(16) as usize, i) };
         }
-        let wg = self.plan.modules[module].workgroup.max(1);
-        let groups = threads.div_ceil(wg).max(1);
-        let x = groups.min(65_535);
+        let (x, y) = m.groups(threads);
         enc.dispatchThreadgroups_threadsPerThreadgroup(
-            MTLSize { width: x as usize, height: groups.div_ceil(x) as usize, depth: 1 },
-            MTLSize { width: wg as usize, height: 1, depth: 1 },
+            MTLSize { width: x as usize, height: y as usize, depth: 1 },
+            MTLSize { width: m.workgroup.max(1) as usize, height: 1, depth: 1 },
         );
         enc.endEncoding();
         cb.commit();

@@ -106,28 +106,30 @@ pub struct VulkanModel {
     pub f16: bool,
 }
 
+/// The names of the features that are off.
+fn lacking(features: [(vk::Bool32, &'static str); 3]) -> Vec<&'static str> {
+    features.into_iter().filter(|f| f.0 == vk::FALSE).map(|f| f.1).collect()
+}
+
 /// The 16-bit float features `pd` lacks (empty when it has them all) and how to enable them, on an
 /// instance of API `api`.
 fn f16_support(instance: &ash::Instance, pd: vk::PhysicalDevice, api: u32) -> (Vec<&'static str>, F16) {
     // SAFETY: queries on a live physical device; the chained structs outlive the calls.
     unsafe {
         let version = instance.get_physical_device_properties(pd).api_version.min(api);
-        let mut missing = Vec::new();
         if version >= V1_2 {
             let mut v11 = vk::PhysicalDeviceVulkan11Features::default();
             let mut v12 = vk::PhysicalDeviceVulkan12Features::default();
             let mut f = vk::PhysicalDeviceFeatures2::default().push_next(&mut v11).push_next(&mut v12);
             instance.get_physical_device_features2(pd, &mut f);
-            for (ok, name) in [
-                (v11.storage_buffer16_bit_access, "storageBuffer16BitAccess"),
-                (v11.uniform_and_storage_buffer16_bit_access, "uniformAndStorageBuffer16BitAccess"),
-                (v12.shader_float16, "shaderFloat16"),
-            ] {
-                if ok == vk::FALSE {
-                    missing.push(name);
-                }
-            }
-            return (missing, F16::Core);
+            return (
+                lacking([
+                    (v11.storage_buffer16_bit_access, "storageBuffer16BitAccess"),
+                    (v11.uniform_and_storage_buffer16_bit_access, "uniformAndStorageBuffer16BitAccess"),
+                    (v12.shader_float16, "shaderFloat16"),
+                ]),
+                F16::Core,
+            );
         }
         if version < V1_1 {
             return (vec!["Vulkan 1.1 (16-bit storage)", "shaderFloat16"], F16::Khr);
@@ -144,22 +146,22 @@ fn f16_support(instance: &ash::Instance, pd: vk::PhysicalDevice, api: u32) -> (V
             f = f.push_next(&mut h16);
         }
         instance.get_physical_device_features2(pd, &mut f);
-        for (ok, name) in [
+        let missing = lacking([
             (s16.storage_buffer16_bit_access, "storageBuffer16BitAccess"),
             (s16.uniform_and_storage_buffer16_bit_access, "uniformAndStorageBuffer16BitAccess"),
             (h16.shader_float16, "shaderFloat16 (VK_KHR_shader_float16_int8)"),
-        ] {
-            if ok == vk::FALSE {
-                missing.push(name);
-            }
-        }
+        ]);
         (missing, F16::Khr)
     }
 }
 
-/// The launches of each stretch of consecutive `Launch` steps.
-fn stretches(steps: &[MetalStep]) -> impl Iterator<Item = &[MetalStep]> {
-    steps.split(|s| !matches!(s, MetalStep::Launch { .. })).filter(|s| !s.is_empty())
+fn is_launch(s: &MetalStep) -> bool {
+    matches!(s, MetalStep::Launch { .. })
+}
+
+/// The steps in runs: each stretch of consecutive launches together, each reference step alone.
+fn runs(steps: &[MetalStep]) -> impl Iterator<Item = &[MetalStep]> {
+    steps.chunk_by(|a, b| is_launch(a) && is_launch(b))
 }
 
 impl VulkanModel {
@@ -171,7 +173,7 @@ impl VulkanModel {
     ) -> Result<VulkanModel, RuntimeError> {
         let lens: Vec<usize> =
             graph.values.iter().map(|t| t.shape.as_consts().map_or(0, |s| s.iter().product())).collect();
-        check_plan(&graph, &plan)?;
+        let bindings = check_plan(&graph, &plan)?;
         // SAFETY: loading the Vulkan loader runs its initialization; it is the system's libvulkan.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| {
             RuntimeError::Device(format!(
@@ -188,7 +190,7 @@ impl VulkanModel {
                 .map_err(verr("create instance"))?;
         let needs = (
             plan.modules.iter().map(|m| m.workgroup).max().unwrap_or(1),
-            plan.modules.iter().map(|m| m.workgroup_memory).max().unwrap_or(0),
+            plan.modules.iter().map(|m| m.workgroup_memory()).max().unwrap_or(0),
         );
         let picked = Self::pick(&instance, api, plan.needs_f16(), needs);
         let (pd, queue_family, f16, device_name) = match picked {
@@ -256,20 +258,11 @@ impl VulkanModel {
             let words = spirv
                 .get(module.spirv_offset as usize..module.spirv_offset.saturating_add(module.spirv_len) as usize)
                 .ok_or_else(|| RuntimeError::Malformed(format!("shader `{}` lies outside metal.spv", module.name)))?;
-            let bindings = m
-                .plan
-                .steps
-                .iter()
-                .find_map(|s| match s {
-                    MetalStep::Launch { module, bufs, .. } if *module == k => Some(bufs.len() as u32),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            let p = m.pipeline(words, bindings)?;
+            let p = m.pipeline(words, bindings[k] as u32)?;
             m.pipelines.push(p);
         }
         let (mut sets, mut descriptors) = (1u32, 1u32);
-        for s in stretches(&m.plan.steps) {
+        for s in runs(&m.plan.steps).filter(|r| is_launch(&r[0])) {
             sets = sets.max(s.len() as u32);
             let n: usize = s.iter().map(|l| if let MetalStep::Launch { bufs, .. } = l { bufs.len() } else { 0 }).sum();
             descriptors = descriptors.max(n as u32);
@@ -589,10 +582,7 @@ impl VulkanModel {
                     d.cmd_pipeline_barrier(cb, compute, compute, vk::DependencyFlags::empty(), &between, &[], &[]);
                 }
                 let p = &self.pipelines[module];
-                let wg = self.plan.modules[module].workgroup.max(1);
-                let groups = threads.div_ceil(wg).max(1);
-                let x = groups.min(65_535);
-                let y = groups.div_ceil(x);
+                let (x, y) = self.plan.modules[module].groups(threads);
                 d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, p.pipeline);
                 d.cmd_bind_descriptor_sets(cb, vk::PipelineBindPoint::COMPUTE, p.layout, 0, &[set], &[]);
                 d.cmd_dispatch(cb, x as u32, y as u32, 1);
@@ -640,15 +630,9 @@ impl VulkanModel {
                 *f = Fresh::Host;
             }
         }
-        let steps = &self.plan.steps;
-        let mut i = 0;
-        while i < steps.len() {
-            match &steps[i] {
-                MetalStep::Launch { .. } => {
-                    let n = steps[i..].iter().take_while(|s| matches!(s, MetalStep::Launch { .. })).count();
-                    self.stretch(st, &vals, &steps[i..i + n])?;
-                    i += n;
-                }
+        for run in runs(&self.plan.steps) {
+            match &run[0] {
+                MetalStep::Launch { .. } => self.stretch(st, &vals, run)?,
                 MetalStep::Reference { nodes, .. } => {
                     for &n in nodes {
                         for v in &g.nodes[n].inputs {
@@ -661,7 +645,6 @@ impl VulkanModel {
                             st.fresh[v.index()] = Fresh::Host;
                         }
                     }
-                    i += 1;
                 }
             }
         }
@@ -673,8 +656,8 @@ impl VulkanModel {
 }
 
 /// Every launch's module, binding count and values, every reference step's nodes, in bounds; every
-/// value a launch touches has a known size.
-fn check_plan(g: &Graph, plan: &MetalPlan) -> Result<(), RuntimeError> {
+/// value a launch touches has a known size. Per module, its binding count (0 when never launched).
+fn check_plan(g: &Graph, plan: &MetalPlan) -> Result<Vec<usize>, RuntimeError> {
     let mut bindings: Vec<Option<usize>> = vec![None; plan.modules.len()];
     for s in &plan.steps {
         match s {
@@ -705,7 +688,7 @@ fn check_plan(g: &Graph, plan: &MetalPlan) -> Result<(), RuntimeError> {
             }
         }
     }
-    Ok(())
+    Ok(bindings.into_iter().map(|b| b.unwrap_or(0)).collect())
 }
 
 impl Drop for VulkanModel {

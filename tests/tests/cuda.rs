@@ -22,10 +22,8 @@ fn plan_for(m: &sovc_ir::Model, arch: &str) -> CudaPlan {
 fn plan_in(m: &sovc_ir::Model, arch: &str, precision: &str) -> CudaPlan {
     let opts = CompileOptions {
         target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
         cuda: sovc_compiler::compile::CudaOptions { arch: Some(arch.into()), precision: Some(precision.into()) },
-        metal: Default::default(),
+        ..Default::default()
     };
     let bytes = compile(m, &opts).unwrap_or_else(|e| panic!("compile for {arch}: {e}")).bytes;
     Artifact::from_bytes(&bytes).expect("artifact").cuda_plan().expect("plan parses").expect("a cuda plan")
@@ -141,10 +139,8 @@ fn cuda_targets_refuse_unknown_architectures_and_symbolic_shapes() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
     let opts = CompileOptions {
         target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
         cuda: sovc_compiler::compile::CudaOptions { arch: Some("sm_70".into()), precision: None },
-        metal: Default::default(),
+        ..Default::default()
     };
     let e = compile(&m, &opts).err().expect("refused").to_string();
     assert!(e.contains("unknown CUDA architecture `sm_70`"), "{e}");
@@ -152,13 +148,7 @@ fn cuda_targets_refuse_unknown_architectures_and_symbolic_shapes() {
 
 /// Runs `m` compiled for cuda on the PTX emulator and on the reference; the largest error per output.
 fn emu_vs_reference(m: &sovc_ir::Model, feeds: &std::collections::BTreeMap<String, sovc_ir::Tensor>) -> f64 {
-    let opts = CompileOptions {
-        target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
-        cuda: Default::default(),
-        metal: Default::default(),
-    };
+    let opts = CompileOptions { target: "cuda".into(), tensix: Default::default(), ..Default::default() };
     let a = Artifact::from_bytes(&compile(m, &opts).expect("compiles").bytes).expect("artifact");
     assert_eq!(sovc_runtime::Device::default_for(&a), sovc_runtime::Device::PtxEmu);
     let s = sovc_runtime::Session::new(&a, sovc_runtime::Device::PtxEmu).expect("session");
@@ -231,13 +221,7 @@ fn ptx_emu_catches_out_of_bounds_accesses_and_unknown_ptx() {
 #[test]
 fn the_cuda_device_runs_on_a_gpu_or_says_what_is_missing() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
-    let opts = CompileOptions {
-        target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
-        cuda: Default::default(),
-        metal: Default::default(),
-    };
+    let opts = CompileOptions { target: "cuda".into(), tensix: Default::default(), ..Default::default() };
     let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
     match sovc_runtime::Session::new(&a, sovc_runtime::Device::Cuda) {
         // A machine with the NVIDIA driver: the PTX runs on the GPU and matches the reference.
@@ -270,10 +254,8 @@ fn the_audit_shows_each_entry_with_its_ptxas_resources() {
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
     let opts = CompileOptions {
         target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
         cuda: sovc_compiler::compile::CudaOptions { arch: Some("sm_90".into()), precision: None },
-        metal: Default::default(),
+        ..Default::default()
     };
     let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
     let text = sovc_compiler::cli::audit_text(&a, &a.plan().expect("plan").expect("a plan"));
@@ -333,10 +315,8 @@ fn ptx_emu_catches_a_planted_missing_barrier() {
 fn cuda_options(precision: &str) -> CompileOptions {
     CompileOptions {
         target: "cuda".into(),
-        optimize: true,
-        tensix: Default::default(),
         cuda: sovc_compiler::compile::CudaOptions { arch: None, precision: Some(precision.into()) },
-        metal: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -75,7 +75,6 @@ fn every_real_model_compiles_to_shaders_whose_spirv_validates() {
             // One length per MSL `threadgroup` argument, for the Metal device to set by index.
             let args = m.msl.matches(", threadgroup ").count();
             assert_eq!(args, m.threadgroup_vars.len(), "{name}: `{}`", m.name);
-            assert_eq!(m.threadgroup_vars.iter().sum::<u64>(), m.workgroup_memory);
         }
         let host: Vec<&str> = plan
             .steps

@@ -63,13 +63,7 @@ fn inputs(m: &Model) -> BTreeMap<String, Tensor> {
 }
 
 fn run_on(m: &Model, target: &str, tensix: TensixOptions) -> (f64, f64, String) {
-    let opts = CompileOptions {
-        target: target.into(),
-        optimize: true,
-        tensix,
-        cuda: Default::default(),
-        metal: Default::default(),
-    };
+    let opts = CompileOptions { target: target.into(), tensix, ..Default::default() };
     let bytes = compile(m, &opts).unwrap_or_else(|e| panic!("compile: {e}")).bytes;
     let a = Artifact::from_bytes(&bytes).expect("artifact");
     let feeds = inputs(m);
@@ -136,13 +130,7 @@ fn matmul_with_epilogue_and_odd_shapes() {
 
 /// The plan of `m` compiled for blackhole with `tensix`.
 fn plan_of(m: &Model, tensix: TensixOptions) -> (Artifact, sovc_runtime::tensix::program::Plan) {
-    let opts = CompileOptions {
-        target: "blackhole".into(),
-        optimize: true,
-        tensix,
-        cuda: Default::default(),
-        metal: Default::default(),
-    };
+    let opts = CompileOptions { target: "blackhole".into(), tensix, ..Default::default() };
     let a =
         Artifact::from_bytes(&compile(m, &opts).unwrap_or_else(|e| panic!("compile: {e}")).bytes).expect("artifact");
     let s = a.sections.iter().find(|s| s.name == "tensix.plan").expect("plan section");
@@ -521,36 +509,18 @@ fn planted_l1_overflow_is_a_compile_error_with_the_uses() {
     std::fs::write(&path, serde_json::to_string(&desc).expect("json")).expect("write");
     let m = sovc_models::builtin::encoder_layer(16, 64, 4);
     let tensix = TensixOptions { system_desc: Some(path.to_string_lossy().into()), ..Default::default() };
-    let e = compile(
-        &m,
-        &CompileOptions {
-            target: "blackhole".into(),
-            optimize: true,
-            tensix,
-            cuda: Default::default(),
-            metal: Default::default(),
-        },
-    )
-    .err()
-    .expect("too big");
+    let e = compile(&m, &CompileOptions { target: "blackhole".into(), tensix, ..Default::default() })
+        .err()
+        .expect("too big");
     let e = e.to_string();
     eprintln!("{e}");
     assert!(e.contains("B of L1 per core") && e.contains("B over"), "{e}");
     assert!(e.contains("CB 0 (in0 (A"), "{e}");
     // A description of the other architecture is refused.
     let tensix = TensixOptions { system_desc: Some(path.to_string_lossy().into()), ..Default::default() };
-    let e = compile(
-        &m,
-        &CompileOptions {
-            target: "wormhole_b0".into(),
-            optimize: true,
-            tensix,
-            cuda: Default::default(),
-            metal: Default::default(),
-        },
-    )
-    .err()
-    .expect("arch");
+    let e = compile(&m, &CompileOptions { target: "wormhole_b0".into(), tensix, ..Default::default() })
+        .err()
+        .expect("arch");
     assert!(e.to_string().contains("describes a `blackhole` device"), "{e}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -587,13 +557,7 @@ fn every_real_model_compiles_for_blackhole_and_wormhole_and_matches_on_the_simul
         for (target, precision) in [("blackhole", "fp32"), ("wormhole_b0", "fp32"), ("blackhole", "bf16")] {
             let tensix = TensixOptions { precision: Some(precision.into()), ..Default::default() };
             let floor = if precision == "fp32" { 0.999 } else { floor };
-            let opts = CompileOptions {
-                target: target.into(),
-                optimize: true,
-                tensix,
-                cuda: Default::default(),
-                metal: Default::default(),
-            };
+            let opts = CompileOptions { target: target.into(), tensix, ..Default::default() };
             let a = Artifact::from_bytes(&compile(&m, &opts).unwrap_or_else(|e| panic!("{name}: {e}")).bytes)
                 .expect("artifact");
             let t = std::time::Instant::now();
@@ -680,13 +644,8 @@ fn emitted_projects_compile_against_the_pinned_api_headers() {
         models.push(("resnet18", sovc_models::load_model(&r18, &Default::default()).expect("imports")));
     }
     for (name, m) in models {
-        let opts = CompileOptions {
-            target: "blackhole".into(),
-            optimize: true,
-            tensix: TensixOptions::default(),
-            cuda: Default::default(),
-            metal: Default::default(),
-        };
+        let opts =
+            CompileOptions { target: "blackhole".into(), tensix: TensixOptions::default(), ..Default::default() };
         let a = Artifact::from_bytes(&compile(&m, &opts).expect("compiles").bytes).expect("artifact");
         let d = write_project(&a, name);
         let mut kernels: Vec<std::path::PathBuf> = std::fs::read_dir(d.join("kernels"))

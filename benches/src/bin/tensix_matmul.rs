@@ -43,13 +43,7 @@ fn main() {
         ("bf16, HiFi4, bf16 acc, no multicast", alone(TensixOptions { bf16_acc: true, ..Default::default() })),
     ];
     for (what, tensix) in configs {
-        let opts = CompileOptions {
-            target: arch.clone(),
-            optimize: true,
-            tensix,
-            cuda: Default::default(),
-            metal: Default::default(),
-        };
+        let opts = CompileOptions { target: arch.clone(), tensix, ..Default::default() };
         let bytes = match compile(&m, &opts) {
             Ok(c) => c.bytes,
             Err(e) => {

@@ -12,10 +12,9 @@
 //!
 //! Otherwise one thread per query row reads K and V from device memory, two passes over the keys.
 
-use crate::wgsl::{dispatch, f32c, Shader, W};
+use crate::wgsl::{f32c, Groups, Shader, W};
 use crate::Precision;
 use sovc_ir::kernel::Attention;
-use std::fmt::Write as _;
 
 /// Query rows per threadgroup of the tiled form.
 pub const ROWS: u64 = 32;
@@ -52,14 +51,8 @@ fn tiled(at: &Attention, name: &str, precision: Precision) -> Shader {
     let kt = key_tile(at);
     let row_tiles = sq.div_ceil(ROWS);
     let blocks = at.heads * row_tiles;
-    let (x, _) = dispatch(blocks * ROWS, ROWS);
-    let e = precision.wgsl();
     let ninf = f32c(f32::NEG_INFINITY);
     let mut w = W::new(Vec::new());
-    w.line(&format!("let blk = i32(wid.x + wid.y * {x});"));
-    w.line(&format!("if (blk >= {blocks}) {{"));
-    w.line("    return;");
-    w.line("}");
     w.line(&format!("let h = blk / {row_tiles};"));
     w.line(&format!("let i = (blk % {row_tiles}) * {ROWS} + i32(lid);"));
     w.line(&format!("let live = i < {sq};"));
@@ -117,24 +110,13 @@ fn tiled(at: &Attention, name: &str, precision: Precision) -> Shader {
     w.line("if (live) {");
     w.line(&format!("    for (var c: i32 = 0; c < {dv}; c++) {{ b{}[t * {dv} + c] = o[c] / l; }}", at.o));
     w.line("}");
-    let mut s = precision.enable();
-    s += &crate::wgsl::buffers(at.bufs.len());
-    let _ = writeln!(
-        s,
-        "var<workgroup> sk: array<{e}, {}>;\nvar<workgroup> sv: array<{e}, {}>;\n\n@compute @workgroup_size({ROWS})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{",
-        kt * d,
-        kt * dv
-    );
-    s.push_str(&w.body);
-    s.push_str("}\n");
-    Shader {
-        name: name.to_string(),
-        wgsl: s,
-        threads: blocks * ROWS,
-        bufs: at.bufs.len(),
+    let groups = Groups {
         workgroup: ROWS,
-        workgroup_vars: vec![kt * d * precision.bytes(), kt * dv * precision.bytes()],
-    }
+        groups: blocks,
+        index: "blk",
+        shared: vec![("sk", precision, kt * d), ("sv", precision, kt * dv)],
+    };
+    groups.shader(name, at.bufs.len(), "", &[], &w.body)
 }
 
 /// One thread per query row, K and V from device memory (rows too long for private arrays).

@@ -7,7 +7,7 @@
 //! fused: the thread applies it to its accumulator before the one store; any other epilogue is a
 //! second shader over C's rows.
 
-use crate::wgsl::{buffers, dispatch, f32c, lets_of, loop_kernel, same_index, Shader, W};
+use crate::wgsl::{f32c, lets_of, loop_kernel, same_index, Groups, Shader, W};
 use crate::Precision;
 use sovc_ir::kernel::{Expr, Gemm, Index, Kernel, Operand, Stmt};
 use std::fmt::Write as _;
@@ -103,15 +103,7 @@ pub fn shaders(gm: &Gemm, name: &str, precision: Precision) -> Result<Vec<Shader
 fn gemm(gm: &Gemm, name: &str, precision: Precision, epilogue: Option<&(u32, Vec<Stmt>)>) -> Result<Shader, String> {
     let (mt, nt, kt) = (gm.m.div_ceil(TILE), gm.n.div_ceil(TILE), gm.k.div_ceil(TILE));
     let blocks = gm.batch * gm.groups * mt * nt;
-    let wg = TILE * TILE;
-    let (x, _) = dispatch(blocks * wg, wg);
-    let ty_name = precision.wgsl();
     let mut w = W::new(Vec::new());
-    // Whole workgroups past the last tile return together (uniform control flow for the barriers).
-    w.line(&format!("let blk = i32(wid.x + wid.y * {x});"));
-    w.line(&format!("if (blk >= {blocks}) {{"));
-    w.line("    return;");
-    w.line("}");
     w.line(&format!("let jt = blk % {nt};"));
     w.line(&format!("let it = (blk / {nt}) % {mt};"));
     w.line(&format!("let g = (blk / {}) % {};", nt * mt, gm.groups));
@@ -168,24 +160,11 @@ fn gemm(gm: &Gemm, name: &str, precision: Precision, epilogue: Option<&(u32, Vec
     w.line(&format!("b{}[{}] = acc;", gm.c.buf, operand(&gm.c, "i", Some("j"))));
     w.depth -= 1;
     w.line("}");
-    let mut s = precision.enable();
-    s += &buffers(gm.bufs.len());
-    let _ = writeln!(
-        s,
-        "var<workgroup> sa: array<{ty_name}, {n}>;\nvar<workgroup> sb: array<{ty_name}, {n}>;\n\n@compute @workgroup_size({wg})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{",
-        n = TILE * TILE
-    );
-    for id in lets {
-        let _ = writeln!(s, "    var l{id}: f32;");
-    }
-    s.push_str(&w.body);
-    s.push_str("}\n");
-    Ok(Shader {
-        name: name.to_string(),
-        wgsl: s,
-        threads: blocks * wg,
-        bufs: gm.bufs.len(),
-        workgroup: wg,
-        workgroup_vars: vec![TILE * TILE * precision.bytes(); 2],
-    })
+    let groups = Groups {
+        workgroup: TILE * TILE,
+        groups: blocks,
+        index: "blk",
+        shared: vec![("sa", precision, TILE * TILE), ("sb", precision, TILE * TILE)],
+    };
+    Ok(groups.shader(name, gm.bufs.len(), "", &lets, &w.body))
 }

@@ -9,7 +9,7 @@ pub mod attention;
 pub mod gemm;
 pub mod wgsl;
 
-pub use wgsl::{cooperative, dispatch, shaders, Shader, GROUP, WORKGROUP};
+pub use wgsl::{cooperative, shaders, Shader, GROUP, WORKGROUP};
 
 /// The element type contractions and attention stage their operands in (threadgroup memory); every
 /// storage buffer, accumulator and loop kernel stays f32.

@@ -249,10 +249,8 @@ impl W {
     }
 
     pub fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
-        if self.coop {
-            return self.cooperative_stmt(s);
-        }
         match s {
+            Stmt::For { var, extent, body } if self.coop => self.cooperative_for(*var, *extent, body),
             Stmt::For { var, extent, body } => self.for_loop(*var, *extent, &mut |w| {
                 for s in body {
                     w.stmt(s)?;
@@ -267,7 +265,12 @@ impl W {
             Stmt::Store { buf, index, value } => {
                 let v = self.expr(value)?;
                 let i = self.index(index)?;
-                self.line(&format!("b{buf}[{i}] = {v};"));
+                // At the top level of a cooperative kernel every thread has the value; thread 0 stores it.
+                if self.coop {
+                    self.line(&format!("if (tl == 0) {{ b{buf}[{i}] = {v}; }}"));
+                } else {
+                    self.line(&format!("b{buf}[{i}] = {v};"));
+                }
                 Ok(())
             }
             Stmt::Barrier => Err("a kernel with a barrier (groups of threads) is not written for metal yet".into()),
@@ -316,54 +319,37 @@ impl W {
         Ok(r)
     }
 
-    /// A top-level statement of a cooperative kernel.
-    fn cooperative_stmt(&mut self, s: &Stmt) -> Result<(), String> {
-        match s {
-            Stmt::For { var, extent, body } => {
-                // The perfect nest under this loop becomes one loop over its items, split over the
-                // threads; a nest of fewer items than half a group whose body is loops again is run by
-                // every thread in step, and the loops inside are split instead.
-                let mut nest = vec![(*var, *extent)];
-                let mut inner_body = body;
-                while let [Stmt::For { var, extent, body }] = inner_body.as_slice() {
-                    nest.push((*var, *extent));
-                    inner_body = body;
-                }
-                let items: u64 = nest.iter().map(|n| n.1).product();
-                if items < GROUP / 2 && inner_body.iter().all(|s| matches!(s, Stmt::For { .. })) {
-                    return self.for_loop(*var, *extent, &mut |w| body.iter().try_for_each(|s| w.stmt(s)));
-                }
-                let f = self.fresh();
-                self.line(&format!("for (var {f}: i32 = tl; {f} < {items}; {f} += {GROUP}) {{"));
-                self.depth += 1;
-                let mut inner = 1;
-                for &(var, extent) in nest.iter().rev() {
-                    self.line(&format!("let v{var} = ({f} / {inner}) % {extent};"));
-                    inner *= extent;
-                }
-                self.coop = false;
-                self.vars.extend(nest.iter().map(|n| n.0));
-                let r = inner_body.iter().try_for_each(|s| self.stmt(s));
-                self.vars.truncate(self.vars.len() - nest.len());
-                self.coop = true;
-                r?;
-                self.depth -= 1;
-                self.line("}");
-                Ok(())
-            }
-            Stmt::Let { id, value } => {
-                let v = self.expr(value)?;
-                self.line(&format!("l{id} = {v};"));
-                Ok(())
-            }
-            Stmt::Store { buf, index, value } => {
-                let v = self.expr(value)?;
-                let i = self.index(index)?;
-                self.line(&format!("if (tl == 0) {{ b{buf}[{i}] = {v}; }}"));
-                Ok(())
-            }
-            Stmt::Barrier => Err("a kernel with a barrier (groups of threads) is not written for metal yet".into()),
+    /// A top-level loop of a cooperative kernel: the perfect nest under it becomes one loop over its
+    /// items, split over the threads; a nest of fewer items than half a group whose body is loops again
+    /// is run by every thread in step, and the loops inside are split instead.
+    fn cooperative_for(&mut self, var: Var, extent: u64, body: &[Stmt]) -> Result<(), String> {
+        let mut nest = vec![(var, extent)];
+        let mut inner_body = body;
+        while let [Stmt::For { var, extent, body }] = inner_body {
+            nest.push((*var, *extent));
+            inner_body = body;
         }
+        let items: u64 = nest.iter().map(|n| n.1).product();
+        if items < GROUP / 2 && inner_body.iter().all(|s| matches!(s, Stmt::For { .. })) {
+            return self.for_loop(var, extent, &mut |w| body.iter().try_for_each(|s| w.stmt(s)));
+        }
+        let f = self.fresh();
+        self.line(&format!("for (var {f}: i32 = tl; {f} < {items}; {f} += {GROUP}) {{"));
+        self.depth += 1;
+        let mut inner = 1;
+        for &(var, extent) in nest.iter().rev() {
+            self.line(&format!("let v{var} = ({f} / {inner}) % {extent};"));
+            inner *= extent;
+        }
+        self.coop = false;
+        self.vars.extend(nest.iter().map(|n| n.0));
+        let r = inner_body.iter().try_for_each(|s| self.stmt(s));
+        self.vars.truncate(self.vars.len() - nest.len());
+        self.coop = true;
+        r?;
+        self.depth -= 1;
+        self.line("}");
+        Ok(())
     }
 }
 
@@ -538,29 +524,59 @@ pub(crate) fn loop_kernel(k: &Kernel, name: &str) -> Result<Shader, String> {
     for s in &k.body {
         w.stmt(s).map_err(|e| format!("kernel `{}`: {e}", k.name))?;
     }
-    let (x, _) = dispatch(k.extent * GROUP, GROUP);
-    let mut s = buffers(k.bufs.len());
-    if w.reduced {
-        let _ = writeln!(s, "var<workgroup> red: array<f32, {GROUP}>;");
-    }
-    let _ = writeln!(
-        s,
-        "\n@compute @workgroup_size({GROUP})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let v0 = i32(wid.x + wid.y * {x});\n    if (v0 >= {}) {{\n        return;\n    }}\n    let tl = i32(lid);",
-        k.extent
-    );
-    for id in &lets {
-        let _ = writeln!(s, "    var l{id}: f32;");
-    }
-    s.push_str(&w.body);
-    s.push_str("}\n");
-    Ok(Shader {
-        name: name.to_string(),
-        wgsl: s,
-        threads: k.extent * GROUP,
-        bufs: k.bufs.len(),
+    let groups = Groups {
         workgroup: GROUP,
-        workgroup_vars: if w.reduced { vec![GROUP * 4] } else { Vec::new() },
-    })
+        groups: k.extent,
+        index: "v0",
+        shared: if w.reduced { vec![("red", Precision::F32, GROUP)] } else { Vec::new() },
+    };
+    Ok(groups.shader(name, k.bufs.len(), "let tl = i32(lid);", &lets, &w.body))
+}
+
+/// How a shader whose threads work in groups is launched: `groups` threadgroups of `workgroup` threads
+/// (2-D past 65,535 groups), the group's number known to the body as `index`, and its threadgroup
+/// arrays (name, element type, length).
+pub(crate) struct Groups<'a> {
+    pub workgroup: u64,
+    pub groups: u64,
+    pub index: &'a str,
+    pub shared: Vec<(&'a str, Precision, u64)>,
+}
+
+impl Groups<'_> {
+    /// The whole shader: `enable f16;` when an array is f16, the buffers, the arrays, the entry point;
+    /// groups past the last return together (so the body's barriers stay in uniform control flow),
+    /// then `prologue`, the `lets` as f32 variables, and `body`.
+    pub(crate) fn shader(&self, name: &str, bufs: usize, prologue: &str, lets: &[u32], body: &str) -> Shader {
+        let f16 = self.shared.iter().any(|a| a.1 == Precision::F16);
+        let mut s = if f16 { Precision::F16.enable() } else { String::new() };
+        s += &buffers(bufs);
+        for (array, ty, len) in &self.shared {
+            let _ = writeln!(s, "var<workgroup> {array}: array<{}, {len}>;", ty.wgsl());
+        }
+        let (x, _) = dispatch(self.groups * self.workgroup, self.workgroup);
+        let (wg, i, n) = (self.workgroup, self.index, self.groups);
+        let _ = writeln!(
+            s,
+            "\n@compute @workgroup_size({wg})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{\n    let {i} = i32(wid.x + wid.y * {x});\n    if ({i} >= {n}) {{\n        return;\n    }}"
+        );
+        if !prologue.is_empty() {
+            let _ = writeln!(s, "    {prologue}");
+        }
+        for id in lets {
+            let _ = writeln!(s, "    var l{id}: f32;");
+        }
+        s.push_str(body);
+        s.push_str("}\n");
+        Shader {
+            name: name.to_string(),
+            wgsl: s,
+            threads: self.groups * self.workgroup,
+            bufs,
+            workgroup: self.workgroup,
+            workgroup_vars: self.shared.iter().map(|(_, ty, len)| len * ty.bytes()).collect(),
+        }
+    }
 }
 
 /// The storage buffer declarations of a shader over `n` buffers.
